@@ -1,0 +1,1 @@
+"""The leechcodec command-line interface (click)."""

@@ -1,0 +1,134 @@
+"""Shared pieces of the CLI: error mapping, safe input/output, common options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import click
+
+import leechcodec
+from leechcodec.errors import LeechError, LeechWarning
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"leechcodec: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn):
+    """Map LeechError → its exit code, anything unexpected → 70; one line, no traceback.
+
+    Set LEECHCODEC_DEBUG=1 to get the traceback of an unexpected error.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        def show_warning(message, category, *rest, **kw):
+            if issubclass(category, LeechWarning):
+                click.echo(f"leechcodec: warning: {message}", err=True)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", LeechWarning)
+            warnings.showwarning = show_warning
+            try:
+                return fn(*args, **kwargs)
+            except LeechError as e:
+                _fail(str(e), e.exit_code)
+            except KeyboardInterrupt:
+                _fail("interrupted", EXIT_INTERRUPTED)
+            except click.exceptions.ClickException:
+                raise
+            except Exception as e:  # noqa: BLE001 - the CLI promises no tracebacks
+                if os.environ.get("LEECHCODEC_DEBUG"):
+                    raise
+                _fail(f"internal error: {e.__class__.__name__}: {e} (LEECHCODEC_DEBUG=1 shows details)", EXIT_INTERNAL)
+
+    return wrapper
+
+
+def read_input(path: str) -> bytes:
+    """Bytes of a file, or of stdin for '-'."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise leechcodec.InputImageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise leechcodec.InputImageError(f"{path} is a directory") from None
+    except OSError as e:
+        raise leechcodec.InputImageError(f"cannot read {path}: {e.strerror}") from None
+
+
+class OutputError(LeechError):
+    """The output cannot be written (exists without --force, directory missing, …)."""
+
+    exit_code = 8
+
+
+def check_output(path: str, force: bool) -> None:
+    """Fail early (before any work) if ``path`` cannot be written."""
+    if path == "-":
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{path} is a directory")
+    if p.exists() and not force:
+        raise OutputError(f"{path} exists (use --force to overwrite)")
+    if not p.parent.resolve().is_dir():
+        raise OutputError(f"directory {p.parent} does not exist")
+
+
+def write_output(path: str, writer) -> None:
+    """Call ``writer(binary_file)`` on a temp file beside ``path``, then rename it into place.
+
+    A failure leaves no partial file and never touches an existing ``path``.
+    """
+    if path == "-":
+        writer(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+        os.replace(tmp, p)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_model(path: str | None, device: str):
+    from models.io import load_weights
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise leechcodec.LeechError("--device cuda: no CUDA device is available")
+    return load_weights(path, device=device)
+
+
+model_option = click.option(
+    "--model", "model_path", type=click.Path(dir_okay=False), default=None,
+    help="Tokenizer weights (.safetensors). Default: the bundled model.",
+)  # fmt: skip
+device_option = click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the network runs."
+)
+force_option = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(min=1), default=leechcodec.DEFAULT_MAX_PIXELS, show_default=True,
+    help="Refuse images with more pixels than this (a guard against decompression bombs).",
+)  # fmt: skip

@@ -1,0 +1,98 @@
+"""`leechcodec train` and `leechcodec export`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import OutputError, check_output, force_option, handle_errors
+
+
+@click.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
+@click.option("--preset", default="small", show_default=True, help="Model size preset: tiny, small, medium or base.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of model config fields (overrides --preset).")
+@click.option("--crop", default=256, show_default=True, help="Training crop size in pixels (a multiple of 8).")
+@click.option("--batch", default=8, show_default=True, help="Crops per step (per process under torchrun).")
+@click.option("--steps", default=20_000, show_default=True, help="Total optimizer steps (the cosine schedule ends here).")
+@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--min-lr", default=1e-5, show_default=True, help="Learning rate at the end of the cosine.")
+@click.option("--warmup", default=200, show_default=True, help="Linear warmup steps.")
+@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option("--clip", default=1.0, show_default=True, help="Gradient-norm clipping.")
+@click.option("--ema", default=0.999, show_default=True, help="EMA decay of the weights that get exported.")
+@click.option("--msssim-weight", default=0.0, show_default=True, help="Add w·(1−MS-SSIM) to the ℓ1 loss (off by default).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--ckpt-minutes", default=5.0, show_default=True, help="Save the full training state this often.")
+@click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Images for periodic validation (centre crops), e.g. Kodak.")
+@click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
+@click.option("--max-minutes", type=float, help="Stop (with a checkpoint) after this many minutes; resume later.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (worth it on a GPU).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False), help="Start from these release weights (same preset).")
+@click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
+          msssim_weight, seed, ckpt_minutes, val_dir, val_every, max_minutes, device, use_compile, resume,
+          init_weights, threads, quiet):  # fmt: skip
+    """Train the ViT tokenizer on the images under DATA (folders searched recursively).
+
+    ℓ1 loss on random crops with flips, AdamW with warmup + cosine, gradient
+    clipping, EMA weights, bf16 autocast on GPU. The full state is checkpointed to
+    OUT/checkpoint.safetensors every --ckpt-minutes; --resume continues exactly.
+    Runs unchanged under `torchrun --nproc_per_node N`.
+
+    \b
+    Examples:
+      leechcodec train ../shared/data/train --out runs/a --val-dir ../shared/data/kodak
+      leechcodec train ../shared/data/train --out runs/a --resume --max-minutes 9
+      leechcodec export runs/a/checkpoint.safetensors -o my-model.safetensors
+    """
+    import torch
+
+    from models.train import TrainConfig, TrainError
+    from models.train import train as run
+
+    if threads:
+        torch.set_num_threads(threads)
+    if crop % 8:
+        raise TrainError(f"--crop {crop} is not a multiple of 8")
+    model_config = None
+    if config_file:
+        try:
+            model_config = json.loads(Path(config_file).read_text())
+        except (OSError, ValueError) as e:
+            raise TrainError(f"cannot read --config {config_file}: {e}") from None
+    cfg = TrainConfig(
+        data=tuple(data), out=out, preset=preset, model_config=model_config, crop=crop, batch=batch,
+        steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
+        msssim_weight=msssim_weight, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
+        val_every=val_every, max_minutes=max_minutes, device=device, compile=use_compile,
+    )  # fmt: skip
+    stats = run(cfg, resume=resume, init_weights=init_weights, progress=not quiet)
+    click.echo(f"step {stats['step']}: checkpoint in {Path(out) / 'checkpoint.safetensors'}", err=True)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, help="Release weights to write (.safetensors).")
+@force_option
+@handle_errors
+def export(checkpoint, output, force):
+    """Write the EMA weights of a training CHECKPOINT as release weights (fp16 safetensors).
+
+    \b
+    Example:  leechcodec export runs/a/checkpoint.safetensors -o leech-small.safetensors
+    """
+    from models.train import export_checkpoint
+
+    if output == "-":
+        raise OutputError("export needs a file name, not '-'")
+    check_output(output, force)
+    mid = export_checkpoint(checkpoint, output)
+    click.echo(f"{output}: model id {mid.hex()}", err=True)

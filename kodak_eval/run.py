@@ -1,0 +1,261 @@
+"""Benchmark orchestration: every codec over every image, averaged per sweep point, then reported.
+
+Data flow::
+
+    image paths ──► classical: Pillow encode → bytes → decode   (per image × codec; ProcessPool when jobs > 1)
+                └─► leechcodec.encode → .lq bytes → leechcodec.decode   (per image × coder, in this process)
+        each: bpp = 8·len(bytes)/(W·H), PSNR/MS-SSIM vs the original, encode/decode seconds
+    ──► mean over images per sweep point ──► entries ──► kodak.json, kodak.png, Markdown table
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+import leechcodec
+from leechcodec.errors import InputImageError
+
+from .codecs import CLASSICAL
+from .metrics import ms_ssim_rgb, psnr_rgb
+from .report import OURS_PREFIX, markdown_table, plot_rd, write_json
+
+ALL_CODECS = (*CLASSICAL, "leechcodec")
+
+
+class Point(NamedTuple):
+    """Measurements for one image at one sweep point."""
+
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    encoding_time: float  # seconds
+    decoding_time: float  # seconds
+
+
+def available_coders() -> tuple[str, ...]:
+    """The entropy coders leechcodec offers (``leechcodec.CODERS`` when defined, else ``("fixed",)``)."""
+    return tuple(getattr(leechcodec, "CODERS", ("fixed",)))
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Read an image file as fully loaded 8-bit RGB.
+
+    Raises:
+        InputImageError: the file cannot be read as an image.
+    """
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise InputImageError(f"cannot read {path}: {e}") from None
+
+
+def _point(ref: np.ndarray, nbytes: int, decoded: Image.Image, t_enc: float, t_dec: float) -> Point:
+    test = np.asarray(decoded.convert("RGB"))
+    h, w = ref.shape[:2]
+    return Point(8.0 * nbytes / (w * h), psnr_rgb(ref, test), ms_ssim_rgb(ref, test), t_enc, t_dec)
+
+
+def measure_classical(path: str | os.PathLike, codec: str, values: Sequence[int]) -> list[Point]:
+    """Encode and decode one image with a Pillow codec at each sweep value.
+
+    Args:
+        path: image file.
+        codec: key of ``CLASSICAL``.
+        values: sweep values (quality or compression ratio).
+    """
+    c = CLASSICAL[codec]
+    image = load_rgb(path)
+    ref = np.asarray(image)
+    points = []
+    for v in values:
+        t0 = time.perf_counter()
+        data = c.encode(image, v)
+        t1 = time.perf_counter()
+        decoded = c.decode(data)
+        t2 = time.perf_counter()
+        points.append(_point(ref, len(data), decoded, t1 - t0, t2 - t1))
+    return points
+
+
+def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu") -> Point:
+    """One image through ``leechcodec.encode``/``leechcodec.decode`` — the same path as the CLI.
+
+    Args:
+        image: RGB image.
+        model: a loaded tokenizer (``models.io.load_weights``).
+        coder: entropy coder name.
+        device: torch device.
+    """
+    t0 = time.perf_counter()
+    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False)
+    t1 = time.perf_counter()
+    decoded = leechcodec.decode(data, model, device=device, progress=False)
+    t2 = time.perf_counter()
+    return _point(np.asarray(image), len(data), decoded, t1 - t0, t2 - t1)
+
+
+def _entry(name: str, description: str, per_image: list[list[Point]]) -> dict:
+    """Average ``per_image[i][k]`` (image i, sweep point k) over images into a CompressAI-style entry."""
+    arr = np.asarray(per_image, dtype=np.float64)  # (images, points, 5)
+    means = arr.mean(axis=0)  # (points, 5)
+    keys = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+    return {"name": name, "description": description, "results": {k: [float(v) for v in means[:, j]] for j, k in enumerate(keys)}}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def evaluate(
+    paths: Sequence[str | os.PathLike],
+    *,
+    codecs: Sequence[str] = ALL_CODECS,
+    sweeps: dict[str, Sequence[int]] | None = None,
+    model=None,
+    coders: Sequence[str] = ("fixed",),
+    device: str = "cpu",
+    jobs: int = 1,
+    progress: bool | None = None,
+    set_name: str = "images",
+) -> tuple[list[dict], list[str]]:
+    """Run every requested codec over every image and average per sweep point.
+
+    Args:
+        paths: the images.
+        codecs: any of ``ALL_CODECS``; classical codecs Pillow lacks are skipped with a note.
+        sweeps: per-codec sweep values overriding the defaults in ``CLASSICAL``.
+        model: loaded tokenizer, required when "leechcodec" is in ``codecs``.
+        coders: leechcodec entropy coders to run, one entry each.
+        device: torch device for leechcodec.
+        jobs: worker processes for the classical encodes (1: in this process).
+        progress: tqdm bar over images × codecs (None: only on a terminal).
+        set_name: image set name for the descriptions.
+
+    Returns:
+        (entries, notes): one CompressAI-style entry per codec (and per coder), and skip notes.
+    """
+    unknown = [c for c in codecs if c not in ALL_CODECS]
+    if unknown:
+        raise ValueError(f"unknown codec(s) {unknown}; choose from {list(ALL_CODECS)}")
+    bad = [c for c in coders if c not in available_coders()]
+    if bad:
+        raise ValueError(f"unknown coder(s) {bad}; leechcodec offers {list(available_coders())}")
+    if "leechcodec" in codecs and model is None:
+        raise ValueError("codec 'leechcodec' needs a model")
+    sweeps = dict(sweeps or {})
+    notes = []
+    classical = []
+    for name in codecs:
+        if name in CLASSICAL:
+            if CLASSICAL[name].available():
+                classical.append(name)
+            else:
+                notes.append(f"skipped {CLASSICAL[name].label}: this Pillow build has no '{CLASSICAL[name].feature}' support")
+    run_coders = list(coders) if "leechcodec" in codecs else []
+    paths = [Path(p) for p in paths]
+    n = len(paths)
+    common = (
+        f"; {n} images ({set_name}); PSNR on 8-bit RGB per image, then averaged; MS-SSIM (pytorch-msssim, "
+        f"data_range=255) per image, then averaged; bpp from real byte counts, per image then averaged; "
+        f"times in seconds per image"
+    )
+    if jobs > 1:
+        common += f" (classical codecs timed while {jobs} worker processes shared the CPU)"
+    entries = []
+    bar = tqdm(total=n * (len(classical) + len(run_coders)), desc=f"bench {set_name}", unit="img×codec",
+               disable=None if progress is None else not progress)
+    with bar:
+        per_codec: dict[str, list] = {c: [None] * n for c in classical}
+        tasks = [(i, c, tuple(sweeps.get(c, CLASSICAL[c].sweep))) for c in classical for i in range(n)]
+        if jobs > 1 and tasks:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+                futures = {pool.submit(measure_classical, paths[i], c, v): (i, c) for i, c, v in tasks}
+                for fut in as_completed(futures):
+                    i, c = futures[fut]
+                    per_codec[c][i] = fut.result()
+                    bar.update()
+        else:
+            for i, c, v in tasks:
+                per_codec[c][i] = measure_classical(paths[i], c, v)
+                bar.update()
+        for c in classical:
+            values = tuple(sweeps.get(c, CLASSICAL[c].sweep))
+            entries.append(_entry(CLASSICAL[c].label, CLASSICAL[c].describe(values) + common, per_codec[c]))
+        if run_coders:
+            images = [load_rgb(p) for p in paths]
+            cfg_name = getattr(getattr(model, "cfg", None), "name", "model")
+            model_id = getattr(model, "model_id", b"")
+            for coder in run_coders:
+                per_image = []
+                for image in images:
+                    per_image.append([measure_leechcodec(image, model, coder, device)])
+                    bar.update()
+                desc = (
+                    f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}; real .lq "
+                    f"bytes through leechcodec.encode/decode (the CLI's code path)"
+                )
+                entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
+    return entries, notes
+
+
+def write_report(
+    entries: list[dict], output_dir: str | os.PathLike, stem: str, title: str
+) -> tuple[Path, Path, str]:
+    """Write ``<stem>.json`` and ``<stem>.png`` into ``output_dir`` and build the Markdown table.
+
+    Args:
+        entries: results of ``evaluate``.
+        output_dir: created if missing.
+        stem: file name stem ("kodak", "holdout").
+        title: plot and table heading.
+
+    Returns:
+        (json path, png path, Markdown table).
+    """
+    out = Path(output_dir)
+    json_path = write_json(entries, out / f"{stem}.json")
+    png_path = plot_rd(entries, out / f"{stem}.png", title)
+    return json_path, png_path, markdown_table(entries, title)
+
+
+def benchmark(
+    paths: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    stem: str,
+    title: str,
+    echo: Callable[[str], None] = print,
+    **kwargs,
+) -> list[dict]:
+    """``evaluate`` then ``write_report``; prints notes and the table with ``echo``.
+
+    Args:
+        paths: the images.
+        output_dir: where ``<stem>.json`` and ``<stem>.png`` go.
+        stem: output file stem.
+        title: heading for the plot and table.
+        echo: where text goes.
+        **kwargs: passed to ``evaluate``.
+    """
+    entries, notes = evaluate(paths, set_name=stem, **kwargs)
+    for note in notes:
+        echo(f"note: {note}")
+    json_path, png_path, table = write_report(entries, output_dir, stem, title)
+    echo(table)
+    echo(f"\nwrote {json_path} and {png_path}")
+    return entries
+

@@ -1,0 +1,139 @@
+"""Image ⇄ .lq bytes, one small step at a time.
+
+    image ─prepare→ (H, W, 3) uint8 ─tile→ (T, 3, 256, 256) ─analysis+nearest→ (T, 1024) indices
+          ─coder→ payload ─container.pack→ bytes
+
+and back. The model is any object with ``analysis``, ``synthesis``, ``model_id`` (8 bytes),
+``tile`` and ``patch``; the library never imports a particular network.
+
+Padding rule: an image whose sides are not multiples of the tile is padded on the right and
+bottom by replicating its last column/row; decode crops the padding away exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from . import coders, container, lattice
+from .container import DEFAULT_MAX_PIXELS, Header
+from .errors import FormatError, ModelMismatchError
+from .image_io import read_image, to_rgb_array
+from .quantizer import normalize
+
+TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
+
+
+def tile_image(rgb: np.ndarray, tile: int) -> np.ndarray:
+    """(H, W, 3) uint8 → (T, 3, tile, tile) uint8, row-major tiles, edge-padded."""
+    h, w, _ = rgb.shape
+    tx, ty = container.tile_grid(w, h, tile)
+    padded = np.pad(rgb, ((0, ty * tile - h), (0, tx * tile - w), (0, 0)), mode="edge")
+    tiles = padded.reshape(ty, tile, tx, tile, 3).transpose(0, 2, 4, 1, 3)
+    return np.ascontiguousarray(tiles.reshape(ty * tx, 3, tile, tile))
+
+
+def untile_image(tiles: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Inverse of ``tile_image``: (T, 3, tile, tile) → (height, width, 3), padding cropped."""
+    tile = tiles.shape[-1]
+    tx, ty = container.tile_grid(width, height, tile)
+    full = tiles.reshape(ty, tx, 3, tile, tile).transpose(0, 3, 1, 4, 2).reshape(ty * tile, tx * tile, 3)
+    return np.ascontiguousarray(full[:height, :width])
+
+
+def _batches(n: int, progress: bool, desc: str):
+    starts = range(0, n, TILE_BATCH)
+    bar = tqdm(total=n, desc=desc, unit="tile", disable=not progress or n <= TILE_BATCH, leave=False)
+    for s in starts:
+        yield slice(s, min(n, s + TILE_BATCH))
+        bar.update(min(n, s + TILE_BATCH) - s)
+    bar.close()
+
+
+@torch.inference_mode()
+def tiles_to_indices(model, tiles: np.ndarray, device: str = "cpu", progress: bool = False) -> np.ndarray:
+    """(T, 3, tile, tile) uint8 → (T, tokens) int64 codeword indices (raster order per tile)."""
+    out = []
+    for sl in _batches(len(tiles), progress, "encode"):
+        x = torch.from_numpy(tiles[sl]).to(device).float().div_(255.0)
+        y = normalize(model.analysis(x).float())  # (B, h, w, 24)
+        idx = lattice.nearest(y.reshape(-1, lattice.DIM))
+        out.append(idx.reshape(y.shape[0], -1).cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, 0), np.int64)
+
+
+@torch.inference_mode()
+def indices_to_tiles(model, indices: np.ndarray, device: str = "cpu", progress: bool = False) -> np.ndarray:
+    """(T, tokens) indices → (T, 3, tile, tile) uint8 reconstructions."""
+    g = model.tile // model.patch
+    out = []
+    for sl in _batches(len(indices), progress, "decode"):
+        idx = torch.from_numpy(indices[sl]).to(device)
+        q = lattice.vectors(idx).reshape(idx.shape[0], g, g, lattice.DIM)
+        x = model.synthesis(q).float()
+        out.append(x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().numpy())
+    return np.concatenate(out)
+
+
+def encode(
+    image,
+    model,
+    coder: str = "fixed",
+    device: str = "cpu",
+    progress: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> bytes:
+    """Compress an image into .lq bytes.
+
+    Args:
+        image: a PIL image, a path, a binary file object or encoded image bytes.
+        model: a tokenizer (``analysis``/``synthesis``/``model_id``/``tile``/``patch``).
+        coder: how token indices are stored; one of ``leechcodec.CODERS``.
+        device: torch device for the network ("cpu" or "cuda").
+        progress: show a progress bar over tiles for large images.
+        max_pixels: refuse larger images (None: no limit).
+    """
+    if coder not in coders.CODERS:
+        raise ValueError(f"unknown coder {coder!r}; available: {', '.join(coders.CODERS)}")
+    im = image if isinstance(image, Image.Image) else read_image(image, max_pixels)
+    rgb, mode = to_rgb_array(im, max_pixels)
+    h, w, _ = rgb.shape
+    tiles = tile_image(rgb, model.tile)
+    indices = tiles_to_indices(model, tiles, device, progress)
+    payload = coders.encode_fixed(indices)
+    tx, ty = container.tile_grid(w, h, model.tile)
+    header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
+    return container.pack(header, payload)
+
+
+def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
+    """The validated header of .lq bytes (no model needed)."""
+    return container.unpack(data, max_pixels)[0]
+
+
+def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decompress .lq bytes into a PIL image of the original size and colour mode.
+
+    Raises:
+        FormatError: malformed or corrupted stream.
+        ModelMismatchError: the stream needs a different model.
+        LimitError: the image is over ``max_pixels``.
+    """
+    header, payload = container.unpack(data, max_pixels)
+    if header.model_id != bytes(model.model_id):
+        raise ModelMismatchError(
+            f"stream was encoded with model {header.model_id.hex()}, not {bytes(model.model_id).hex()} "
+            "(pass the matching --model)"
+        )
+    if header.tile != model.tile:
+        raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")
+    tokens = (model.tile // model.patch) ** 2
+    if header.coder != "fixed":
+        raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
+    indices = coders.decode_fixed(payload, header.n_tiles, tokens)
+    tiles = indices_to_tiles(model, indices, device, progress)
+    rgb = untile_image(tiles, header.width, header.height)
+    im = Image.fromarray(rgb, "RGB")
+    return im.convert("L") if header.mode == "L" else im

@@ -1,0 +1,306 @@
+"""The first shell of the Leech lattice Λ24: 196,560 codewords and an exact nearest search.
+
+Coordinates are the standard integer ones (scaled by √8), so every minimal vector has
+squared norm 32; divided by √32 they are unit vectors whose closest pairs are at distance 1.
+
+Canonical index order (part of the .lq format, never change it)
+----------------------------------------------------------------
+The extended Golay code C is generated from the cyclic [23,12] code with generator
+polynomial g(x) = 1 + x^2 + x^4 + x^5 + x^6 + x^10 + x^11 (coefficient of x^i at
+coordinate i), extended by an overall parity bit at coordinate 23. A codeword is read as
+the integer ``sum(c_i << i)`` and the 4,096 codewords are sorted by that integer; the 759
+octads (weight-8 codewords) keep that order.
+
+==========  ==================  ===============================================================
+index       count               vector
+==========  ==================  ===============================================================
+0           759 × 128 = 97,152  ``128*o + p``: ±2 on octad ``o`` (its positions q0<…<q7). Bit k
+                                of ``p`` (k < 7) makes the sign at q_k negative; the sign at q7
+                                is negative iff popcount(p) is odd (even number of minus signs).
+97,152      4,096 × 24 = 98,304 ``97152 + 24*c + j``: s_i = (-1)^{c_i} for Golay word ``c``, then
+                                v = s with v_j replaced by -3·s_j (shape ∓3 ±1^23).
+195,456     276 × 4 = 1,104     ``195456 + 4*r + t``: ±4 at the pair (a, b), a < b, of rank ``r``
+                                in lexicographic order; bit 0 of ``t`` negates a, bit 1 negates b.
+==========  ==================  ===============================================================
+
+Nearest search
+--------------
+``nearest`` maximises the inner product (= cosine, all codewords have one norm) with the
+structure of each block instead of scanning all 196,560 rows:
+
+* pairs: the two largest |z_i| with matching signs;
+* octads: score = 2·sum of |z| over the octad, minus 4·(smallest |z| in it) when the number
+  of negative coordinates in the octad is odd (the signs must have even parity). The bound
+  2·sum|z| for all 759 octads is one matmul; the exact score is taken for the best ``M`` and
+  certified the same way as the Golay words below (rows that fail go to the brute force);
+* Golay words: score(c) = <s, z> + 4·max_j(-s_j z_j). <s, z> for all 4,096 words is one
+  small matmul; the exact score is computed for the best ``K`` of them, and a row is
+  *certified* when the best exact score beats ``<s, z>_(K+1) + 4·max|z|``, an upper bound for
+  every word outside the top K. Rows that fail the certificate are searched in full.
+
+The few surviving candidates of each block are then rescored in float64 against the actual
+integer codewords and the largest wins, ties going to the smallest index, exactly like an
+argmax over the whole codebook in float64 (``nearest_brute``). (The one exception: an octad
+whose two smallest |z| are exactly equal and whose sign parity must be repaired; either
+flip scores the same and the first coordinate is flipped. Real-valued inputs never do this.)
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import torch
+
+N_CODEWORDS = 196_560
+DIM = 24
+SQ_NORM = 32
+N_OCTAD_VECS = 759 * 128
+N_GOLAY_VECS = 4096 * 24
+OCTAD_BASE = 0
+GOLAY_BASE = N_OCTAD_VECS
+PAIR_BASE = N_OCTAD_VECS + N_GOLAY_VECS
+BITS_PER_INDEX = float(np.log2(N_CODEWORDS))
+
+_GOLAY_GENERATOR = (0, 2, 4, 5, 6, 10, 11)  # exponents of g(x)
+_EPS = 1e-4  # float32 slack on the pruning bounds; survivors are scored exactly in float64
+
+
+@functools.lru_cache(maxsize=None)
+def golay_codewords() -> np.ndarray:
+    """The 4,096 extended Golay codewords as a (4096, 24) uint8 0/1 array, in index order."""
+    basis = []
+    for shift in range(12):
+        word = np.zeros(24, dtype=np.uint8)
+        for e in _GOLAY_GENERATOR:
+            word[e + shift] = 1
+        word[23] = word[:23].sum() % 2
+        basis.append(word)
+    basis = np.array(basis)  # (12, 24)
+    msgs = (np.arange(4096)[:, None] >> np.arange(12)[None, :]) & 1  # (4096, 12)
+    words = (msgs @ basis) % 2  # (4096, 24)
+    keys = (words.astype(np.int64) << np.arange(24)).sum(1)
+    words = words[np.argsort(keys)]
+    words.setflags(write=False)
+    return words.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def _tables() -> dict:
+    words = golay_codewords()
+    weights = words.sum(1)
+    octad_mask = words[weights == 8]  # (759, 8 ones)
+    octpos = np.stack([np.flatnonzero(w) for w in octad_mask])  # (759, 8) ascending
+    p = np.arange(128)
+    bits7 = (p[:, None] >> np.arange(7)[None, :]) & 1  # (128, 7)
+    last = bits7.sum(1) % 2
+    octad_neg = np.concatenate([bits7, last[:, None]], 1)  # (128, 8) 1 = minus
+    pairs = np.array(list(itertools.combinations(range(24), 2)))  # (276, 2)
+    pair_rank = np.full((24, 24), -1, dtype=np.int64)
+    pair_rank[pairs[:, 0], pairs[:, 1]] = np.arange(len(pairs))
+    return dict(
+        words=words,
+        octad_mask=octad_mask,
+        octpos=octpos,
+        octad_neg=octad_neg,
+        pairs=pairs,
+        pair_rank=pair_rank,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _codebook_int8() -> np.ndarray:
+    t = _tables()
+    # octads: (759, 128, 24)
+    oct_vecs = np.zeros((759, 128, 24), dtype=np.int8)
+    signs = (2 * (1 - 2 * t["octad_neg"].astype(np.int8)))  # (128, 8) values ±2
+    rows = np.arange(759)[:, None, None]
+    cols = t["octpos"][:, None, :]  # (759, 1, 8)
+    oct_vecs[rows, np.arange(128)[None, :, None], cols] = signs[None]
+    # Golay: (4096, 24 j, 24 i)
+    s = (1 - 2 * t["words"].astype(np.int8))  # (4096, 24) ±1
+    mult = (1 - 4 * np.eye(24, dtype=np.int8))  # (24 j, 24 i): -3 on the diagonal
+    gol_vecs = s[:, None, :] * mult[None]
+    # pairs: (276, 4, 24)
+    pair_vecs = np.zeros((276, 4, 24), dtype=np.int8)
+    tt = np.arange(4)
+    sa = 4 * (1 - 2 * (tt & 1))
+    sb = 4 * (1 - 2 * ((tt >> 1) & 1))
+    r = np.arange(276)[:, None]
+    pair_vecs[r, tt[None, :], t["pairs"][:, 0:1]] = sa[None, :]
+    pair_vecs[r, tt[None, :], t["pairs"][:, 1:2]] = sb[None, :]
+    book = np.concatenate(
+        [oct_vecs.reshape(-1, 24), gol_vecs.reshape(-1, 24), pair_vecs.reshape(-1, 24)]
+    )
+    book.setflags(write=False)
+    return book
+
+
+def codebook() -> np.ndarray:
+    """All 196,560 minimal vectors as a (196560, 24) int32 array in canonical index order."""
+    return _codebook_int8().astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_tables(device: str) -> dict:
+    t = _tables()
+    dev = torch.device(device)
+    return dict(
+        octad_mask=torch.tensor(t["octad_mask"], dtype=torch.float32, device=dev),  # (759, 24)
+        octpos=torch.tensor(t["octpos"], dtype=torch.long, device=dev),  # (759, 8)
+        signs=torch.tensor(1 - 2 * t["words"].astype(np.float32), device=dev),  # (4096, 24)
+        pair_rank=torch.tensor(t["pair_rank"], device=dev),
+        book=torch.tensor(_codebook_int8(), device=dev),  # (196560, 24) int8
+        pow7=torch.tensor([1 << k for k in range(7)], dtype=torch.long, device=dev),
+    )
+
+
+def _as_torch(z) -> tuple[torch.Tensor, bool]:
+    if isinstance(z, torch.Tensor):
+        return z, True
+    return torch.as_tensor(np.asarray(z)), False
+
+
+def _check_shape(z: torch.Tensor) -> None:
+    if z.ndim != 2 or z.shape[1] != DIM:
+        raise ValueError(f"expected an (N, {DIM}) array, got shape {tuple(z.shape)}")
+
+
+def vectors(indices):
+    """Unit vectors (float32) of codeword ``indices`` (any shape) → shape + (24,).
+
+    The exact inverse of ``nearest`` on codewords: ``nearest(vectors(i)) == i``.
+    Torch in → torch out (on the same device); anything else → numpy.
+    """
+    if isinstance(indices, torch.Tensor):
+        book = _torch_tables(str(indices.device))["book"]
+        idx = indices.long()
+        if idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
+            raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
+        return book[idx].float() / np.sqrt(SQ_NORM)
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
+        raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
+    return _codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
+
+
+def nearest_brute(z, chunk: int = 256):
+    """Reference search: float64 argmax of <z, c> over all codewords (first index on ties)."""
+    zt, was_torch = _as_torch(z)
+    _check_shape(zt)
+    book = _torch_tables(str(zt.device))["book"].double()
+    out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
+    zd = zt.double()
+    for i in range(0, zt.shape[0], chunk):
+        out[i : i + chunk] = (zd[i : i + chunk] @ book.T).argmax(1)
+    return out if was_torch else out.cpu().numpy()
+
+
+def nearest_tiled(z, chunk: int = 1024):
+    """Tiled float32 brute force (fastest on a GPU); may differ from float64 on exact near-ties."""
+    zt, was_torch = _as_torch(z)
+    _check_shape(zt)
+    book = _torch_tables(str(zt.device))["book"].float()
+    out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
+    zf = zt.float()
+    for i in range(0, zt.shape[0], chunk):
+        out[i : i + chunk] = (zf[i : i + chunk] @ book.T).argmax(1)
+    return out if was_torch else out.cpu().numpy()
+
+
+def nearest(z, method: str = "auto"):
+    """Index of the nearest codeword (maximum cosine) for each row of an (N, 24) array.
+
+    Args:
+        z: (N, 24) float array, numpy or torch (any norm; zero rows map to a fixed codeword).
+        method: ``"structured"`` (exact, fast on CPU), ``"brute"`` (float64 reference),
+            ``"tiled"`` (float32 matmul, fastest on GPU) or ``"auto"`` (tiled on CUDA,
+            structured elsewhere).
+
+    Returns:
+        int64 indices, torch if ``z`` was a torch tensor, else numpy.
+    """
+    zt, was_torch = _as_torch(z)
+    _check_shape(zt)
+    if method == "auto":
+        method = "tiled" if zt.device.type == "cuda" else "structured"
+    if method == "brute":
+        return nearest_brute(z)
+    if method == "tiled":
+        return nearest_tiled(z)
+    if method != "structured":
+        raise ValueError(f"unknown method {method!r}")
+    with torch.no_grad():
+        out = _nearest_structured(zt.detach())
+    return out if was_torch else out.cpu().numpy()
+
+
+def _nearest_structured(zt: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    if zt.shape[0] > chunk:
+        return torch.cat([_nearest_structured(zt[i : i + chunk]) for i in range(0, zt.shape[0], chunk)])
+    T = _torch_tables(str(zt.device))
+    n = zt.shape[0]
+    if n == 0:
+        return torch.empty(0, dtype=torch.long, device=zt.device)
+    zf = zt.float()  # (N, 24) for the cheap bounds
+    zd = zt.double()  # (N, 24) for the exact scores
+    ax = zf.abs()
+    axd = zd.abs()
+    neg = zt < 0
+    rows = torch.arange(n, device=zt.device)
+
+    # --- pairs: the top three |z| (stable: equal values keep index order) give the best
+    # pair, its near-ties, and the smallest index among exact ties
+    top3 = axd.sort(dim=1, descending=True, stable=True).indices[:, :3]  # (N, 3)
+    p_rows, p_idx, p_score = [], [], []
+    for u, v in ((0, 1), (0, 2), (1, 2)):
+        a = torch.minimum(top3[:, u], top3[:, v])
+        b = torch.maximum(top3[:, u], top3[:, v])
+        t = neg[rows, a].long() + 2 * neg[rows, b].long()
+        p_rows.append(rows)
+        p_idx.append(PAIR_BASE + 4 * T["pair_rank"][a, b] + t)
+        p_score.append(4.0 * (axd[rows, a] + axd[rows, b]))
+
+    # --- cheap upper bounds for every octad (N, 759) and Golay word (N, 4096)
+    osum = 2.0 * (ax @ T["octad_mask"].T)
+    S = T["signs"]  # (4096, 24) ±1
+    base = zf @ S.T
+    amax = ax.amax(1)
+
+    def octad_exact(r, o):
+        """Exact octad scores and indices for (row, octad) pairs."""
+        pos = T["octpos"][o]  # (C, 8)
+        a8 = axd[r[:, None], pos]  # (C, 8)
+        n8 = neg[r[:, None], pos]
+        odd = (n8.sum(-1) % 2).bool()
+        mins, am = a8.min(-1)
+        c = torch.arange(len(r), device=zt.device)
+        n8[c, am] = n8[c, am] ^ odd
+        pidx = (n8[:, :7].long() * T["pow7"]).sum(1)
+        return OCTAD_BASE + 128 * o + pidx, 2.0 * a8.sum(-1) - 4.0 * odd.double() * mins
+
+    def golay_exact(r, w):
+        """Exact Golay-block scores and indices for (row, word) pairs."""
+        sz = -S[w].double() * zd[r]  # (C, 24): -s_j z_j
+        m, j = sz.max(-1)  # first j on ties
+        return GOLAY_BASE + 24 * w + j, -sz.sum(-1) + 4.0 * m
+
+    # --- a lower bound from one exact candidate of each block, then keep everything above it
+    _, o1 = octad_exact(rows, osum.argmax(1))
+    _, g1 = golay_exact(rows, base.argmax(1))
+    lb = torch.maximum(torch.maximum(o1, g1), p_score[0]).float()
+    o_r, o_o = torch.nonzero(osum > (lb - _EPS)[:, None], as_tuple=True)
+    g_r, g_w = torch.nonzero(base > (lb - 4.0 * amax - _EPS)[:, None], as_tuple=True)
+    o_idx, o_score = octad_exact(o_r, o_o)
+    g_idx, g_score = golay_exact(g_r, g_w)
+
+    # --- the best exact float64 score per row; ties → smallest index
+    r_all = torch.cat(p_rows + [o_r, g_r])
+    i_all = torch.cat(p_idx + [o_idx, g_idx])
+    s_all = torch.cat(p_score + [o_score, g_score])
+    best = torch.full((n,), -torch.inf, dtype=torch.float64, device=zt.device)
+    best = best.scatter_reduce(0, r_all, s_all, "amax")
+    keep = s_all == best[r_all]
+    out = torch.full((n,), N_CODEWORDS, dtype=torch.long, device=zt.device)
+    return out.scatter_reduce(0, r_all[keep], i_all[keep], "amin")

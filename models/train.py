@@ -1,0 +1,378 @@
+"""Training loop for the tokenizer: data, schedule, EMA, checkpoint/resume, DDP, export.
+
+Exact resume: the batch of step ``s`` on rank ``r`` is drawn from a generator seeded by
+``(seed, s, r)``, so it does not depend on how the run was split into segments, and the
+checkpoint (model, EMA, AdamW moments, step) holds everything else. Checkpoints are
+safetensors too (tensors + JSON metadata), written atomically, never pickled.
+
+Distributed: under ``torchrun --nproc_per_node N`` each rank trains on its own per-step
+samples (the role of a DistributedSampler), gradients are averaged by DDP, and only rank 0
+logs, validates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from leechcodec.errors import LeechError
+
+from . import io as model_io
+from .vit import PRESETS, LeechTokenizer, TokenizerConfig, build
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CKPT_NAME = "checkpoint.safetensors"
+
+
+class TrainError(LeechError):
+    """Bad training input: no images, unreadable checkpoint, mismatched resume."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...]
+    out: str
+    preset: str = "small"
+    model_config: dict | None = None  # TokenizerConfig fields; overrides ``preset``
+    crop: int = 256
+    batch: int = 8
+    steps: int = 20_000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup: int = 200
+    weight_decay: float = 0.05
+    clip: float = 1.0
+    ema: float = 0.999
+    msssim_weight: float = 0.0
+    seed: int = 0
+    ckpt_minutes: float = 5.0
+    val_dir: str | None = None
+    val_every: int = 250
+    val_images: int = 8
+    max_minutes: float | None = None
+    device: str = "auto"
+    compile: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def model_cfg(self) -> TokenizerConfig:
+        if self.model_config:
+            return TokenizerConfig.from_dict(self.model_config)
+        if self.preset not in PRESETS:
+            raise TrainError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        return PRESETS[self.preset]
+
+
+# ----------------------------------------------------------------------------- data
+def list_images(roots) -> list[Path]:
+    files = []
+    for root in roots:
+        root = Path(root)
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files.extend(p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            raise TrainError(f"training data not found: {root}")
+    if not files:
+        raise TrainError(f"no .png/.jpg images under {', '.join(map(str, roots))}")
+    return files
+
+
+class ImageBank:
+    """All training images decoded once into uint8 tensors (short side ≥ crop)."""
+
+    def __init__(self, files: list[Path], crop: int, progress: bool = True):
+        self.images: list[torch.Tensor] = []
+        for f in tqdm(files, desc="loading images", disable=not progress, unit="img"):
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB")
+                    if min(im.size) < crop:
+                        s = crop / min(im.size)
+                        im = im.resize((max(crop, round(im.width * s)), max(crop, round(im.height * s))), Image.BICUBIC)
+                    self.images.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+            except OSError as e:
+                raise TrainError(f"cannot read training image {f}: {e}") from None
+        self.crop = crop
+
+    def batch(self, gen: torch.Generator, size: int) -> torch.Tensor:
+        """Random crops with random horizontal flips, (size, 3, crop, crop) float in [0, 1]."""
+        out = []
+        c = self.crop
+        for _ in range(size):
+            img = self.images[int(torch.randint(len(self.images), (1,), generator=gen))]
+            _, h, w = img.shape
+            y = int(torch.randint(h - c + 1, (1,), generator=gen))
+            x = int(torch.randint(w - c + 1, (1,), generator=gen))
+            t = img[:, y : y + c, x : x + c]
+            if bool(torch.randint(2, (1,), generator=gen)):
+                t = t.flip(-1)
+            out.append(t)
+        return torch.stack(out).float() / 255.0
+
+
+def load_val_crops(val_dir: str | None, n: int, size: int) -> torch.Tensor | None:
+    """Centre crops of the first ``n`` images of ``val_dir`` (validation only, never trained on)."""
+    if not val_dir:
+        return None
+    crops = []
+    for f in list_images([val_dir])[:n]:
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            left, top = (im.width - size) // 2, (im.height - size) // 2
+            crops.append(np.asarray(im.crop((left, top, left + size, top + size))))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+# ----------------------------------------------------------------------------- helpers
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1] after 8-bit rounding, averaged per image."""
+    xq = (x.clamp(0, 1) * 255).round()
+    yq = (y.clamp(0, 1) * 255).round()
+    mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0**2 / mse)).mean())
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine from ``lr`` to ``min_lr`` at ``steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def _atomic_save(tensors: dict, meta: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, stats: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_state = opt.state_dict()
+    for i, st in opt_state["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    meta = {
+        "format": "leechcodec-train-checkpoint",
+        "step": str(step),
+        "train_config": json.dumps(dataclasses.asdict(cfg)),
+        "model_config": json.dumps(model.cfg.to_dict()),
+        "param_groups": json.dumps(opt_state["param_groups"]),
+        "stats": json.dumps(stats),
+    }
+    _atomic_save(tensors, meta, path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise TrainError(f"cannot read checkpoint {path}: {e}") from None
+    if meta.get("format") != "leechcodec-train-checkpoint":
+        raise TrainError(f"{path} is not a leechcodec training checkpoint")
+    return tensors, meta
+
+
+def load_checkpoint(path: Path, model, ema, opt) -> tuple[int, dict]:
+    tensors, meta = read_checkpoint(path)
+    if json.loads(meta["model_config"]) != model.cfg.to_dict():
+        raise TrainError(f"{path} was trained with a different model config")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    return int(meta["step"]), json.loads(meta.get("stats", "{}"))
+
+
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike) -> bytes:
+    """Write the EMA weights of a training checkpoint as a release model (fp16 safetensors)."""
+    tensors, meta = read_checkpoint(Path(ckpt))
+    model = LeechTokenizer(TokenizerConfig.from_dict(json.loads(meta["model_config"])))
+    model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    return model_io.save_weights(model, out)
+
+
+# ----------------------------------------------------------------------------- loop
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1.0 - decay)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, crops: torch.Tensor, device: torch.device, batch: int = 4) -> float:
+    model.eval()
+    vals = []
+    for i in range(0, len(crops), batch):
+        x = crops[i : i + batch].to(device)
+        vals.append(psnr(model(x).float(), x) * len(x))
+    return sum(vals) / len(crops)
+
+
+def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a tokenizer; returns the last logged stats.
+
+    Writes ``out/checkpoint.safetensors`` every ``ckpt_minutes`` and at the end,
+    and appends one JSON line per log interval to ``out/log.jsonl``.
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = pick_device(cfg.device)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    main = rank == 0
+    out = Path(cfg.out)
+    ckpt_path = out / CKPT_NAME
+
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_cfg()
+    model = build(mcfg).to(device)
+    if init_weights:
+        src = model_io.load_weights(init_weights)
+        if src.cfg != mcfg:
+            raise TrainError(f"--init weights are a {src.cfg.name!r} model, not {mcfg.name!r}")
+        model.load_state_dict(src.state_dict())
+    ema = build(mcfg).to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    other_params = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay_params, "weight_decay": cfg.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    step, stats = 0, {}
+    if resume:
+        if not ckpt_path.is_file():
+            raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
+        step, stats = load_checkpoint(ckpt_path, model, ema, opt)
+    elif main and ckpt_path.exists():
+        raise TrainError(f"{ckpt_path} exists: pass --resume to continue it or choose another --out")
+
+    bank = ImageBank(list_images(cfg.data), cfg.crop, progress=progress and main)
+    val = load_val_crops(cfg.val_dir, cfg.val_images, mcfg.tile) if main else None
+    fwd = model
+    if distributed:
+        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        fwd = torch.compile(fwd)
+    msssim = None
+    if cfg.msssim_weight > 0:
+        from pytorch_msssim import ms_ssim
+
+        msssim = ms_ssim
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    t_start = time.monotonic()
+    t_ckpt = t_start
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    log_f = open(out / "log.jsonl", "a") if main else None
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main), unit="step")
+    seen, t_log = 0, time.monotonic()
+    loss_acc, psnr_acc, n_acc = 0.0, 0.0, 0
+    model.train()
+    try:
+        while step < cfg.steps:
+            gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 65_537 + rank) % (2**63))
+            x = bank.batch(gen, cfg.batch).to(device, non_blocking=True)
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast:
+                y = fwd(x)
+            y = y.float()
+            loss = F.l1_loss(y, x)
+            if msssim is not None:
+                loss = loss + cfg.msssim_weight * (1 - msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            step += 1
+            _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
+            seen += cfg.batch * world
+            loss_acc += float(loss)
+            psnr_acc += psnr(y.detach(), x)
+            n_acc += 1
+            bar.update(1)
+            now = time.monotonic()
+            if main and (step % 25 == 0 or step == cfg.steps):
+                stats = {
+                    "step": step,
+                    "loss": loss_acc / n_acc,
+                    "psnr": psnr_acc / n_acc,
+                    "lr": lr,
+                    "img_per_s": seen / max(1e-9, now - t_log),
+                    "elapsed_s": now - t_start,
+                }
+                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                    stats["val_psnr"] = validate(ema, val, device)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", img_s=f"{stats['img_per_s']:.1f}")
+                log_f.write(json.dumps(stats) + "\n")
+                log_f.flush()
+                seen, t_log, loss_acc, psnr_acc, n_acc = 0, now, 0.0, 0.0, 0
+            stop = cfg.max_minutes is not None and now - t_start > cfg.max_minutes * 60
+            if main and now - t_ckpt > cfg.ckpt_minutes * 60:
+                save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
+                t_ckpt = now
+            if distributed:
+                flag = torch.tensor([int(stop)], device=device)
+                dist.all_reduce(flag)
+                stop = bool(flag.item())
+            if stop:
+                break
+        if main:
+            save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
+    finally:
+        bar.close()
+        if log_f:
+            log_f.close()
+        if distributed:
+            dist.barrier()
+    return {"step": step, **stats}

@@ -1,0 +1,266 @@
+"""ViT tokenizer: 256×256 RGB tile ⇄ 32×32 grid of 24-d Λ24 codewords.
+
+Data flow::
+
+    image (B, 3, 256, 256) in [0, 1]
+      └─ stem: conv stem or linear 8×8 patch embed        → (B, 1024, D)
+         + fixed 2-D sin-cos position embedding
+         └─ encoder: pre-norm transformer blocks × depth   → (B, 1024, D)
+            └─ LayerNorm → Linear(D, 24)                    → latents (B, 32, 32, 24)
+               └─ LeechQuantizer: normalise, snap to Λ24    → codewords (B, 32, 32, 24)
+    codewords
+      └─ Linear(24, D) + position embedding
+         └─ decoder: pre-norm transformer blocks × dec_depth
+            └─ LayerNorm → head: linear unpatchify (+ optional 3×3 conv refinement)
+               → image (B, 3, 256, 256)
+
+The configuration is a frozen dataclass saved beside the weights (see ``models.io``), so a
+weights file alone rebuilds its model. Presets live in ``PRESETS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leechcodec.quantizer import LeechQuantizer
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Everything needed to rebuild a tokenizer; stored in the weights file's metadata."""
+
+    name: str = "custom"
+    width: int = 192  # transformer width D
+    depth: int = 4  # encoder blocks
+    dec_depth: int = 4  # decoder blocks
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    patch: int = 8
+    tile: int = 256
+    latent_dim: int = 24
+    stem: str = "conv"  # "conv" (3 strided convs) or "linear" (one 8×8 patch projection)
+    head: str = "conv"  # "conv" (unpatchify + 2 convs) or "linear" (unpatchify only)
+    head_channels: int = 16
+
+    def __post_init__(self):
+        if self.tile % self.patch:
+            raise ValueError(f"tile {self.tile} is not divisible by patch {self.patch}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.latent_dim != 24:
+            raise ValueError(f"latent_dim must be 24 for Λ24, got {self.latent_dim}")
+        if self.stem not in ("conv", "linear") or self.head not in ("conv", "linear"):
+            raise ValueError(f"unknown stem/head {self.stem!r}/{self.head!r}")
+        if self.stem == "conv" and self.patch != 8:
+            raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
+
+    @property
+    def grid(self) -> int:
+        return self.tile // self.patch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, TokenizerConfig] = {
+    # for tests: seconds on a CPU
+    "tiny": TokenizerConfig(name="tiny", width=32, depth=1, dec_depth=1, heads=2, head_channels=8),
+    # the shipped default: sized to train and run on 2 CPU cores
+    "small": TokenizerConfig(name="small", width=192, depth=3, dec_depth=4, heads=3),
+    # a wider/deeper step up for GPU training
+    "medium": TokenizerConfig(name="medium", width=384, depth=8, dec_depth=8, heads=6),
+    # paper-like: width 768, depth 12, heads 12, ~174M parameters
+    "base": TokenizerConfig(
+        name="base", width=768, depth=12, dec_depth=12, heads=12, stem="linear", head="linear"
+    ),
+}
+DEFAULT_PRESET = "small"
+
+
+def sincos_pos_embed(grid_h: int, grid_w: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding, (grid_h*grid_w, dim)."""
+    if dim % 4:
+        raise ValueError(f"position embedding width {dim} is not divisible by 4")
+    q = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(q, dtype=torch.float64) / q))
+    ys, xs = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float64), torch.arange(grid_w, dtype=torch.float64), indexing="ij"
+    )
+    oy = ys.reshape(-1, 1) * omega
+    ox = xs.reshape(-1, 1) * omega
+    return torch.cat([oy.sin(), oy.cos(), ox.sin(), ox.cos()], 1).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, H, N, D/H)
+        return self.proj(y.transpose(1, 2).reshape(B, N, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ConvStem(nn.Module):
+    """3×3/s2 → 3×3/s2 → 2×2/s2 convolutions: (B, 3, H, W) → (B, D, H/8, W/8)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        c1, c2 = max(dim // 4, 16), max(dim // 2, 32)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c1, 3, 2, 1), nn.GELU(),
+            nn.Conv2d(c1, c2, 3, 2, 1), nn.GELU(),
+            nn.Conv2d(c2, dim, 2, 2),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.stem == "conv":
+            self.stem = ConvStem(cfg.width)
+        else:
+            self.stem = nn.Conv2d(3, cfg.width, cfg.patch, cfg.patch)
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.out = nn.Linear(cfg.width, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        p = self.cfg.patch
+        if C != 3 or H % p or W % p:
+            raise ValueError(f"expected (B, 3, H, W) with H, W multiples of {p}, got {tuple(x.shape)}")
+        h = self.stem(x * 2.0 - 1.0)  # (B, D, H/p, W/p)
+        gh, gw = h.shape[-2:]
+        h = h.flatten(2).transpose(1, 2)  # (B, N, D)
+        h = h + sincos_pos_embed(gh, gw, self.cfg.width).to(h)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.out(self.norm(h)).view(B, gh, gw, self.cfg.latent_dim)  # (B, gh, gw, 24)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(cfg.latent_dim, cfg.width)
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        p2 = cfg.patch * cfg.patch
+        if cfg.head == "conv":
+            c = cfg.head_channels
+            self.out = nn.Linear(cfg.width, c * p2)
+            self.refine = nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 3, 1, 1), nn.GELU(), nn.Conv2d(c, 3, 3, 1, 1))
+        else:
+            self.out = nn.Linear(cfg.width, 3 * p2)
+            self.refine = None
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        B, gh, gw, _ = q.shape
+        h = self.inp(q).flatten(1, 2)  # (B, N, D)
+        h = h + sincos_pos_embed(gh, gw, self.cfg.width).to(h)
+        for blk in self.blocks:
+            h = blk(h)
+        h = self.out(self.norm(h))  # (B, N, C*p*p)
+        p = self.cfg.patch
+        c = h.shape[-1] // (p * p)
+        h = h.view(B, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, c, gh * p, gw * p)
+        if self.refine is not None:
+            h = self.refine(h)
+        return h * 0.5 + 0.5  # (B, 3, H, W), nominally [0, 1]
+
+
+class LeechTokenizer(nn.Module):
+    """ViT autoencoder with a Λ24 bottleneck.
+
+    ``analysis``/``synthesis`` are what the codec (``leechcodec.codec``) calls; ``forward``
+    is the training path (straight-through quantization).
+    """
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quantizer = LeechQuantizer()
+        self.model_id = b"\0" * 8  # set by models.io when weights are loaded
+        self.apply(_init_weights)
+
+    @property
+    def tile(self) -> int:
+        return self.cfg.tile
+
+    @property
+    def patch(self) -> int:
+        return self.cfg.patch
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] → latents (B, H/8, W/8, 24), not yet normalised."""
+        return self.encoder(x)
+
+    def synthesis(self, q: torch.Tensor) -> torch.Tensor:
+        """Unit codeword vectors (B, h, w, 24) → image (B, 3, 8h, 8w), unclamped."""
+        return self.decoder(q)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.synthesis(self.quantizer(self.analysis(x), mode="ste"))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def build(preset_or_cfg: str | TokenizerConfig) -> LeechTokenizer:
+    """A fresh tokenizer from a preset name or a config."""
+    if isinstance(preset_or_cfg, str):
+        if preset_or_cfg not in PRESETS:
+            raise ValueError(f"unknown preset {preset_or_cfg!r}; choose from {', '.join(PRESETS)}")
+        preset_or_cfg = PRESETS[preset_or_cfg]
+    return LeechTokenizer(preset_or_cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

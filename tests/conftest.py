@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny (untrained) tokenizer saved as safetensors, and the data paths."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+KODAK = SHARED / "kodak"
+DEMO_IMAGE = REPO / "docs" / "kodim23.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    from models.io import save_weights
+    from models.vit import build
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(build("tiny"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    from models.io import load_weights
+
+    return load_weights(tiny_model_path)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def kodak_dir():
+    if not (KODAK / "kodim01.png").is_file():
+        pytest.skip(f"Kodak images not found at {KODAK}")
+    return KODAK

@@ -1,0 +1,157 @@
+"""The CLI through click's CliRunner: round trips and every error path (one line, exit code, no file)."""
+
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def png(tmp_path, rng):
+    p = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(p)
+    return p
+
+
+def _one_line_error(result, code):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("leechcodec: error:"), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_encode_decode_info_round_trip(runner, png, tmp_path, tiny_model_path):
+    lq, out = tmp_path / "a.lq", tmp_path / "b.png"
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
+    assert r.exit_code == 0, r.output
+    assert "bpp" in r.stderr
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--model", str(tiny_model_path)])
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == (90, 70)
+    r = runner.invoke(cli, ["info", str(lq)])
+    assert r.exit_code == 0 and "90x70" in r.output and "fixed" in r.output
+    assert f"{8 * lq.stat().st_size / (90 * 70):.4f}" in r.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_stdin_stdout(runner, png, tiny_model_path):
+    r = runner.invoke(cli, ["encode", "-", "-o", "-", "--model", str(tiny_model_path)], input=png.read_bytes())
+    assert r.exit_code == 0
+    lq = r.stdout_bytes
+    assert lq[:4] == b"LQ24"
+    r = runner.invoke(cli, ["decode", "-", "-o", "-", "--model", str(tiny_model_path)], input=lq)
+    assert r.exit_code == 0
+    assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_teaches(runner):
+    for cmd in ([], ["encode"], ["decode"], ["info"], ["train"], ["export"]):
+        r = runner.invoke(cli, cmd + ["--help"])
+        assert r.exit_code == 0
+    assert "Example" in runner.invoke(cli, ["encode", "--help"]).output
+
+
+def test_error_missing_input(runner, tmp_path, tiny_model_path):
+    out = tmp_path / "x.lq"
+    r = runner.invoke(cli, ["encode", str(tmp_path / "nope.png"), "-o", str(out), "--model", str(tiny_model_path)])
+    _one_line_error(r, 3)
+    assert not out.exists()
+
+
+def test_error_not_an_image_and_truncated(runner, tmp_path, png, tiny_model_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"hello world")
+    out = tmp_path / "x.lq"
+    _one_line_error(runner.invoke(cli, ["encode", str(bad), "-o", str(out), "--model", str(tiny_model_path)]), 3)
+    bad.write_bytes(png.read_bytes()[:100])
+    _one_line_error(runner.invoke(cli, ["encode", str(bad), "-o", str(out), "--model", str(tiny_model_path)]), 3)
+    assert not out.exists()
+
+
+def test_error_existing_output_is_not_clobbered(runner, png, tmp_path, tiny_model_path):
+    out = tmp_path / "x.lq"
+    out.write_bytes(b"precious")
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(out), "--model", str(tiny_model_path)]), 8)
+    assert out.read_bytes() == b"precious"
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(out), "--force", "--model", str(tiny_model_path)])
+    assert r.exit_code == 0 and out.read_bytes()[:4] == b"LQ24"
+
+
+def test_error_failed_run_keeps_existing_output(runner, tmp_path, tiny_model_path):
+    out = tmp_path / "x.png"
+    out.write_bytes(b"precious")
+    bad = tmp_path / "bad.lq"
+    bad.write_bytes(b"LQ24" + b"\0" * 60)
+    _one_line_error(runner.invoke(cli, ["decode", str(bad), "-o", str(out), "--force", "--model", str(tiny_model_path)]), 4)
+    assert out.read_bytes() == b"precious"
+
+
+def test_error_corrupted_and_truncated_stream(runner, png, tmp_path, tiny_model_path):
+    lq = tmp_path / "a.lq"
+    runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
+    data = lq.read_bytes()
+    out = tmp_path / "o.png"
+    for bad in (data[:-1] + bytes([data[-1] ^ 0xFF]), data[:50], data[:10], b"GIF89a", b""):
+        lq.write_bytes(bad)
+        _one_line_error(runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--model", str(tiny_model_path)]), 4)
+        assert not out.exists()
+
+
+def test_error_size_limit(runner, png, tmp_path, tiny_model_path):
+    out = tmp_path / "x.lq"
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(out), "--max-pixels", "100", "--model", str(tiny_model_path)])
+    _one_line_error(r, 7)
+    # a header claiming 1e9 pixels (valid CRC) is refused before any allocation
+    body = b"LQ24" + bytes([1, 0, 0, 0]) + b"\0" * 8 + (40000).to_bytes(4, "big") * 2
+    body += (256).to_bytes(2, "big") + (157).to_bytes(2, "big") * 2 + (0).to_bytes(4, "big")
+    bomb = tmp_path / "bomb.lq"
+    bomb.write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
+    _one_line_error(runner.invoke(cli, ["decode", str(bomb), "-o", str(tmp_path / "b.png")]), 7)
+
+
+def test_error_wrong_model(runner, png, tmp_path, tiny_model_path):
+    from models.io import save_weights
+    from models.vit import build
+
+    other = tmp_path / "other.safetensors"
+    save_weights(build("tiny"), other)  # different random init → different model id
+    lq = tmp_path / "a.lq"
+    runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "o.png"), "--model", str(other)])
+    _one_line_error(r, 5)
+    assert "model" in r.stderr
+
+
+def test_error_bad_model_files(runner, png, tmp_path):
+    pickle_file = tmp_path / "evil.safetensors"
+    pickle_file.write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a pickle header, not safetensors
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "x.lq"), "--model", str(pickle_file)]), 6)
+    from safetensors.torch import save_file
+    import torch
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, foreign)
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "x.lq"), "--model", str(foreign)]), 6)
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "x.lq"), "--model", str(tmp_path / "none")]), 6)
+
+
+def test_error_bad_output_place(runner, png, tmp_path, tiny_model_path):
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "no" / "x.lq"), "--model", str(tiny_model_path)]), 8)
+    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path), "--model", str(tiny_model_path)]), 8)
+    lq = tmp_path / "a.lq"
+    runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
+    _one_line_error(runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "x.weird"), "--model", str(tiny_model_path)]), 8)
+
+
+def test_usage_errors_exit_2(runner):
+    assert runner.invoke(cli, ["encode"]).exit_code == 2
+    assert runner.invoke(cli, ["encode", "a.png", "-o", "b.lq", "--coder", "zip"]).exit_code == 2

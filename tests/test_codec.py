@@ -1,0 +1,104 @@
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import leechcodec
+from leechcodec import codec
+from leechcodec.errors import InputImageError, LeechWarning, LimitError, ModelMismatchError
+
+
+def test_library_does_not_import_models_or_click():
+    code = "import sys, leechcodec; leechcodec.encode; print(sorted(m for m in ('models', 'click', 'kodak_eval', 'cli') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (256, 256), (300, 17), (513, 260)])
+def test_tile_untile_inverse(w, h, rng):
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    tiles = codec.tile_image(rgb, 256)
+    assert tiles.shape == (-(-w // 256) * -(-h // 256), 3, 256, 256)
+    np.testing.assert_array_equal(codec.untile_image(tiles, w, h), rgb)
+    # padding replicates the last column and the last row
+    tx = -(-w // 256)
+    if w % 256:
+        last = tiles[tx - 1, :, 0, w % 256 :]  # (3, pad) in the first tile row
+        assert (last == rgb[0, w - 1][:, None]).all()
+    if h % 256:
+        bottom = tiles[-1, :, h % 256 :, (w - 1) % 256]  # (3, pad) below the last row
+        assert (bottom == rgb[h - 1, w - 1][:, None]).all()
+
+
+def test_indices_round_trip_through_the_model(tiny_model, rng):
+    tiles = rng.integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
+    idx = codec.tiles_to_indices(tiny_model, tiles)
+    assert idx.shape == (2, 1024)
+    out = codec.indices_to_tiles(tiny_model, idx)
+    assert out.shape == tiles.shape and out.dtype == np.uint8
+    # decode is deterministic: the same indices give the same pixels
+    np.testing.assert_array_equal(codec.indices_to_tiles(tiny_model, idx), out)
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (31, 300), (256, 256), (700, 257)])
+def test_encode_decode_sizes_and_rate(tiny_model, w, h, rng):
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    data = leechcodec.encode(img, tiny_model)
+    hdr = leechcodec.read_header(data)
+    assert (hdr.width, hdr.height, hdr.mode, hdr.coder) == (w, h, "RGB", "fixed")
+    assert len(data) == 38 + hdr.n_tiles * 2251
+    out = leechcodec.decode(data, tiny_model)
+    assert out.size == (w, h) and out.mode == "RGB"
+    # the decoded image re-encodes to the same tokens only approximately; but decoding twice is exact
+    assert np.array_equal(np.asarray(out), np.asarray(leechcodec.decode(data, tiny_model)))
+
+
+def test_decode_matches_token_path(tiny_model, rng):
+    """decode(encode(x)) equals synthesis of the encoder's own tokens, cropped."""
+    rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    data = leechcodec.encode(Image.fromarray(rgb), tiny_model)
+    tiles = codec.indices_to_tiles(tiny_model, codec.tiles_to_indices(tiny_model, codec.tile_image(rgb, 256)))
+    np.testing.assert_array_equal(np.asarray(leechcodec.decode(data, tiny_model)), codec.untile_image(tiles, 260, 300))
+
+
+def test_mode_policy(tiny_model, rng):
+    grey = Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8), "L")
+    assert leechcodec.decode(leechcodec.encode(grey, tiny_model), tiny_model).mode == "L"
+    rgba = Image.fromarray(rng.integers(0, 256, (40, 50, 4), dtype=np.uint8), "RGBA")
+    with pytest.warns(LeechWarning, match="alpha"):
+        data = leechcodec.encode(rgba, tiny_model)
+    assert leechcodec.decode(data, tiny_model).mode == "RGB"
+    i16 = Image.fromarray(rng.integers(0, 65535, (20, 30), dtype=np.uint16))
+    with pytest.warns(LeechWarning, match="8 bits"):
+        assert leechcodec.read_header(leechcodec.encode(i16, tiny_model)).mode == "L"
+    cmyk = Image.new("CMYK", (9, 9), (10, 20, 30, 40))
+    with pytest.warns(LeechWarning, match="CMYK"):
+        leechcodec.encode(cmyk, tiny_model)
+    pal = Image.new("P", (9, 9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        leechcodec.encode(pal, tiny_model)  # lossless expansion: no warning
+
+
+def test_input_errors(tiny_model, tmp_path):
+    with pytest.raises(InputImageError, match="cannot read"):
+        leechcodec.encode(b"definitely not an image", tiny_model)
+    png = tmp_path / "a.png"
+    Image.new("RGB", (64, 64), "red").save(png)
+    with pytest.raises(InputImageError):
+        leechcodec.encode(png.read_bytes()[:60], tiny_model)
+    with pytest.raises(LimitError):
+        leechcodec.encode(Image.new("RGB", (100, 100)), tiny_model, max_pixels=9999)
+
+
+def test_wrong_model_is_a_clear_error(tiny_model, rng):
+    from models.vit import build
+
+    other = build("tiny")
+    other.model_id = b"\x01" * 8
+    data = leechcodec.encode(Image.new("RGB", (8, 8)), tiny_model)
+    with pytest.raises(ModelMismatchError, match="encoded with model"):
+        leechcodec.decode(data, other)
