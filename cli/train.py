@@ -30,6 +30,7 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Images for periodic validation (centre crops), e.g. Kodak.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
 @click.option("--max-minutes", type=float, help="Stop (with a checkpoint) after this many minutes; resume later.")
+@click.option("--stop-at", type=int, help="Stop (with a checkpoint) at this step; the schedule still runs to --steps.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (worth it on a GPU).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
@@ -38,7 +39,7 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
-          msssim_weight, seed, ckpt_minutes, val_dir, val_every, max_minutes, device, use_compile, resume,
+          msssim_weight, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
           init_weights, threads, quiet):  # fmt: skip
     """Train the ViT tokenizer on the images under DATA (folders searched recursively).
 
@@ -72,7 +73,7 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
         data=tuple(data), out=out, preset=preset, model_config=model_config, crop=crop, batch=batch,
         steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
         msssim_weight=msssim_weight, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
-        val_every=val_every, max_minutes=max_minutes, device=device, compile=use_compile,
+        val_every=val_every, max_minutes=max_minutes, stop_at=stop_at, device=device, compile=use_compile,
     )  # fmt: skip
     stats = run(cfg, resume=resume, init_weights=init_weights, progress=not quiet)
     click.echo(f"step {stats['step']}: checkpoint in {Path(out) / 'checkpoint.safetensors'}", err=True)

@@ -86,8 +86,11 @@ def _check(path: Path, expected: str, hint: str) -> None:
         raise ChecksumError(f"{path.name}: SHA-256 {got[:12]}… does not match the expected {expected[:12]}…; {hint}")
 
 
-def _fetch_to_part(url: str, part: Path, timeout: float) -> None:
-    """One attempt: fetch ``url`` into ``part``, resuming from its current size when the server allows."""
+def _fetch_to_part(url: str, part: Path, timeout: float) -> bool:
+    """One attempt: fetch ``url`` into ``part``, resuming from its current size when the server allows.
+
+    Returns whether bytes were appended to an existing partial file.
+    """
     have = part.stat().st_size if part.exists() else 0
     req = Request(url, headers={"User-Agent": USER_AGENT})
     if have:
@@ -112,6 +115,26 @@ def _fetch_to_part(url: str, part: Path, timeout: float) -> None:
                 got += len(block)
     if expected is not None and got < int(expected):
         raise _Retryable(f"connection closed after {got} of {expected} bytes")
+    return bool(resume)
+
+
+def _download(url: str, part: Path, retries: int, timeout: float, backoff: float) -> bool:
+    """Fetch into ``part`` with retries; returns whether the finished file was appended to a partial one."""
+    reason = "no attempt made"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            return _fetch_to_part(url, part, timeout)
+        except _Retryable as e:
+            reason = str(e)
+        except URLError as e:
+            reason = str(e.reason)
+        except (OSError, http.client.HTTPException) as e:
+            reason = f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
+    raise DownloadError(
+        f"cannot download {url}: {reason} ({retries + 1} tries; offline? pass --kodak-dir DIR with a local copy)"
+    )
 
 
 def download_file(
@@ -131,7 +154,8 @@ def download_file(
             (and, with ``sha256``, verified).
         sha256: expected hex digest; a mismatch deletes the ``.part`` file.
         retries: extra attempts after a transient failure (timeout, refused connection, 5xx,
-            truncated body); each resumes with HTTP Range where the server supports it.
+            truncated body); each resumes with HTTP Range where the server supports it. A resumed
+            file that fails the checksum is downloaded once more from scratch.
         timeout: socket timeout in seconds for each attempt.
         backoff: wait ``backoff * 2**k`` seconds before retry ``k + 1``.
 
@@ -142,24 +166,11 @@ def download_file(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    reason = "no attempt made"
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            _fetch_to_part(url, part, timeout)
-            break
-        except _Retryable as e:
-            reason = str(e)
-        except URLError as e:
-            reason = str(e.reason)
-        except (OSError, http.client.HTTPException) as e:
-            reason = f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
-    else:
-        raise DownloadError(
-            f"cannot download {url}: {reason} ({retries + 1} tries; offline? pass --kodak-dir DIR with a local copy)"
-        )
-    if sha256 is not None:
+    resumed = _download(url, part, retries, timeout, backoff)
+    if sha256 is not None and sha256_file(part) != sha256:
+        part.unlink(missing_ok=True)
+        if resumed:  # a stale or foreign .part may be to blame: one clean download from byte 0
+            _download(url, part, retries, timeout, backoff)
         try:
             _check(part, sha256, f"the download from {url} was discarded")
         except ChecksumError:

@@ -66,6 +66,7 @@ class TrainConfig:
     val_every: int = 250
     val_images: int = 8
     max_minutes: float | None = None
+    stop_at: int | None = None  # stop (checkpointed) at this step although the schedule runs to ``steps``
     device: str = "auto"
     compile: bool = False
     extra: dict = field(default_factory=dict)
@@ -249,6 +250,15 @@ def validate(model: torch.nn.Module, crops: torch.Tensor, device: torch.device, 
     return sum(vals) / len(crops)
 
 
+def _check_ranks_in_sync(model: torch.nn.Module, device: torch.device) -> None:
+    """All ranks must hold the same weights after DDP training; a cheap checksum proves it."""
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(device)
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise TrainError(f"ranks diverged: weight checksums {[float(g) for g in gathered]}")
+
+
 def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = None, progress: bool = True) -> dict:
     """Train (or resume) a tokenizer; returns the last logged stats.
 
@@ -337,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
             step += 1
             _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
             seen += cfg.batch * world
-            loss_acc += float(loss)
+            loss_acc += float(loss.detach())
             psnr_acc += psnr(y.detach(), x)
             n_acc += 1
             bar.update(1)
@@ -357,7 +367,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
                 log_f.write(json.dumps(stats) + "\n")
                 log_f.flush()
                 seen, t_log, loss_acc, psnr_acc, n_acc = 0, now, 0.0, 0.0, 0
-            stop = cfg.max_minutes is not None and now - t_start > cfg.max_minutes * 60
+            stop = (cfg.max_minutes is not None and now - t_start > cfg.max_minutes * 60) or step == cfg.stop_at
             if main and now - t_ckpt > cfg.ckpt_minutes * 60:
                 save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
                 t_ckpt = now
@@ -367,6 +377,8 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
                 stop = bool(flag.item())
             if stop:
                 break
+        if distributed:
+            _check_ranks_in_sync(model, device)
         if main:
             save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
     finally:

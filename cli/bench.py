@@ -1,0 +1,99 @@
+"""`leechcodec bench`: rate-distortion comparison with JPEG2000, WebP, AVIF and JPEG (thin layer over kodak_eval)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
+from kodak_eval.run import ALL_CODECS, available_coders, benchmark
+from leechcodec.errors import LeechError
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def _parse_codecs(ctx, param, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in ALL_CODECS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown codec(s) {', '.join(unknown) or '(none)'}; choose from {','.join(ALL_CODECS)}")
+    return names
+
+
+@click.command("bench", epilog="""\b
+Examples:
+  leechcodec bench --kodak                          # download Kodak (once), run everything
+  leechcodec bench --kodak --images 4 --codecs jpeg2000,leechcodec
+  leechcodec bench --kodak-dir ~/data/kodak --jobs 2 --output-dir bench-out
+  leechcodec bench --no-kodak --holdout photos/     # any folder of PNGs, no checksums
+
+\b
+Outputs in --output-dir: kodak.json (CompressAI schema: name, description,
+results.bpp / psnr-rgb / ms-ssim-rgb / encoding_time / decoding_time, one value
+per sweep point, averaged over images), kodak.png (PSNR and MS-SSIM vs bpp),
+and a Markdown table on stdout; --holdout writes holdout.json / holdout.png.
+PSNR is computed on 8-bit RGB per image, then averaged.
+
+\b
+Exit codes: 3 unreadable/missing image, 6 bad model file,
+8 download failed, 9 checksum mismatch.""")
+@click.option("--kodak/--no-kodak", default=None,
+              help="Benchmark on the 24 Kodak images (the default unless --holdout is given).")
+@click.option("--kodak-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Use a local copy of kodim01.png…kodim24.png instead of downloading.")
+@click.option("--cache-dir", type=_DIR, default=None,
+              help=f"Where downloaded Kodak images are kept [default: {default_cache_dir()}]. "
+                   "The base URL can be overridden with $LEECHCODEC_KODAK_URL.")
+@click.option("--no-verify", is_flag=True, help="Skip the SHA-256 check of the Kodak files.")
+@click.option("--holdout", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also run the report on this folder of PNGs (written as holdout.json/.png).")
+@click.option("--output-dir", type=_DIR, default=Path("bench-out"), show_default=True,
+              help="Folder for the JSON results and the plot.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes for the classical encodes (timings are then measured under load).")
+@click.option("--images", "count", type=click.IntRange(min=1),
+              help="Only the first N images of each set (quick runs).")
+@click.option("--codecs", default=",".join(ALL_CODECS), show_default=True, callback=_parse_codecs,
+              help="Comma-separated subset of codecs to run.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="leechcodec weights (.safetensors) [default: the bundled model].")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for leechcodec.")
+@click.option("--coder", "coders", multiple=True,
+              help="leechcodec entropy coder; repeat to compare several [default: fixed].")
+def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, coders):
+    """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
+
+    Every figure comes from real bytes: each codec encodes and decodes every
+    image in memory (leechcodec through the same encode/decode as the CLI),
+    and bpp, PSNR, MS-SSIM and timings are averaged over the images.
+    """
+    coders = coders or ("fixed",)
+    offered = available_coders()
+    bad = [c for c in coders if c not in offered]
+    if bad:
+        raise click.BadParameter(f"unknown coder(s) {', '.join(bad)}; leechcodec offers {', '.join(offered)}",
+                                 param_hint="--coder")
+    use_kodak = kodak if kodak is not None else (holdout is None or kodak_dir is not None)
+    if not use_kodak and holdout is None:
+        raise click.UsageError("nothing to run: give --kodak, --kodak-dir or --holdout DIR")
+    try:
+        sets = []
+        if use_kodak:
+            paths = kodak_images(kodak_dir=kodak_dir, cache_dir=cache_dir, count=count, verify=not no_verify)
+            sets.append(("kodak", f"Kodak ({len(paths)} images)", paths))
+        if holdout is not None:
+            paths = holdout_images(holdout, count=count)
+            sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
+        net = None
+        if "leechcodec" in codecs:
+            from models.io import load_weights
+
+            net = load_weights(model, device=device)
+        for stem, title, paths in sets:
+            benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
+                      codecs=codecs, model=net, coders=coders, device=device, jobs=jobs)
+    except LeechError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)

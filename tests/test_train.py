@@ -1,0 +1,117 @@
+"""Training: exact resume, DDP on CPU (gloo, 2 processes), export, weights without pickle."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from models import io as model_io
+from models.train import TrainConfig, TrainError, export_checkpoint, lr_at, train
+from models.vit import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sub = d / ("sub" if i % 2 else "")
+        sub.mkdir(exist_ok=True)
+        arr = (rng.random((80, 96, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(sub / f"im{i}.{'png' if i % 2 else 'jpg'}")
+    return d
+
+
+def _cfg(image_dir, out, **kw):
+    base = dict(data=(str(image_dir),), out=str(out), preset="tiny", crop=64, batch=2, steps=6, lr=3e-3,
+                warmup=2, ckpt_minutes=100.0)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path):
+    t = load_file(str(path / "checkpoint.safetensors"))
+    return {k: v for k, v in t.items() if k.startswith(("model.", "ema."))}
+
+
+def test_resume_equals_uninterrupted(image_dir, tmp_path):
+    torch.set_num_threads(1)
+    full = train(_cfg(image_dir, tmp_path / "full"), progress=False)
+    assert full["step"] == 6
+    part = train(_cfg(image_dir, tmp_path / "split", stop_at=3), progress=False)
+    assert part["step"] == 3
+    with pytest.raises(TrainError, match="--resume"):
+        train(_cfg(image_dir, tmp_path / "split"), progress=False)
+    done = train(_cfg(image_dir, tmp_path / "split"), resume=True, progress=False)
+    assert done["step"] == 6
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # and training moved the weights at all
+    fresh = _weights(tmp_path / "split")
+    init = build("tiny").state_dict()
+    assert any(not torch.allclose(fresh["model." + k], v) for k, v in init.items() if v.dtype.is_floating_point)
+    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 6 and {"loss", "psnr", "lr", "img_per_s"} <= log[-1].keys()
+
+
+def test_export_and_load_without_pickle(image_dir, tmp_path, monkeypatch):
+    train(_cfg(image_dir, tmp_path / "run", steps=2), progress=False)
+    out = tmp_path / "model.safetensors"
+    mid = export_checkpoint(tmp_path / "run" / "checkpoint.safetensors", out)
+    assert out.read_bytes()[8:9] == b"{"  # safetensors: u64 header length, then JSON
+    assert all(v.dtype == torch.float16 for v in load_file(str(out)).values())
+
+    def no_pickle(*a, **k):
+        raise AssertionError("torch.load must not be used")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    monkeypatch.setattr("pickle.load", no_pickle)
+    monkeypatch.setattr("pickle.loads", no_pickle)
+    model = model_io.load_weights(out)
+    assert model.model_id == mid and len(mid) == 8
+    # saving the loaded model again gives the same content id
+    assert model_io.save_weights(model, tmp_path / "again.safetensors") == mid
+
+
+def test_no_torch_load_in_code():
+    for py in list(REPO.glob("leechcodec/*.py")) + list(REPO.glob("models/*.py")) + list(REPO.glob("cli/*.py")):
+        assert "torch.load(" not in py.read_text(), py
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(data=("x",), out="y", steps=100, warmup=10, lr=1.0, min_lr=0.0)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(55, cfg) == pytest.approx(0.5)
+    assert lr_at(100, cfg) == pytest.approx(0.0)
+
+
+def test_bad_data(tmp_path):
+    with pytest.raises(TrainError, match="no .png/.jpg"):
+        train(_cfg(tmp_path, tmp_path / "o"), progress=False)
+
+
+def test_ddp_two_processes_on_cpu(image_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cli", "train", str(image_dir), "--out", str(out), "--preset", "tiny", "--crop", "64",
+           "--batch", "1", "--steps", "3", "--warmup", "1", "--device", "cpu", "--quiet"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tensors = load_file(str(out / "checkpoint.safetensors"))
+    assert any(k.startswith("opt.") for k in tensors)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 3  # only rank 0 logs: one line per interval, not two
+    assert len(log) == 1
