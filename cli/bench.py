@@ -24,10 +24,10 @@ def _parse_codecs(ctx, param, value: str) -> tuple[str, ...]:
 
 @click.command("bench", epilog="""\b
 Examples:
-  leechcodec bench --kodak                          # download Kodak (once), run everything
+  leechcodec bench --kodak               # download Kodak once, run all codecs
   leechcodec bench --kodak --images 4 --codecs jpeg2000,leechcodec
   leechcodec bench --kodak-dir ~/data/kodak --jobs 2 --output-dir bench-out
-  leechcodec bench --no-kodak --holdout photos/     # any folder of PNGs, no checksums
+  leechcodec bench --no-kodak --holdout photos/   # any folder of PNGs
 
 \b
 Outputs in --output-dir: kodak.json (CompressAI schema: name, description,

@@ -90,23 +90,34 @@ def check_output(path: str, force: bool) -> None:
 def write_output(path: str, writer) -> None:
     """Call ``writer(binary_file)`` on a temp file beside ``path``, then rename it into place.
 
-    A failure leaves no partial file and never touches an existing ``path``.
+    The temp file is flushed to disk before the rename, so ``path`` is always either the old
+    file or the complete new one; a failure (or Ctrl-C) leaves no temp file behind.
     """
     if path == "-":
         writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             writer(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, p)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    except (OSError, ValueError) as e:  # ValueError: e.g. Pillow cannot save this mode as BLP/QOI
+        raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_model(path: str | None, device: str):

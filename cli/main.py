@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 import leechcodec
+import leechcodec.container
 import leechcodec.image_io
 
 from .common import (
@@ -26,6 +27,13 @@ from .common import (
     read_input,
     write_output,
 )
+
+# first bytes of common image files, to tell a user who gives one to `decode` what happened
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF", b"\0\0\0\x0cjP")
+
+
+def _name(path: str) -> str:
+    return "stdin" if path == "-" else path
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,8 +78,10 @@ def encode(input, output, coder, device, model_path, force, max_pixels, quiet):
     """
     check_output(output, force)
     data = read_input(input)
+    if data.startswith(leechcodec.container.MAGIC):
+        raise leechcodec.InputImageError(f"{_name(input)} is a .lq stream, not an image (to restore it: leechcodec decode)")
+    image = leechcodec.image_io.read_image(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device)
-    image = leechcodec.image_io.read_image(data, max_pixels)
     lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels)
     write_output(output, lambda f: f.write(lq))
     if not quiet and output != "-":
@@ -110,7 +120,11 @@ def decode(input, output, device, model_path, force, max_pixels, quiet):
         if ext not in Image.EXTENSION:
             raise OutputError(f"unknown image extension {ext or '(none)'!r} for {output}; use e.g. .png")
         fmt = Image.EXTENSION[ext]
+        if fmt not in Image.SAVE:
+            raise OutputError(f"Pillow cannot write {fmt} files ({output}); use e.g. .png")
     data = read_input(input)
+    if data.startswith(IMAGE_SIGNATURES):
+        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (to compress it: leechcodec encode)")
     leechcodec.read_header(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device)
     image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels)

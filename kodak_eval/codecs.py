@@ -78,18 +78,18 @@ CLASSICAL = {
         ),
         ClassicalCodec(
             "webp", "WebP (libwebp)", "WEBP", "webp", "quality",
-            (0, 1, 2, 4, 6, 8, 12, 16, 20),
+            (0, 1, 3, 6, 10, 15, 20, 27, 35, 45),
             "lossy, method=6",
         ),
         ClassicalCodec(
             "avif", "AVIF (libavif)", "AVIF", "avif", "quality",
-            (5, 10, 15, 20, 25, 30, 35, 40),
+            (5, 10, 15, 20, 25, 30, 35, 40, 45, 50),
             "speed=6, default 4:2:0 subsampling",
         ),
         ClassicalCodec(
             "jpeg", "JPEG (libjpeg)", "JPEG", "jpg", "quality",
-            (1, 3, 5, 7, 10, 13, 16, 20),
-            "optimize=True (Huffman tables), default 4:2:0 subsampling; cannot reach 0.1 bpp",
+            (1, 3, 5, 7, 10, 13, 16, 20, 25, 30),
+            "optimize=True (Huffman tables), default 4:2:0 subsampling",
         ),
     )
 }

@@ -167,10 +167,10 @@ def download_file(
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     resumed = _download(url, part, retries, timeout, backoff)
-    if sha256 is not None and sha256_file(part) != sha256:
-        part.unlink(missing_ok=True)
-        if resumed:  # a stale or foreign .part may be to blame: one clean download from byte 0
-            _download(url, part, retries, timeout, backoff)
+    if sha256 is not None and resumed and sha256_file(part) != sha256:
+        part.unlink()  # a stale or foreign .part may be to blame: one clean download from byte 0
+        _download(url, part, retries, timeout, backoff)
+    if sha256 is not None:
         try:
             _check(part, sha256, f"the download from {url} was discarded")
         except ChecksumError:
@@ -181,8 +181,8 @@ def download_file(
 
 
 def _kodak_names(count: int | None) -> tuple[str, ...]:
-    if count is not None and not 1 <= count <= len(KODAK_NAMES):
-        raise ValueError(f"Kodak has {len(KODAK_NAMES)} images, asked for {count}")
+    if count is not None and count < 1:
+        raise ValueError(f"need at least one image, asked for {count}")
     return KODAK_NAMES[:count]
 
 
@@ -203,7 +203,7 @@ def fetch_kodak(
     Args:
         cache_dir: where to keep the images (default: ``default_cache_dir()``).
         base_url: server folder holding ``kodimNN.png`` (default: $LEECHCODEC_KODAK_URL or ``KODAK_URL``).
-        count: first N images (default: all 24).
+        count: first N images (default and at most: all 24).
         verify: check every file against kodak_eval/SHA256SUMS.
         retries, timeout, backoff: see ``download_file``.
 
@@ -232,7 +232,7 @@ def local_kodak(kodak_dir: str | os.PathLike, *, count: int | None = None, verif
 
     Args:
         kodak_dir: folder holding ``kodim01.png`` … ``kodim24.png``.
-        count: first N images (default: all 24).
+        count: first N images (default and at most: all 24).
         verify: check every file against kodak_eval/SHA256SUMS.
 
     Raises:
@@ -265,7 +265,7 @@ def kodak_images(
     Args:
         kodak_dir: local copy of the suite (no download).
         cache_dir, base_url: see ``fetch_kodak``.
-        count: first N images (default: all 24).
+        count: first N images (default and at most: all 24).
         verify: check SHA-256 against kodak_eval/SHA256SUMS.
     """
     if kodak_dir is not None:

@@ -113,9 +113,10 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
     for tag, bpp, psnr, msssim, e in targets:
         ms = "" if msssim is None or not math.isfinite(msssim) else f", MS-SSIM {msssim:.4f}"
         lines += ["", f"### {tag}: {bpp:.4f} bpp, PSNR {psnr:.2f} dB{ms}", ""]
+        who = "paper" if e is None else "ours"
         lines += [
-            f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR (ours − codec) | MS-SSIM @ {bpp:.4f} bpp "
-            f"| codec bpp at {psnr:.2f} dB | BD-rate (ours vs codec) |",
+            f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR ({who} − codec) | MS-SSIM @ {bpp:.4f} bpp "
+            f"| codec bpp at {psnr:.2f} dB ({who} vs codec) | BD-rate (ours vs codec) |",
             "|---|---|---|---|---|---|",
         ]
         for o in others:
@@ -130,7 +131,7 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
                 bd = "n/a (1 point)"
             else:
                 bd = _fmt(bd_rate(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"]), "+.1f", " %", "n/a (no overlap)")
-            rate = "n/a (out of range)" if b is None else f"{b:.4f} (ours {100 * (bpp / b - 1):+.1f} %)"
+            rate = "n/a (out of range)" if b is None else f"{b:.4f} ({100 * (bpp / b - 1):+.1f} %)"
             lines.append(
                 f"| {o['name']} | {_fmt(p, '.2f', ' dB')} | {_fmt(None if p is None else psnr - p, '+.2f', ' dB')} "
                 f"| {_fmt(m, '.4f')} | {rate} | {bd} |"

@@ -93,11 +93,16 @@ def encode(
         coder: how token indices are stored; one of ``leechcodec.CODERS``.
         device: torch device for the network ("cpu" or "cuda").
         progress: show a progress bar over tiles for large images.
-        max_pixels: refuse larger images (None: no limit).
+        max_pixels: refuse larger images (None: no limit); see ``container.check_size``.
+
+    Raises:
+        InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
+        LimitError: over ``max_pixels``, or too many tiles for the format.
     """
     if coder not in coders.CODERS:
         raise ValueError(f"unknown coder {coder!r}; available: {', '.join(coders.CODERS)}")
-    im = image if isinstance(image, Image.Image) else read_image(image, max_pixels)
+    im = read_image(image, max_pixels)
+    container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
     rgb, mode = to_rgb_array(im, max_pixels)
     h, w, _ = rgb.shape
     tiles = tile_image(rgb, model.tile)

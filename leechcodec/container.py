@@ -24,6 +24,7 @@ CODER_NAMES = {v: k for k, v in CODER_IDS.items()}
 MODE_IDS = {"RGB": 0, "L": 1}
 MODE_NAMES = {v: k for k, v in MODE_IDS.items()}
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # 64 megapixels, like Pillow's decompression-bomb guard
+MAX_PADDING = 4  # the image padded to whole tiles may have this many times max_pixels (check_size)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,31 @@ class Header:
 def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
     """Tiles across and down for an image; the image is edge-padded up to this grid."""
     return math.ceil(width / tile), math.ceil(height / tile)
+
+
+def check_size(width: int, height: int, tile: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse an image the format cannot hold, or one over ``max_pixels`` (None: no limit).
+
+    The limit counts the image's pixels, and the image padded to whole tiles (what the
+    network processes) may have at most ``MAX_PADDING`` times as many (at least one tile):
+    only thin strips pad more, e.g. a 1x64M PNG of a few kB would otherwise pad to 16 Gpx.
+
+    Raises:
+        LimitError: more than 65,535 tiles across or down, or over the pixel limit.
+    """
+    tx, ty = tile_grid(width, height, tile)
+    if tx > 0xFFFF or ty > 0xFFFF:
+        raise LimitError(f"image is {width}x{height}: over 65535 tiles of {tile}px across or down, beyond the .lq format")
+    if max_pixels is None:
+        return
+    if width * height > max_pixels:
+        raise LimitError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}")
+    padded = tx * ty * tile * tile
+    if padded > MAX_PADDING * max(max_pixels, tile * tile):
+        raise LimitError(
+            f"image is {width}x{height}, {padded} pixels once padded to whole {tile}px tiles: "
+            f"over {MAX_PADDING} x the limit of {max_pixels}"
+        )
 
 
 def pack(header: Header, payload: bytes) -> bytes:
@@ -109,7 +135,6 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
         raise FormatError(f"invalid tile size {tile}")
     if (tx, ty) != tile_grid(w, h, tile):
         raise FormatError(f"tile grid {tx}x{ty} does not match a {w}x{h} image with {tile}px tiles")
-    if max_pixels is not None and w * h > max_pixels:
-        raise LimitError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
+    check_size(w, h, tile, max_pixels)
     header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen)
     return header, data[HEADER.size : HEADER.size + plen]

@@ -28,7 +28,7 @@ from .errors import InputImageError, LeechWarning, LimitError
 
 
 def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image from a path, a binary file or bytes.
+    """Open and fully decode an image from a path, a binary file, bytes or a (lazy) PIL image.
 
     Raises:
         InputImageError: not an image, truncated or otherwise unreadable.
@@ -39,7 +39,7 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(src)
+            im = src if isinstance(src, Image.Image) else Image.open(src)
             _check_size(im.width, im.height, max_pixels)
             im.load()
     except (LimitError, InputImageError):
@@ -48,6 +48,8 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise LimitError(f"image too large: {e}") from None
     except FileNotFoundError:
         raise InputImageError(f"no such file: {src}") from None
+    except Image.UnidentifiedImageError:
+        raise InputImageError("cannot read image: not in a format Pillow recognises") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputImageError(f"cannot read image: {e}") from None
     return im
@@ -80,7 +82,7 @@ def to_rgb_array(im: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
         return np.repeat(grey[..., None], 3, axis=2), "L"
     if mode == "F":
         _warn("floating-point input clipped to 0-255 and rounded to 8 bits")
-        grey = np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
+        grey = np.clip(np.rint(np.nan_to_num(np.asarray(im))), 0, 255).astype(np.uint8)  # NaN → 0
         return np.repeat(grey[..., None], 3, axis=2), "L"
     if mode == "P" and "transparency" not in im.info:
         return np.asarray(im.convert("RGB"), dtype=np.uint8), "RGB"
@@ -88,7 +90,7 @@ def to_rgb_array(im: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
         if mode != "RGBX":
             _warn(f"alpha channel dropped ({mode} input): leechcodec stores colour only")
         if mode in ("LA", "La"):
-            grey = np.asarray(im.convert("L"), dtype=np.uint8)
+            grey = np.asarray(im.convert("LA").convert("L"), dtype=np.uint8)  # Pillow has no La → L
             return np.repeat(grey[..., None], 3, axis=2), "L"
         return np.asarray(im.convert("RGBA").convert("RGB"), dtype=np.uint8), "RGB"
     try:

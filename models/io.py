@@ -7,6 +7,7 @@ bytes, in name order), so it identifies the exact weights a stream needs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -59,12 +60,43 @@ def save_weights(model: LeechTokenizer, path: str | os.PathLike) -> bytes:
     return mid
 
 
+MAX_TILE_TOKENS = 64 * 64  # tokens per tile; the fixed coder's big-integer work grows as its square
+
+
+def config_from_json(text: str) -> TokenizerConfig:
+    """Parse and check a config from untrusted JSON: known fields, their types, sane ranges.
+
+    Raises:
+        ValueError: anything wrong (``json.JSONDecodeError`` is a ValueError).
+    """
+    d = json.loads(text)
+    if not isinstance(d, dict):
+        raise ValueError("the config is not a JSON object")
+    for f in dataclasses.fields(TokenizerConfig):
+        if f.name not in d:
+            continue
+        v, kind = d[f.name], type(f.default)
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else kind):
+            raise ValueError(f"{f.name} must be {kind.__name__}, got {v!r:.40}")
+        if kind in (int, float) and not (0 < v < float("inf")):
+            raise ValueError(f"{f.name} must be positive and finite, got {v!r:.40}")
+    cfg = TokenizerConfig.from_dict(d)
+    if cfg.tile % 8 or cfg.tile > 0xFFFF:
+        raise ValueError(f"tile {cfg.tile} is not a multiple of 8 up to 65535 (the .lq format)")
+    if (cfg.tile // cfg.patch) ** 2 > MAX_TILE_TOKENS:
+        raise ValueError(f"{(cfg.tile // cfg.patch) ** 2} tokens per tile, over {MAX_TILE_TOKENS}")
+    return cfg
+
+
 def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> LeechTokenizer:
     """Rebuild a tokenizer from a safetensors file (default: the bundled model).
 
+    Nothing is allocated from the config alone: the tensor shapes it implies are checked
+    on the meta device against the tensors actually in the file.
+
     Raises:
-        ModelError: missing file, not safetensors, not a leechcodec tokenizer, or tensors
-            that do not match the stored config.
+        ModelError: missing file, not safetensors, not a leechcodec tokenizer, an invalid
+            config, or tensors that do not match the stored config or are not finite.
     """
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
@@ -84,13 +116,18 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> 
     if meta.get("format") != FORMAT_TAG or "config" not in meta:
         raise ModelError(f"{path} is not a leechcodec tokenizer (no '{FORMAT_TAG}' metadata)")
     try:
-        cfg = TokenizerConfig.from_dict(json.loads(meta["config"]))
-    except (ValueError, TypeError) as e:
+        cfg = config_from_json(meta["config"])
+        if cfg.depth + cfg.dec_depth > len(state):  # each block has several tensors
+            raise ValueError(f"{cfg.depth}+{cfg.dec_depth} blocks but only {len(state)} tensors")
+        with torch.device("meta"):  # shapes only, no memory
+            expected = LeechTokenizer(cfg).state_dict()
+    except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:  # RuntimeError: RecursionError, torch
         raise ModelError(f"{path} has an invalid model config: {e}") from None
-    model = LeechTokenizer(cfg)
-    expected = model.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise ModelError(f"{path}: tensors do not match the stored config {cfg.name!r}")
+    if not all(v.is_floating_point() and bool(v.isfinite().all()) for v in state.values()):
+        raise ModelError(f"{path}: tensors must be finite floating-point numbers")
+    model = LeechTokenizer(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.model_id = model_id_of(cfg, state)
     return model.to(device).eval()

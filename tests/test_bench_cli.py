@@ -1,0 +1,109 @@
+"""`leechcodec bench` through click's CliRunner: help, a real holdout run, and error exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.bench import bench
+from leechcodec.errors import LeechError
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+@pytest.fixture
+def kodak():
+    if not (KODAK / "kodim02.png").is_file():
+        pytest.skip(f"no Kodak copy at {KODAK}")
+    return KODAK
+
+
+@pytest.fixture
+def crops(kodak, tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, name in enumerate(("kodim01.png", "kodim02.png")):
+        with Image.open(kodak / name) as im:
+            im.convert("RGB").crop((0, 0, 256, 256)).save(folder / f"c{i}.png")
+    return folder
+
+
+def test_help_teaches_with_an_example():
+    result = CliRunner().invoke(bench, ["--help"])
+    assert result.exit_code == 0
+    for text in ("leechcodec bench --kodak", "--holdout", "--kodak-dir", "--codecs", "--coder", "kodak.json"):
+        assert text in result.output
+
+
+def test_holdout_run_writes_json_plot_and_table(crops, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg,webp", "--output-dir", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "holdout.json").read_text())
+    assert [e["name"] for e in data] == ["JPEG (libjpeg)", "WebP (libwebp)"]
+    assert all(len(e["results"]["bpp"]) > 2 for e in data)
+    assert (out / "holdout.png").stat().st_size > 0
+    assert "| JPEG (libjpeg) |" in result.output and not (out / "kodak.json").exists()
+
+
+def test_corrupted_local_kodak_exits_9(kodak, tmp_path):
+    shutil.copy(kodak / "kodim01.png", tmp_path / "kodim01.png")
+    with (tmp_path / "kodim01.png").open("ab") as f:
+        f.write(b"!")
+    args = ["--kodak-dir", str(tmp_path), "--images", "1", "--codecs", "jpeg", "--output-dir", str(tmp_path / "o")]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 9
+    assert result.stderr.startswith("error: kodim01.png: SHA-256") and result.stderr.count("\n") == 1
+    result = CliRunner().invoke(bench, [*args, "--no-verify"])
+    assert result.exit_code == 0, result.output
+
+
+def test_download_404_exits_8(tmp_path):
+    handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        result = CliRunner().invoke(
+            bench,
+            ["--kodak", "--cache-dir", str(tmp_path / "cache"), "--images", "1", "--codecs", "jpeg"],
+            env={"LEECHCODEC_KODAK_URL": f"http://127.0.0.1:{httpd.server_address[1]}/"},
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.exit_code == 8
+    assert "404" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(bench, ["--codecs", "jpeg,gif"]).exit_code == 2
+    assert runner.invoke(bench, ["--coder", "nope", "--codecs", "jpeg"]).exit_code == 2
+    assert runner.invoke(bench, ["--no-kodak"]).exit_code == 2
+
+
+def test_leechcodec_in_the_cli_run(crops, tmp_path):
+    from models.io import load_weights
+
+    try:
+        load_weights()
+    except LeechError as e:  # no bundled weights yet
+        pytest.skip(f"load_weights() failed: {e}")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        bench, ["--no-kodak", "--holdout", str(crops), "--images", "1", "--codecs", "jpeg,leechcodec", "--output-dir", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    names = [e["name"] for e in json.loads((out / "holdout.json").read_text())]
+    assert names[0] == "JPEG (libjpeg)" and names[1].startswith("leechcodec (")
+    assert "n/a (1 point)" in result.output
