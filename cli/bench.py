@@ -38,7 +38,7 @@ PSNR is computed on 8-bit RGB per image, then averaged.
 
 \b
 Exit codes: 3 unreadable/missing image, 6 bad model file,
-8 download failed, 9 checksum mismatch.""")
+9 download failed, 10 checksum mismatch.""")
 @click.option("--kodak/--no-kodak", default=None,
               help="Benchmark on the 24 Kodak images (the default unless --holdout is given).")
 @click.option("--kodak-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -79,6 +79,11 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     if not use_kodak and holdout is None:
         raise click.UsageError("nothing to run: give --kodak, --kodak-dir or --holdout DIR")
     try:
+        net = None
+        if "leechcodec" in codecs:  # before any download: a bad --model fails fast
+            from models.io import load_weights
+
+            net = load_weights(model, device=device)
         sets = []
         if use_kodak:
             paths = kodak_images(kodak_dir=kodak_dir, cache_dir=cache_dir, count=count, verify=not no_verify)
@@ -86,14 +91,9 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         if holdout is not None:
             paths = holdout_images(holdout, count=count)
             sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
-        net = None
-        if "leechcodec" in codecs:
-            from models.io import load_weights
-
-            net = load_weights(model, device=device)
         for stem, title, paths in sets:
             benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
                       codecs=codecs, model=net, coders=coders, device=device, jobs=jobs)
     except LeechError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"leechcodec: error: {e}", err=True)
         sys.exit(e.exit_code)

@@ -1,4 +1,4 @@
-"""Lossless coders for token indices (the one module that may import constriction).
+"""Lossless coders for token indices (the one module that will own constriction, for the AR coder).
 
 ``fixed``: every tile's 1,024 indices are one mixed-radix integer in base 196,560, written
 big-endian in ``fixed_tile_bytes(n)`` bytes: exactly ceil(n·log2(196,560)/8) bytes, i.e.

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.bench import bench
-from leechcodec.errors import LeechError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
@@ -56,14 +55,14 @@ def test_holdout_run_writes_json_plot_and_table(crops, tmp_path):
     assert "| JPEG (libjpeg) |" in result.output and not (out / "kodak.json").exists()
 
 
-def test_corrupted_local_kodak_exits_9(kodak, tmp_path):
+def test_corrupted_local_kodak_exits_10(kodak, tmp_path):
     shutil.copy(kodak / "kodim01.png", tmp_path / "kodim01.png")
     with (tmp_path / "kodim01.png").open("ab") as f:
         f.write(b"!")
     args = ["--kodak-dir", str(tmp_path), "--images", "1", "--codecs", "jpeg", "--output-dir", str(tmp_path / "o")]
     result = CliRunner().invoke(bench, args)
-    assert result.exit_code == 9
-    assert result.stderr.startswith("error: kodim01.png: SHA-256") and result.stderr.count("\n") == 1
+    assert result.exit_code == 10
+    assert result.stderr.startswith("leechcodec: error: kodim01.png: SHA-256") and result.stderr.count("\n") == 1
     result = CliRunner().invoke(bench, [*args, "--no-verify"])
     assert result.exit_code == 0, result.output
 
@@ -81,7 +80,7 @@ def test_download_404_exits_8(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert result.exit_code == 8
+    assert result.exit_code == 9
     assert "404" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -92,18 +91,24 @@ def test_bad_options_are_usage_errors(tmp_path):
     assert runner.invoke(bench, ["--no-kodak"]).exit_code == 2
 
 
-def test_leechcodec_in_the_cli_run(crops, tmp_path):
-    from models.io import load_weights
-
-    try:
-        load_weights()
-    except LeechError as e:  # no bundled weights yet
-        pytest.skip(f"load_weights() failed: {e}")
+def test_leechcodec_in_the_cli_run(crops, tmp_path, tiny_model_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        bench, ["--no-kodak", "--holdout", str(crops), "--images", "1", "--codecs", "jpeg,leechcodec", "--output-dir", str(out)]
+        bench,
+        ["--no-kodak", "--holdout", str(crops), "--images", "1", "--codecs", "jpeg,leechcodec",
+         "--model", str(tiny_model_path), "--coder", "fixed", "--output-dir", str(out)],
     )
     assert result.exit_code == 0, result.output
     names = [e["name"] for e in json.loads((out / "holdout.json").read_text())]
-    assert names[0] == "JPEG (libjpeg)" and names[1].startswith("leechcodec (")
-    assert "n/a (1 point)" in result.output
+    assert names == ["JPEG (libjpeg)", "leechcodec (tiny, fixed)"]
+    assert "### leechcodec (tiny, fixed):" in result.output and "n/a (1 point)" in result.output
+
+
+def test_missing_model_exits_6_before_any_download(tmp_path):
+    result = CliRunner().invoke(
+        bench,
+        ["--kodak", "--cache-dir", str(tmp_path / "cache"), "--model", str(tmp_path / "none.safetensors")],
+        env={"LEECHCODEC_KODAK_URL": "http://127.0.0.1:9/"},
+    )
+    assert result.exit_code == 6 and result.stderr.startswith("leechcodec: error: model file not found")
+    assert not (tmp_path / "cache").exists()

@@ -145,7 +145,7 @@ def test_download_corrupted_raises_and_leaves_nothing(serve, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ChecksumError, match="kodim02.png") as exc:
         fetch_kodak(cache, base_url=url, count=2, backoff=0)
-    assert exc.value.exit_code == 9 and "\n" not in str(exc.value)
+    assert exc.value.exit_code == 10 and "\n" not in str(exc.value)
     assert sorted(p.name for p in cache.iterdir()) == ["kodim01.png"]
 
 
@@ -156,7 +156,7 @@ def test_download_missing_file_is_a_download_error(serve, tmp_path):
     url, log = start()
     with pytest.raises(DownloadError, match="404") as exc:
         fetch_kodak(tmp_path / "cache", base_url=url, count=2, backoff=0)
-    assert exc.value.exit_code == 8 and "\n" not in str(exc.value)
+    assert exc.value.exit_code == 9 and "\n" not in str(exc.value)
     assert [entry[2] for entry in log] == [200, 404]  # a 404 is not retried
 
 
@@ -360,20 +360,21 @@ def test_table_reads_codecs_at_our_rate():
     assert "-10.0 %" in markdown_table(entries, "t")
 
 
-def test_leechcodec_through_the_public_codec_api(small_pngs):
-    from models.io import load_weights
+def test_leechcodec_through_the_public_codec_api(small_pngs, tiny_model):
+    import leechcodec
 
-    try:
-        model = load_weights()
-    except LeechError as e:  # no bundled weights yet
-        pytest.skip(f"load_weights() failed: {e}")
-    paths = holdout_images(small_pngs, count=1)
-    entries, _ = evaluate(paths, codecs=("leechcodec",), model=model, progress=False)
+    paths = holdout_images(small_pngs)
+    entries, _ = evaluate(paths, codecs=("leechcodec",), model=tiny_model, progress=False)
     (entry,) = entries
-    assert entry["name"].startswith("leechcodec (")
+    assert entry["name"] == "leechcodec (tiny, fixed)" and tiny_model.model_id.hex() in entry["description"]
     results = entry["results"]
     assert all(len(v) == 1 for v in results.values())
-    assert 0.05 < results["bpp"][0] < 2 and results["psnr-rgb"][0] > 15
+    sizes = []
+    for p in paths:  # bpp is the real .lq byte count
+        with Image.open(p) as im:
+            sizes.append(8 * len(leechcodec.encode(im.convert("RGB"), tiny_model)) / (256 * 256))
+    assert results["bpp"][0] == pytest.approx(sum(sizes) / 2)
+    assert math.isfinite(results["psnr-rgb"][0]) and results["encoding_time"][0] > 0
 
 
 def test_parallel_jobs_give_the_same_figures(small_pngs):

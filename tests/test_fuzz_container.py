@@ -1,0 +1,208 @@
+"""Property-based hunts over the .lq container and the full decoder (hypothesis).
+
+Valid headers round-trip exactly; every mutation (truncation, bit flips, overwritten header
+fields, an inflated length field, another model's id) raises a LeechError subclass, never
+anything else, within a deadline. Example counts are kept small: the whole file runs in
+seconds on 2 cores.
+"""
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import leechcodec
+from leechcodec import container
+from leechcodec.container import CODER_IDS, DEFAULT_MAX_PIXELS, MODE_IDS, Header
+from leechcodec.errors import FormatError, LeechError, LimitError, ModelMismatchError
+
+FAST = settings(max_examples=300, deadline=2000)  # a 2-s deadline: nothing may hang
+DECODE = settings(max_examples=100, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
+WIDTH, PLEN = slice(16, 20), slice(30, 34)  # header fields (docs/FORMAT.md)
+
+
+def _resign(data: bytes) -> bytes:
+    body = data[: -container.TRAILER.size]
+    return body + container.TRAILER.pack(zlib.crc32(body))
+
+
+@st.composite
+def headers(draw):
+    """A valid header (any coder, mode, id, size and tile the format can hold) and its payload."""
+    tile = 8 * draw(st.integers(1, 0xFFFF // 8))
+    width = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
+    height = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
+    payload = draw(st.binary(max_size=64))
+    tx, ty = container.tile_grid(width, height, tile)
+    header = Header(
+        draw(st.sampled_from(sorted(CODER_IDS))), draw(st.sampled_from(sorted(MODE_IDS))),
+        draw(st.binary(min_size=8, max_size=8)), width, height, tile, tx, ty, len(payload),
+    )  # fmt: skip
+    return header, payload
+
+
+def _is_valid(header: Header, payload: bytes) -> bool:
+    return (
+        header.coder in CODER_IDS and header.mode in MODE_IDS and header.width >= 1 and header.height >= 1
+        and header.tile >= 8 and header.tile % 8 == 0 and header.payload_length == len(payload)
+        and (header.tiles_x, header.tiles_y) == container.tile_grid(header.width, header.height, header.tile)
+    )  # fmt: skip
+
+
+@FAST
+@given(headers())
+def test_valid_headers_round_trip_exactly(hp):
+    header, payload = hp
+    data = container.pack(header, payload)
+    assert container.unpack(data, max_pixels=None) == (header, payload)
+    assert container.pack(*container.unpack(data, max_pixels=None)) == data
+    padded = header.n_tiles * header.tile**2
+    over = header.pixels > DEFAULT_MAX_PIXELS or padded > container.MAX_PADDING * max(DEFAULT_MAX_PIXELS, header.tile**2)
+    if over:
+        with pytest.raises(LimitError):
+            container.unpack(data)
+    else:
+        assert container.unpack(data) == (header, payload)
+
+
+@FAST
+@given(headers(), st.data())
+def test_truncated_or_extended_streams_are_format_errors(hp, data):
+    stream = container.pack(*hp)
+    cut = data.draw(st.integers(0, len(stream) - 1))
+    with pytest.raises(FormatError):
+        container.unpack(stream[:cut])
+    with pytest.raises(FormatError):
+        container.unpack(stream + data.draw(st.binary(min_size=1, max_size=16)))
+
+
+@FAST
+@given(headers(), st.data())
+def test_any_single_bit_flip_is_a_format_error(hp, data):
+    stream = bytearray(container.pack(*hp))
+    bit = data.draw(st.integers(0, 8 * len(stream) - 1))
+    stream[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(FormatError):  # magic, length or CRC32 (which catches every 1-bit error)
+        container.unpack(bytes(stream), max_pixels=None)
+
+
+@FAST
+@given(headers(), st.data())
+def test_inflated_length_field_is_refused_before_any_allocation(hp, data):
+    header, payload = hp
+    stream = bytearray(container.pack(header, payload))
+    claimed = data.draw(st.integers(len(payload) + 1, 2**32 - 1))
+    stream[PLEN] = claimed.to_bytes(4, "big")
+    for candidate in (bytes(stream), _resign(bytes(stream))):
+        with pytest.raises(FormatError, match="payload length"):
+            container.unpack(candidate)
+
+
+@FAST
+@given(headers(), st.lists(st.tuples(st.integers(0, container.HEADER.size - 1), st.integers(1, 255)), min_size=1, max_size=6))
+def test_resigned_header_mutations_are_refused_or_consistent(hp, edits):
+    """Past the checksum: every header field is validated; what gets through is consistent."""
+    stream = bytearray(container.pack(*hp))
+    for pos, xor in edits:
+        stream[pos] ^= xor
+    try:
+        header, payload = container.unpack(_resign(bytes(stream)), max_pixels=None)
+    except LeechError:
+        return
+    assert _is_valid(header, payload)
+
+
+@FAST
+@given(st.binary(max_size=200), st.booleans())
+def test_arbitrary_bytes_never_escape(tail, magic):
+    stream = (container.MAGIC if magic else b"") + tail
+    for candidate in (stream, _resign(stream) if len(stream) >= 4 else stream):
+        try:
+            header, payload = container.unpack(candidate)
+        except LeechError:
+            continue
+        assert _is_valid(header, payload)
+
+
+# -- the full decoder, with the tiny model -------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: much faster on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def streams(tiny_model):
+    rng = np.random.default_rng(7)
+    rgb = Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    grey = Image.fromarray(rng.integers(0, 256, (20, 300), dtype=np.uint8))  # two tiles
+    return [leechcodec.encode(rgb, tiny_model), leechcodec.encode(grey, tiny_model)]
+
+
+def _decode_or_refuse(data: bytes, model) -> None:
+    try:
+        image = leechcodec.decode(data, model)
+    except LeechError:
+        return
+    header = leechcodec.read_header(data)
+    assert image.size == (header.width, header.height) and image.mode == header.mode
+
+
+@DECODE
+@given(
+    st.data(),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+    st.booleans(),
+)
+def test_decode_mutated_streams_only_raise_leech_errors(tiny_model, streams, data, edits, cut, resign):
+    stream = bytearray(data.draw(st.sampled_from(streams)))
+    for pos, xor in edits:
+        stream[pos % len(stream)] ^= xor
+    if cut is not None:
+        stream = stream[: cut % len(stream)]
+    stream = bytes(stream)
+    _decode_or_refuse(_resign(stream) if resign and len(stream) >= 4 else stream, tiny_model)
+
+
+@DECODE
+@given(st.integers(1, 256), st.integers(1, 256), st.sampled_from(sorted(MODE_IDS)))
+def test_decode_any_consistent_one_tile_header(tiny_model, streams, width, height, mode):
+    """Any size that fits one tile, in either mode, decodes to exactly that size and mode."""
+    header = Header("fixed", mode, bytes(tiny_model.model_id), width, height, 256, 1, 1, len(streams[0]) - 38)
+    image = leechcodec.decode(container.pack(header, streams[0][34:-4]), tiny_model)
+    assert image.size == (width, height) and image.mode == mode
+
+
+@DECODE
+@given(st.binary(min_size=8, max_size=8))
+def test_decode_other_model_id_is_a_mismatch(tiny_model, streams, model_id):
+    if model_id == bytes(tiny_model.model_id):
+        return
+    stream = bytearray(streams[0])
+    stream[8:16] = model_id
+    with pytest.raises(ModelMismatchError):
+        leechcodec.decode(_resign(bytes(stream)), tiny_model)
+
+
+@DECODE
+@given(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+def test_decode_huge_claimed_size_is_refused_without_work(tiny_model, streams, width, height):
+    """A re-signed header claiming any size: a limit or a format error, never a big allocation."""
+    stream = bytearray(streams[0])
+    stream[WIDTH] = width.to_bytes(4, "big")
+    stream[20:24] = height.to_bytes(4, "big")
+    try:
+        leechcodec.decode(_resign(bytes(stream)), tiny_model)
+    except (FormatError, LimitError):
+        return
+    assert container.tile_grid(width, height, 256) == (1, 1)
