@@ -67,7 +67,7 @@ def test_corrupted_local_kodak_exits_10(kodak, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_download_404_exits_8(tmp_path):
+def test_download_404_exits_9(tmp_path):
     handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path)))
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
