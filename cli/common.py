@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import tempfile
@@ -16,6 +17,10 @@ from leechcodec.errors import LeechError, LeechWarning
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+
+# Pillow logs some malformed files at ERROR level (Python would print that as a second line
+# on stderr); the exception that follows is what the CLI reports.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 
 def _fail(message: str, code: int) -> None:
@@ -101,8 +106,8 @@ def write_output(path: str, writer) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
             writer(f)
             f.flush()
             os.fsync(f.fileno())
@@ -115,6 +120,7 @@ def write_output(path: str, writer) -> None:
 
 
 def _umask() -> int:
+    """The process umask (reading it means setting it: fine in the single-threaded CLI)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -79,7 +79,9 @@ def encode(input, output, coder, device, model_path, force, max_pixels, quiet):
     check_output(output, force)
     data = read_input(input)
     if data.startswith(leechcodec.container.MAGIC):
-        raise leechcodec.InputImageError(f"{_name(input)} is a .lq stream, not an image (to restore it: leechcodec decode)")
+        raise leechcodec.InputImageError(
+            f"{_name(input)} is a .lq stream, not an image (restore it: leechcodec decode)"
+        )
     image = leechcodec.image_io.read_image(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device)
     lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels)
@@ -124,7 +126,7 @@ def decode(input, output, device, model_path, force, max_pixels, quiet):
             raise OutputError(f"Pillow cannot write {fmt} files ({output}); use e.g. .png")
     data = read_input(input)
     if data.startswith(IMAGE_SIGNATURES):
-        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (to compress it: leechcodec encode)")
+        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
     leechcodec.read_header(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device)
     image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels)

@@ -60,14 +60,14 @@ def check_size(width: int, height: int, tile: int, max_pixels: int | None = DEFA
 
     The limit counts the image's pixels, and the image padded to whole tiles (what the
     network processes) may have at most ``MAX_PADDING`` times as many (at least one tile):
-    only thin strips pad more, e.g. a 1x64M PNG of a few kB would otherwise pad to 16 Gpx.
+    only thin strips pad more: a 1x64M-pixel PNG of ~100 kB would otherwise pad to 16 Gpx.
 
     Raises:
         LimitError: more than 65,535 tiles across or down, or over the pixel limit.
     """
     tx, ty = tile_grid(width, height, tile)
     if tx > 0xFFFF or ty > 0xFFFF:
-        raise LimitError(f"image is {width}x{height}: over 65535 tiles of {tile}px across or down, beyond the .lq format")
+        raise LimitError(f"image is {width}x{height}: over 65535 tiles of {tile}px across or down (the .lq limit)")
     if max_pixels is None:
         return
     if width * height > max_pixels:

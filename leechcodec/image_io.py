@@ -49,7 +49,7 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     except FileNotFoundError:
         raise InputImageError(f"no such file: {src}") from None
     except Image.UnidentifiedImageError:
-        raise InputImageError("cannot read image: not in a format Pillow recognises") from None
+        raise InputImageError("cannot read image: not a known image format, or a damaged header") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputImageError(f"cannot read image: {e}") from None
     return im

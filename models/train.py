@@ -41,7 +41,7 @@ CKPT_NAME = "checkpoint.safetensors"
 class TrainError(LeechError):
     """Bad training input: no images, unreadable checkpoint, mismatched resume."""
 
-    exit_code = 2
+    exit_code = 11
 
 
 @dataclass(frozen=True)

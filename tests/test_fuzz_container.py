@@ -61,7 +61,8 @@ def test_valid_headers_round_trip_exactly(hp):
     assert container.unpack(data, max_pixels=None) == (header, payload)
     assert container.pack(*container.unpack(data, max_pixels=None)) == data
     padded = header.n_tiles * header.tile**2
-    over = header.pixels > DEFAULT_MAX_PIXELS or padded > container.MAX_PADDING * max(DEFAULT_MAX_PIXELS, header.tile**2)
+    limit = DEFAULT_MAX_PIXELS
+    over = header.pixels > limit or padded > container.MAX_PADDING * max(limit, header.tile**2)
     if over:
         with pytest.raises(LimitError):
             container.unpack(data)
@@ -103,7 +104,7 @@ def test_inflated_length_field_is_refused_before_any_allocation(hp, data):
 
 
 @FAST
-@given(headers(), st.lists(st.tuples(st.integers(0, container.HEADER.size - 1), st.integers(1, 255)), min_size=1, max_size=6))
+@given(headers(), st.lists(st.tuples(st.integers(0, container.HEADER.size - 1), st.integers(1, 255)), min_size=1))
 def test_resigned_header_mutations_are_refused_or_consistent(hp, edits):
     """Past the checksum: every header field is validated; what gets through is consistent."""
     stream = bytearray(container.pack(*hp))
