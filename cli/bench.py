@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 from kodak_eval.run import ALL_CODECS, available_coders, benchmark
-from leechcodec.errors import LeechError
+
+from .common import handle_errors
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -62,6 +62,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--device", default="cpu", show_default=True, help="Torch device for leechcodec.")
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder; repeat to compare several [default: fixed].")
+@handle_errors
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, coders):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
@@ -78,22 +79,18 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     use_kodak = kodak if kodak is not None else (holdout is None or kodak_dir is not None)
     if not use_kodak and holdout is None:
         raise click.UsageError("nothing to run: give --kodak, --kodak-dir or --holdout DIR")
-    try:
-        net = None
-        if "leechcodec" in codecs:  # before any download: a bad --model fails fast
-            from models.io import load_weights
+    net = None
+    if "leechcodec" in codecs:  # before any download: a bad --model fails fast
+        from models.io import load_weights
 
-            net = load_weights(model, device=device)
-        sets = []
-        if use_kodak:
-            paths = kodak_images(kodak_dir=kodak_dir, cache_dir=cache_dir, count=count, verify=not no_verify)
-            sets.append(("kodak", f"Kodak ({len(paths)} images)", paths))
-        if holdout is not None:
-            paths = holdout_images(holdout, count=count)
-            sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
-        for stem, title, paths in sets:
-            benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
-                      codecs=codecs, model=net, coders=coders, device=device, jobs=jobs)
-    except LeechError as e:
-        click.echo(f"leechcodec: error: {e}", err=True)
-        sys.exit(e.exit_code)
+        net = load_weights(model, device=device)
+    sets = []
+    if use_kodak:
+        paths = kodak_images(kodak_dir=kodak_dir, cache_dir=cache_dir, count=count, verify=not no_verify)
+        sets.append(("kodak", f"Kodak ({len(paths)} images)", paths))
+    if holdout is not None:
+        paths = holdout_images(holdout, count=count)
+        sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
+    for stem, title, paths in sets:
+        benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
+                  codecs=codecs, model=net, coders=coders, device=device, jobs=jobs)

@@ -17,6 +17,7 @@ from leechcodec.errors import LeechError, LeechWarning
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # like a process killed by SIGPIPE
 
 # Pillow logs some malformed files at ERROR level (Python would print that as a second line
 # on stderr); the exception that follows is what the CLI reports.
@@ -49,6 +50,12 @@ def handle_errors(fn):
                 _fail(str(e), e.exit_code)
             except KeyboardInterrupt:
                 _fail("interrupted", EXIT_INTERRUPTED)
+            except BrokenPipeError:  # `leechcodec decode x.lq -o - | head`: the reader left
+                try:  # silence the flush of stdout at exit (Python docs, "Note on SIGPIPE")
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except (OSError, ValueError, AttributeError):
+                    pass
+                sys.exit(EXIT_BROKEN_PIPE)
             except click.exceptions.ClickException:
                 raise
             except Exception as e:  # noqa: BLE001 - the CLI promises no tracebacks
