@@ -25,6 +25,9 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--clip", default=1.0, show_default=True, help="Gradient-norm clipping.")
 @click.option("--ema", default=0.999, show_default=True, help="EMA decay of the weights that get exported.")
 @click.option("--msssim-weight", default=0.0, show_default=True, help="Add w·(1−MS-SSIM) to the ℓ1 loss (off by default).")
+@click.option("--mix", default=0.0, show_default=True,
+              help="Fraction of tokens the decoder sees unquantized at the start; decays to 0 (see --mix-until).")
+@click.option("--mix-until", default=0.5, show_default=True, help="Fraction of --steps at which --mix reaches 0.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ckpt-minutes", default=5.0, show_default=True, help="Save the full training state this often.")
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Images for periodic validation (centre crops), e.g. Kodak.")
@@ -39,7 +42,7 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
-          msssim_weight, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
+          msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
           init_weights, threads, quiet):  # fmt: skip
     """Train the ViT tokenizer on the images under DATA (folders searched recursively).
 
@@ -72,7 +75,7 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
     cfg = TrainConfig(
         data=tuple(data), out=out, preset=preset, model_config=model_config, crop=crop, batch=batch,
         steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
-        msssim_weight=msssim_weight, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
+        msssim_weight=msssim_weight, mix=mix, mix_until=mix_until, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
         val_every=val_every, max_minutes=max_minutes, stop_at=stop_at, device=device, compile=use_compile,
     )  # fmt: skip
     stats = run(cfg, resume=resume, init_weights=init_weights, progress=not quiet)

@@ -60,6 +60,8 @@ class TrainConfig:
     clip: float = 1.0
     ema: float = 0.999
     msssim_weight: float = 0.0
+    mix: float = 0.0  # fraction of tokens the decoder sees unquantized at step 0 ...
+    mix_until: float = 0.5  # ... decaying linearly to 0 at this fraction of ``steps``
     seed: int = 0
     ckpt_minutes: float = 5.0
     val_dir: str | None = None
@@ -334,8 +336,9 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
+            mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
             with autocast:
-                y = fwd(x)
+                y = fwd(x, mix=mix, generator=gen)
             y = y.float()
             loss = F.l1_loss(y, x)
             if msssim is not None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leechcodec.quantizer import LeechQuantizer
+from leechcodec.quantizer import LeechQuantizer, normalize
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,15 @@ class LeechTokenizer(nn.Module):
         """Unit codeword vectors (B, h, w, 24) → image (B, 3, 8h, 8w), unclamped."""
         return self.decoder(q)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.quantizer(self.analysis(x), mode="ste"))
+    def forward(self, x: torch.Tensor, mix: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training path. ``mix``: fraction of tokens handed to the decoder unquantized
+        (normalised only), drawn with ``generator``; 0 is the plain straight-through model."""
+        z = normalize(self.analysis(x))  # (B, h, w, 24)
+        q = self.quantizer(z, mode="ste")
+        if mix > 0:
+            keep = torch.rand(z.shape[:-1] + (1,), generator=generator) < mix  # (B, h, w, 1)
+            q = torch.where(keep.to(z.device), z, q)
+        return self.synthesis(q)
 
 
 def _init_weights(m: nn.Module) -> None:

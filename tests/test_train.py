@@ -32,7 +32,7 @@ def image_dir(tmp_path_factory):
 
 
 def _cfg(image_dir, out, **kw):
-    base = dict(data=(str(image_dir),), out=str(out), preset="tiny", crop=64, batch=2, steps=6, lr=3e-3,
+    base = dict(data=(str(image_dir),), out=str(out), preset="tiny", crop=64, batch=2, steps=6, lr=3e-3, mix=0.5,
                 warmup=2, ckpt_minutes=100.0)  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
