@@ -1,5 +1,7 @@
 """The shipped model: fp16 safetensors, ≤ 30 MB, documented in MODEL_CARD.md, and it works."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -8,11 +10,12 @@ from safetensors.torch import load_file
 import leechcodec
 from models.io import DEFAULT_WEIGHTS, load_weights
 
-from .conftest import DEMO_IMAGE, REPO
+REPO = Path(__file__).resolve().parents[1]
+DEMO_IMAGE = REPO / "docs" / "kodim23.png"
 
 # measured PSNR of the demo image (kodim23) with the shipped weights, minus a small margin;
 # re-measure with benchmarks/kodak_roundtrip.py when the weights change
-DEMO_PSNR_FLOOR = 24.0
+DEMO_PSNR_FLOOR = 17.2  # measured 17.72 dB (MODEL_CARD.md)
 
 
 def test_weights_file_is_fp16_safetensors_under_30mb():
