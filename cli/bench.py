@@ -63,7 +63,10 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder; repeat to compare several [default: fixed].")
 @handle_errors
-def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, coders):
+@click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also write the table into this README, between its bench markers.")
+def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, coders,
+          update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
@@ -93,4 +96,5 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
     for stem, title, paths in sets:
         benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
-                  codecs=codecs, model=net, coders=coders, device=device, jobs=jobs)
+                  codecs=codecs, model=net, coders=coders, device=device, jobs=jobs,
+                  readme=update_readme if stem == "kodak" else None)

@@ -85,6 +85,39 @@ def _fmt(x: float | None, spec: str, unit: str = "", missing: str = "n/a (out of
     return missing if x is None or not math.isfinite(x) else f"{x:{spec}}{unit}"
 
 
+def provenance() -> str:
+    """Date and the versions that produced a report (leechcodec, torch, Pillow and its codecs)."""
+    import datetime
+
+    import PIL
+    import torch
+    from PIL import features
+
+    import leechcodec
+
+    libs = ", ".join(
+        f"{name} {features.version(key) or 'n/a'}" for name, key in (("OpenJPEG", "jpg_2000"), ("libwebp", "webp"), ("libavif", "avif"))
+    )
+    return (f"generated {datetime.date.today().isoformat()} by `leechcodec bench`: leechcodec {leechcodec.__version__}, "
+            f"torch {torch.__version__}, Pillow {PIL.__version__} ({libs})")
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(path: str | os.PathLike, table: str) -> None:
+    """Replace the text between the bench markers in ``path`` (a README) with ``table``."""
+    p = Path(path)
+    text = p.read_text()
+    if README_START not in text or README_END not in text:
+        from leechcodec.errors import LeechError
+
+        raise LeechError(f"{path} has no {README_START} ... {README_END} markers to put the results between")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    p.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+
+
 def markdown_table(entries: list[dict], title: str, reference: tuple[float, float] = PAPER_POINT) -> str:
     """Each codec read off at leechcodec's rate, with PSNR gap and BD-rate, as Markdown.
 
@@ -100,7 +133,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
     """
     ours = [e for e in entries if is_ours(e)]
     others = [e for e in entries if not is_ours(e)]
-    lines = [f"## {title}", "", "PSNR on 8-bit RGB, computed per image then averaged; MS-SSIM likewise; "
+    lines = [f"## {title}", "", f"_{provenance()}_", "",
+             "PSNR on 8-bit RGB, computed per image then averaged; MS-SSIM likewise; "
              "bpp from real byte counts. Codecs are read off their curves at our bpp, linearly in log(bpp)."]
     targets = []
     for e in ours:

@@ -239,6 +239,7 @@ def benchmark(
     stem: str,
     title: str,
     echo: Callable[[str], None] = print,
+    readme: str | os.PathLike | None = None,
     **kwargs,
 ) -> list[dict]:
     """``evaluate`` then ``write_report``; prints notes and the table with ``echo``.
@@ -249,6 +250,7 @@ def benchmark(
         stem: output file stem.
         title: heading for the plot and table.
         echo: where text goes.
+        readme: if given, the table replaces the bench section of this README.
         **kwargs: passed to ``evaluate``.
     """
     entries, notes = evaluate(paths, set_name=stem, **kwargs)
@@ -257,5 +259,10 @@ def benchmark(
     json_path, png_path, table = write_report(entries, output_dir, stem, title)
     echo(table)
     echo(f"\nwrote {json_path} and {png_path}")
+    if readme is not None:
+        from .report import update_readme
+
+        update_readme(readme, table)
+        echo(f"updated the results in {readme}")
     return entries
 

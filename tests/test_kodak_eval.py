@@ -385,3 +385,19 @@ def test_parallel_jobs_give_the_same_figures(small_pngs):
     for key in ("bpp", "psnr-rgb", "ms-ssim-rgb"):
         assert parallel["results"][key] == serial["results"][key]
     assert "2 worker processes" in parallel["description"]
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    from kodak_eval.report import README_END, README_START, provenance, update_readme
+    from leechcodec.errors import LeechError
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n{README_START}\nold table\n{README_END}\n## after\n")
+    update_readme(readme, "| new | table |")
+    assert readme.read_text() == f"# title\n\nintro\n{README_START}\n| new | table |\n{README_END}\n## after\n"
+    update_readme(readme, "second")  # idempotent markers: can be regenerated again
+    assert "second" in readme.read_text() and "| new |" not in readme.read_text()
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(LeechError, match="markers"):
+        update_readme(tmp_path / "plain.md", "x")
+    assert "Pillow" in provenance() and "torch" in provenance()
