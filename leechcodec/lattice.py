@@ -185,28 +185,26 @@ def vectors(indices):
     return _codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
 
 
-def nearest_brute(z, chunk: int = 256):
-    """Reference search: float64 argmax of <z, c> over all codewords (first index on ties)."""
+def _scan(z, dtype: torch.dtype, chunk: int):
+    """argmax of <z, c> over all codewords in ``dtype``, ``chunk`` rows at a time (first index on ties)."""
     zt, was_torch = _as_torch(z)
     _check_shape(zt)
-    book = _torch_tables(str(zt.device))["book"].double()
+    book = _torch_tables(str(zt.device))["book"].to(dtype)
     out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
-    zd = zt.double()
+    zc = zt.to(dtype)
     for i in range(0, zt.shape[0], chunk):
-        out[i : i + chunk] = (zd[i : i + chunk] @ book.T).argmax(1)
+        out[i : i + chunk] = (zc[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
     return out if was_torch else out.cpu().numpy()
+
+
+def nearest_brute(z, chunk: int = 256):
+    """Reference search: float64 argmax of <z, c> over all codewords (first index on ties)."""
+    return _scan(z, torch.float64, chunk)
 
 
 def nearest_tiled(z, chunk: int = 1024):
     """Tiled float32 brute force (fastest on a GPU); may differ from float64 on exact near-ties."""
-    zt, was_torch = _as_torch(z)
-    _check_shape(zt)
-    book = _torch_tables(str(zt.device))["book"].float()
-    out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
-    zf = zt.float()
-    for i in range(0, zt.shape[0], chunk):
-        out[i : i + chunk] = (zf[i : i + chunk] @ book.T).argmax(1)
-    return out if was_torch else out.cpu().numpy()
+    return _scan(z, torch.float32, chunk)
 
 
 def nearest(z, method: str = "auto"):
