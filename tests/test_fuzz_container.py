@@ -133,12 +133,8 @@ def test_arbitrary_bytes_never_escape(tail, magic):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: much faster on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
