@@ -40,6 +40,19 @@ def one_thread():
 
 
 @pytest.fixture
+def kodak_crops(kodak_dir, tmp_path):
+    """A folder of two 256x256 RGB crops of Kodak images (c0.png, c1.png)."""
+    from PIL import Image
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, name in enumerate(("kodim01.png", "kodim02.png")):
+        with Image.open(kodak_dir / name) as im:
+            im.convert("RGB").crop((256, 128, 512, 384)).save(folder / f"c{i}.png")
+    return folder
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

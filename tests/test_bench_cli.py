@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from cli.bench import bench
 
@@ -26,13 +25,8 @@ def kodak():
 
 
 @pytest.fixture
-def crops(kodak, tmp_path):
-    folder = tmp_path / "crops"
-    folder.mkdir()
-    for i, name in enumerate(("kodim01.png", "kodim02.png")):
-        with Image.open(kodak / name) as im:
-            im.convert("RGB").crop((0, 0, 256, 256)).save(folder / f"c{i}.png")
-    return folder
+def crops(kodak_crops):
+    return kodak_crops
 
 
 def test_help_teaches_with_an_example():

@@ -303,15 +303,8 @@ def test_pchip_reproduces_lines_and_keeps_extrema_flat():
 
 
 @pytest.fixture
-def small_pngs(tmp_path):
-    if not (KODAK / "kodim02.png").is_file():
-        pytest.skip(f"no Kodak copy at {KODAK}")
-    folder = tmp_path / "small"
-    folder.mkdir()
-    for i, name in enumerate(("kodim01.png", "kodim02.png")):
-        with Image.open(KODAK / name) as im:
-            im.convert("RGB").crop((256, 128, 512, 384)).save(folder / f"crop{i}.png")
-    return folder
+def small_pngs(kodak_crops):
+    return kodak_crops
 
 
 SWEEPS = {"jpeg2000": (120, 60), "webp": (2, 10), "avif": (20, 35), "jpeg": (5, 15)}
