@@ -14,15 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_msssim import ms_ssim
 
 import leechcodec
+from kodak_eval.metrics import ms_ssim_rgb, psnr_rgb
 from models.io import load_weights
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
 def main():
@@ -53,10 +48,8 @@ def main():
             raise SystemExit(f"{f.name}: decoded size {back.size} != {img.size}")
         a, b = np.asarray(img), np.asarray(back.convert("RGB"))
         bpp = 8 * (out / f"{f.stem}.lq").stat().st_size / (img.width * img.height)
-        ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-        tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
-        ms = float(ms_ssim(ta, tb, data_range=255))
-        rows.append((f.stem, bpp, psnr(a, b), ms, t1 - t0, t2 - t1))
+        ms = ms_ssim_rgb(a, b)
+        rows.append((f.stem, bpp, psnr_rgb(a, b), ms, t1 - t0, t2 - t1))
         print(f"{f.stem}  {img.width}x{img.height}  {bpp:.4f} bpp  {rows[-1][2]:6.2f} dB  MS-SSIM {ms:.4f}  "
               f"enc {t1 - t0:5.2f} s  dec {t2 - t1:5.2f} s")  # fmt: skip
     m = np.mean([r[1:] for r in rows], axis=0)

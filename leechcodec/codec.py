@@ -103,7 +103,7 @@ def encode(
         raise ValueError(f"unknown coder {coder!r}; available: {', '.join(coders.CODERS)}")
     im = read_image(image, max_pixels)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
-    rgb, mode = to_rgb_array(im, max_pixels)
+    rgb, mode = to_rgb_array(im)
     h, w, _ = rgb.shape
     tiles = tile_image(rgb, model.tile)
     indices = tiles_to_indices(model, tiles, device, progress)

@@ -66,9 +66,9 @@ def _warn(msg: str) -> None:
     warnings.warn(msg, LeechWarning, stacklevel=3)
 
 
-def to_rgb_array(im: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
-    """Apply the mode policy: returns (H, W, 3) uint8 and the mode to decode to ("RGB"/"L")."""
-    _check_size(im.width, im.height, max_pixels)
+def to_rgb_array(im: Image.Image) -> tuple[np.ndarray, str]:
+    """Apply the mode policy to an image from ``read_image`` (which checked its size):
+    returns (H, W, 3) uint8 and the mode to decode to ("RGB"/"L")."""
     mode = im.mode
     if mode in ("RGB",):
         return np.asarray(im, dtype=np.uint8), "RGB"
