@@ -61,7 +61,8 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
               help="leechcodec weights (.safetensors) [default: the bundled model].")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for leechcodec.")
 @click.option("--coder", "coders", multiple=True,
-              help="leechcodec entropy coder; repeat to compare several [default: fixed].")
+              help="leechcodec entropy coder (ar or fixed); repeat to compare several "
+                   "[default: ar and fixed when the model has a prior, else fixed].")
 @handle_errors
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
@@ -73,7 +74,6 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     image in memory (leechcodec through the same encode/decode as the CLI),
     and bpp, PSNR, MS-SSIM and timings are averaged over the images.
     """
-    coders = coders or ("fixed",)
     offered = available_coders()
     bad = [c for c in coders if c not in offered]
     if bad:
@@ -87,6 +87,11 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         from models.io import load_weights
 
         net = load_weights(model, device=device)
+        if not coders:
+            coders = ("ar", "fixed") if net.prior is not None else ("fixed",)
+        if "ar" in coders and net.prior is None:
+            raise click.BadParameter("--coder ar: the model has no AR prior", param_hint="--coder")
+    coders = coders or ("fixed",)
     sets = []
     if use_kodak:
         paths = kodak_images(kodak_dir=kodak_dir, cache_dir=cache_dir, count=count, verify=not no_verify)

@@ -133,7 +133,7 @@ def _umask() -> int:
     return mask
 
 
-def load_model(path: str | None, device: str):
+def load_model(path: str | None, device: str, prior: str | None = None):
     from models.io import load_weights
 
     if device == "cuda":
@@ -141,12 +141,16 @@ def load_model(path: str | None, device: str):
 
         if not torch.cuda.is_available():
             raise leechcodec.LeechError("--device cuda: no CUDA device is available")
-    return load_weights(path, device=device)
+    return load_weights(path, device=device, prior=prior or "auto")
 
 
 model_option = click.option(
     "--model", "model_path", type=click.Path(dir_okay=False), default=None,
     help="Tokenizer weights (.safetensors). Default: the bundled model.",
+)  # fmt: skip
+prior_option = click.option(
+    "--prior", "prior_path", type=click.Path(dir_okay=False), default=None,
+    help="AR prior of the model (.safetensors) for the 'ar' coder. Default: NAME.prior.safetensors beside the model.",
 )  # fmt: skip
 device_option = click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the network runs."

@@ -24,6 +24,7 @@ from .common import (
     load_model,
     max_pixels_option,
     model_option,
+    prior_option,
     read_input,
     write_output,
 )
@@ -57,16 +58,19 @@ def cli():
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, metavar="OUTPUT", help="The .lq file to write ('-' for stdout).")
 @click.option(
-    "--coder", type=click.Choice(list(leechcodec.CODERS)), default=leechcodec.CODERS[0], show_default=True,
-    help="How token indices are stored: 'fixed' = 17.585 bits per token.",
+    "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
+    help="How token indices are stored: 'ar' = arithmetic coding with the model's autoregressive prior "
+    "(smaller files, lossless over tokens); 'fixed' = 17.585 bits per token; 'auto' = ar when the model "
+    "has a prior, else fixed.",
 )  # fmt: skip
 @device_option
 @model_option
+@prior_option
 @force_option
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def encode(input, output, coder, device, model_path, force, max_pixels, quiet):
+def encode(input, output, coder, device, model_path, prior_path, force, max_pixels, quiet):
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     \b
@@ -83,7 +87,7 @@ def encode(input, output, coder, device, model_path, force, max_pixels, quiet):
             f"{_name(input)} is a .lq stream, not an image (restore it: leechcodec decode)"
         )
     image = leechcodec.image_io.read_image(data, max_pixels)  # validate before loading the model
-    model = load_model(model_path, device)
+    model = load_model(model_path, device, prior_path)
     lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels)
     write_output(output, lambda f: f.write(lq))
     if not quiet and output != "-":
@@ -99,15 +103,16 @@ def encode(input, output, coder, device, model_path, force, max_pixels, quiet):
 )  # fmt: skip
 @device_option
 @model_option
+@prior_option
 @force_option
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def decode(input, output, device, model_path, force, max_pixels, quiet):
+def decode(input, output, device, model_path, prior_path, force, max_pixels, quiet):
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
-    The stream records the model it needs (a hash of its weights); decoding with a
-    different --model is refused.
+    The stream records the model it needs (a hash of its weights) and its coder;
+    decoding with a different --model (or, for 'ar' streams, --prior) is refused.
 
     \b
     Example:  leechcodec decode kodim23.lq -o kodim23-decoded.png
@@ -128,7 +133,7 @@ def decode(input, output, device, model_path, force, max_pixels, quiet):
     if data.startswith(IMAGE_SIGNATURES):
         raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
     leechcodec.read_header(data, max_pixels)  # validate before loading the model
-    model = load_model(model_path, device)
+    model = load_model(model_path, device, prior_path)
     image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels)
     write_output(output, lambda f: image.save(f, format=fmt))
 
@@ -137,13 +142,16 @@ def decode(input, output, device, model_path, force, max_pixels, quiet):
 @click.argument("input", metavar="FILE")
 @handle_errors
 def info(input):
-    """Print the header of a .lq FILE: size, colour mode, coder, model id, bpp."""
+    """Print the header of a .lq FILE: size, colour mode, coder, model (and prior) id, bpp."""
     data = read_input(input)
     h = leechcodec.read_header(data, None)
     click.echo(f"size:       {h.width}x{h.height} ({h.mode})")
     click.echo(f"tiles:      {h.tiles_x}x{h.tiles_y} of {h.tile}px")
     click.echo(f"coder:      {h.coder}")
     click.echo(f"model id:   {h.model_id.hex()}")
+    if h.coder == "ar" and h.payload_length >= 8:
+        payload = data[leechcodec.container.HEADER.size : leechcodec.container.HEADER.size + 8]
+        click.echo(f"prior id:   {payload.hex()}")
     click.echo(f"bytes:      {len(data)} (payload {h.payload_length})")
     click.echo(f"bpp:        {8 * len(data) / h.pixels:.4f}")
 

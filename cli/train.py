@@ -13,8 +13,14 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
-@click.option("--preset", default="small", show_default=True, help="Model size preset: tiny, small, medium or base.")
+@click.option("--preset", default="small", show_default=True,
+              help="Model size preset: tiny, small, medium or base (with --prior: tiny or small).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of model config fields (overrides --preset).")
+@click.option("--prior", "prior", is_flag=True,
+              help="Train the autoregressive prior for the ar coder instead, on the token grids of --tokenizer "
+                   "(tokenized once into OUT, with mirror images); --batch counts 256-px tiles.")
+@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
+              help="With --prior: the tokenizer weights whose tokens to model [default: the bundled model].")
 @click.option("--crop", default=256, show_default=True, help="Training crop size in pixels (a multiple of 8).")
 @click.option("--batch", default=8, show_default=True, help="Crops per step (per process under torchrun).")
 @click.option("--steps", default=20_000, show_default=True, help="Total optimizer steps (the cosine schedule ends here).")
@@ -41,7 +47,7 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
+def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
           msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
           init_weights, threads, quiet):  # fmt: skip
     """Train the ViT tokenizer on the images under DATA (folders searched recursively).
@@ -51,11 +57,17 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
     OUT/checkpoint.safetensors every --ckpt-minutes; --resume continues exactly.
     Runs unchanged under `torchrun --nproc_per_node N`.
 
+    With --prior, trains the autoregressive prior of the ar coder (cross-entropy in
+    bits per token; same schedule, EMA, checkpoints, resume and DDP); export it as
+    NAME.prior.safetensors beside the tokenizer NAME.safetensors.
+
     \b
     Examples:
       leechcodec train ../shared/data/train --out runs/a --val-dir ../shared/data/kodak
       leechcodec train ../shared/data/train --out runs/a --resume --max-minutes 9
       leechcodec export runs/a/checkpoint.safetensors -o my-model.safetensors
+      leechcodec train --prior ../shared/data/train --out runs/p --tokenizer my-model.safetensors --batch 16
+      leechcodec export runs/p/checkpoint.safetensors -o my-model.prior.safetensors
     """
     import torch
 
@@ -64,6 +76,8 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
 
     if threads:
         torch.set_num_threads(threads)
+    if tokenizer and not prior:
+        raise TrainError("--tokenizer goes with --prior")
     if crop % 8:
         raise TrainError(f"--crop {crop} is not a multiple of 8")
     model_config = None
@@ -77,6 +91,7 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
         steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
         msssim_weight=msssim_weight, mix=mix, mix_until=mix_until, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
         val_every=val_every, max_minutes=max_minutes, stop_at=stop_at, device=device, compile=use_compile,
+        prior=prior, tokenizer=tokenizer,
     )  # fmt: skip
     stats = run(cfg, resume=resume, init_weights=init_weights, progress=not quiet)
     click.echo(f"step {stats['step']}: checkpoint in {Path(out) / 'checkpoint.safetensors'}", err=True)
@@ -88,10 +103,16 @@ def train(data, out, preset, config_file, crop, batch, steps, lr, min_lr, warmup
 @force_option
 @handle_errors
 def export(checkpoint, output, force):
-    """Write the EMA weights of a training CHECKPOINT as release weights (fp16 safetensors).
+    """Write the EMA weights of a training CHECKPOINT as release weights.
+
+    A tokenizer becomes fp16 safetensors; a prior (train --prior) becomes integer
+    safetensors, bound to its tokenizer: name it NAME.prior.safetensors beside
+    NAME.safetensors and the ar coder finds it.
 
     \b
-    Example:  leechcodec export runs/a/checkpoint.safetensors -o leech-small.safetensors
+    Examples:
+      leechcodec export runs/a/checkpoint.safetensors -o leech-small.safetensors
+      leechcodec export runs/p/checkpoint.safetensors -o leech-small.prior.safetensors
     """
     from models.train import export_checkpoint
 
@@ -99,4 +120,4 @@ def export(checkpoint, output, force):
         raise OutputError("export needs a file name, not '-'")
     check_output(output, force)
     mid = export_checkpoint(checkpoint, output)
-    click.echo(f"{output}: model id {mid.hex()}", err=True)
+    click.echo(f"{output}: id {mid.hex()}", err=True)

@@ -4,7 +4,8 @@
           ─coder→ payload ─container.pack→ bytes
 
 and back. The model is any object with ``analysis``, ``synthesis``, ``model_id`` (8 bytes),
-``tile`` and ``patch``; the library never imports a particular network.
+``tile`` and ``patch``, and for the ``ar`` coder a ``prior`` (see ``coders``); the library
+never imports a particular network.
 
 Padding rule: an image whose sides are not multiples of the tile is padded on the right and
 bottom by replicating its last column/row; decode crops the padding away exactly.
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from . import coders, container, lattice
 from .container import DEFAULT_MAX_PIXELS, Header
-from .errors import FormatError, ModelMismatchError
+from .errors import FormatError, ModelError, ModelMismatchError
 from .image_io import read_image, to_rgb_array
 from .quantizer import normalize
 
@@ -77,10 +78,26 @@ def indices_to_tiles(model, indices: np.ndarray, device: str = "cpu", progress: 
     return np.concatenate(out)
 
 
+def pick_coder(model, coder: str = "auto") -> str:
+    """Resolve ``"auto"``: the ``ar`` coder when the model has a prior, else ``fixed``."""
+    if coder == "auto":
+        return "ar" if getattr(model, "prior", None) is not None else "fixed"
+    if coder not in coders.CODERS:
+        raise ValueError(f"unknown coder {coder!r}; available: auto, {', '.join(coders.CODERS)}")
+    if coder == "ar" and getattr(model, "prior", None) is None:
+        raise ModelError("the ar coder needs an AR prior for this model (NAME.prior.safetensors beside its weights)")
+    return coder
+
+
+def _prior_on(model, device: str):
+    prior = model.prior
+    return prior if str(prior.device) == str(torch.device(device)) else prior.to(device)
+
+
 def encode(
     image,
     model,
-    coder: str = "fixed",
+    coder: str = "auto",
     device: str = "cpu",
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -90,7 +107,8 @@ def encode(
     Args:
         image: a PIL image, a path, a binary file object or encoded image bytes.
         model: a tokenizer (``analysis``/``synthesis``/``model_id``/``tile``/``patch``).
-        coder: how token indices are stored; one of ``leechcodec.CODERS``.
+        coder: how token indices are stored: "ar" (arithmetic coding with the model's prior),
+            "fixed" (17.585 bits per token) or "auto" (ar when the model has a prior).
         device: torch device for the network ("cpu" or "cuda").
         progress: show a progress bar over tiles for large images.
         max_pixels: refuse larger images (None: no limit); see ``container.check_size``.
@@ -98,16 +116,19 @@ def encode(
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
         LimitError: over ``max_pixels``, or too many tiles for the format.
+        ModelError: ``coder="ar"`` with a model that has no prior.
     """
-    if coder not in coders.CODERS:
-        raise ValueError(f"unknown coder {coder!r}; available: {', '.join(coders.CODERS)}")
+    coder = pick_coder(model, coder)
     im = read_image(image, max_pixels)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
     rgb, mode = to_rgb_array(im)
     h, w, _ = rgb.shape
     tiles = tile_image(rgb, model.tile)
     indices = tiles_to_indices(model, tiles, device, progress)
-    payload = coders.encode_fixed(indices)
+    if coder == "ar":
+        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch)
+    else:
+        payload = coders.encode_fixed(indices)
     tx, ty = container.tile_grid(w, h, model.tile)
     header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
     return container.pack(header, payload)
@@ -124,6 +145,7 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
     Raises:
         FormatError: malformed or corrupted stream.
         ModelMismatchError: the stream needs a different model.
+        ModelError: an ar stream and a model without a prior.
         LimitError: the image is over ``max_pixels``.
     """
     header, payload = container.unpack(data, max_pixels)
@@ -135,9 +157,14 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
     if header.tile != model.tile:
         raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")
     tokens = (model.tile // model.patch) ** 2
-    if header.coder != "fixed":
+    if header.coder == "ar":
+        if getattr(model, "prior", None) is None:
+            raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
+        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device))
+    elif header.coder == "fixed":
+        indices = coders.decode_fixed(payload, header.n_tiles, tokens)
+    else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
-    indices = coders.decode_fixed(payload, header.n_tiles, tokens)
     tiles = indices_to_tiles(model, indices, device, progress)
     rgb = untile_image(tiles, header.width, header.height)
     im = Image.fromarray(rgb, "RGB")

@@ -1,20 +1,39 @@
-"""Lossless coders for token indices (the one module that will own constriction, for the AR coder).
+"""Lossless coders for token indices; the one module that uses constriction.
 
 ``fixed``: every tile's 1,024 indices are one mixed-radix integer in base 196,560, written
 big-endian in ``fixed_tile_bytes(n)`` bytes: exactly ceil(n·log2(196,560)/8) bytes, i.e.
 log2(196,560) = 17.585 bits per token plus under one byte per tile.
+
+``ar``: a range coder (constriction's ``queue.RangeEncoder``) driven by an autoregressive
+prior (``models.prior.ExactPrior``, or anything with its methods). Payload::
+
+    8 bytes   prior id (content hash of the exact prior)
+    4 bytes   CRC32 of the token indices, big-endian uint32 per index, tile by tile
+    4·k bytes the range coder's 32-bit words, little-endian
+
+Tokens are coded wavefront by wavefront (all tiles together): in wavefront ``t`` the
+positions (r, c) with ``wave·r + c = t``, in tile-major then row order; for those, first all
+classes, then the supports class by class, then the details class by class. The prior
+returns integer logits in 1/256 nat; ``frequencies`` maps them to integers with an integer
+table, so encoder and decoder hand constriction bit-identical inputs. A decoder whose prior
+disagreed would produce other tokens; the index CRC turns that into an error.
 """
 
 from __future__ import annotations
 
 import functools
+import zlib
+from fractions import Fraction
 
 import numpy as np
+import torch
 
 from .errors import FormatError
-from .lattice import N_CODEWORDS
+from .lattice import DIM, N_CODEWORDS, codebook
+from .lattice import join_index as _join_t
+from .lattice import split_index as _split_t
 
-CODERS = ("fixed",)
+CODERS = ("ar", "fixed")
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,3 +85,136 @@ def decode_fixed(payload: bytes, tiles: int, n: int) -> np.ndarray:
             digits.append(d)
         out[t] = digits
     return out
+
+
+# ----------------------------------------------------------------------------- ar
+EXP_FRAC = 8  # logits arrive in units of 2^-8 nat
+EXP_ONE = 2**24  # frequency of the most likely symbol
+EXP_SPAN = 17 * 2**EXP_FRAC  # logits more than 17 nats below the best get frequency 1
+AR_HEAD = 12  # prior id + index CRC
+
+
+@functools.lru_cache(maxsize=None)
+def exp_table() -> torch.Tensor:
+    """round(2^24 · exp(-d/256)) for d = 0 … EXP_SPAN (at least 1), from integers only.
+
+    exp(-1/256) is a Taylor sum in exact rationals, fixed to 64 fractional bits; its powers
+    are taken by integer multiply-and-shift, so every platform builds the same table.
+    """
+    x, term, r = Fraction(-1, 2**EXP_FRAC), Fraction(1), Fraction(0)
+    for k in range(1, 14):
+        r += term
+        term = term * x / k
+    step = int(r * 2**64)
+    acc, out = 2**64, []
+    for _ in range(EXP_SPAN + 1):
+        out.append(max(1, (acc * EXP_ONE + 2**63) >> 64))
+        acc = (acc * step) >> 64
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def frequencies(logits: torch.Tensor) -> np.ndarray:
+    """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64 numpy)."""
+    d = (logits.max(1, keepdim=True).values - logits).clamp_(max=EXP_SPAN).long()
+    return exp_table().to(logits.device)[d].cpu().numpy()
+
+
+def _index_crc(indices: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(indices, dtype=">u4").tobytes())
+
+
+def _run_wavefront(prior, tiles: int, grid: int, code) -> np.ndarray:
+    """Visit every token of ``tiles`` grids in coding order; ``code(kind, logits, sel)`` returns
+    the (N,) symbols at those positions (the encoder looks them up, the decoder decodes them)."""
+    nb = prior.neighbours
+    top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
+    dev = prior.device
+    vec = torch.zeros(tiles, grid + top, grid + 2 * side, DIM, dtype=torch.float64, device=dev)
+    book = torch.from_numpy(codebook()).to(dev, torch.float64)
+    out = np.zeros((tiles, grid, grid), dtype=np.int64)
+    w = prior.wave
+    for t in range(w * (grid - 1) + grid):
+        rows = torch.tensor([r for r in range(grid) if 0 <= t - w * r < grid], device=dev)
+        cols = t - w * rows
+        ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
+        h = prior.features(ctx.reshape(-1, ctx.shape[-1]))
+        pos = (rows.cpu().numpy(), cols.cpu().numpy())
+        cls = code("class", prior.class_logits(h), pos, None)
+        a = np.zeros_like(cls)
+        b = np.zeros_like(cls)
+        groups = [(k, np.flatnonzero(cls == k)) for k in range(prior.classes)]
+        for k, sel in groups:
+            if len(sel):
+                a[sel] = code("support", prior.support_logits(h[sel], k), pos, sel)
+        for k, sel in groups:
+            if len(sel):
+                b[sel] = code("detail", prior.detail_logits(h[sel], k, torch.from_numpy(a[sel])), pos, sel)
+        idx = _join(cls, a, b)
+        out[:, pos[0], pos[1]] = idx.reshape(tiles, -1)
+        vec[:, rows + top, cols + side] = book[torch.from_numpy(idx).to(dev)].reshape(tiles, len(rows), DIM)
+    return out.reshape(tiles, -1)
+
+
+def encode_ar(indices: np.ndarray, prior, grid: int) -> bytes:
+    """(T, grid²) indices → ar payload (see the module docstring)."""
+    import constriction
+
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 2 or indices.shape[1] != grid * grid:
+        raise ValueError(f"expected (tiles, {grid * grid}) indices, got shape {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= N_CODEWORDS):
+        raise ValueError(f"token index out of range [0, {N_CODEWORDS})")
+    parts = _split(indices.reshape(-1, grid, grid))
+    enc = constriction.stream.queue.RangeEncoder()
+    family = constriction.stream.model.Categorical(perfect=False)
+
+    def code(kind, logits, pos, sel):
+        sym = parts[kind][:, pos[0], pos[1]].reshape(-1)
+        if sel is not None:
+            sym = sym[sel]
+        enc.encode(sym.astype(np.int32), family, frequencies(logits))
+        return sym
+
+    _run_wavefront(prior, len(indices), grid, code)
+    words = enc.get_compressed().astype("<u4").tobytes()
+    return bytes(prior.prior_id) + _index_crc(indices).to_bytes(4, "big") + words
+
+
+def decode_ar(payload: bytes, tiles: int, grid: int, prior) -> np.ndarray:
+    """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices.
+
+    Raises:
+        FormatError: a payload for another prior, a malformed stream, or decoded tokens whose
+            CRC differs from the encoder's (a corrupted stream or a prior that computes
+            different probabilities).
+    """
+    import constriction
+
+    if len(payload) < AR_HEAD or (len(payload) - AR_HEAD) % 4:
+        raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
+    pid, crc = payload[:8], int.from_bytes(payload[8:12], "big")
+    if pid != bytes(prior.prior_id):
+        raise FormatError(f"stream was coded with prior {pid.hex()}, not {bytes(prior.prior_id).hex()}")
+    words = np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32)
+    dec = constriction.stream.queue.RangeDecoder(words)
+    family = constriction.stream.model.Categorical(perfect=False)
+
+    def code(kind, logits, pos, sel):
+        try:
+            return np.asarray(dec.decode(family, frequencies(logits)), dtype=np.int64)
+        except Exception as e:  # constriction raises AssertionError on impossible data
+            raise FormatError(f"ar stream is corrupted ({e})") from None
+
+    indices = _run_wavefront(prior, tiles, grid, code)
+    if _index_crc(indices) != crc:
+        raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
+    return indices
+
+
+def _split(idx: np.ndarray) -> dict[str, np.ndarray]:
+    cls, a, b = _split_t(torch.from_numpy(idx))
+    return {"class": cls.numpy(), "support": a.numpy(), "detail": b.numpy()}
+
+
+def _join(cls: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _join_t(*(torch.from_numpy(np.asarray(x, dtype=np.int64)) for x in (cls, a, b))).numpy()

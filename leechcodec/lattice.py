@@ -302,3 +302,25 @@ def _nearest_structured(zt: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     keep = s_all == best[r_all]
     out = torch.full((n,), N_CODEWORDS, dtype=torch.long, device=zt.device)
     return out.scatter_reduce(0, r_all[keep], i_all[keep], "amin")
+
+
+# ----------------------------------------------------------------------------- structure
+# Each block of the index order is (support × detail): a codeword is (class, support, detail)
+# with index = BASES[class] + support · DETAIL[class] + detail. The AR prior codes it in that order.
+BASES = (OCTAD_BASE, GOLAY_BASE, PAIR_BASE)
+SUPPORT = (759, 4096, 276)  # octads / Golay words / pairs
+DETAIL = (128, 24, 4)  # sign patterns / place of the ∓3 / signs
+
+
+def split_index(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codeword indices → (class, support, detail) long tensors; inverse of ``join_index``."""
+    idx = idx.long()
+    cls = (idx >= GOLAY_BASE).long() + (idx >= PAIR_BASE).long()
+    off = idx - torch.tensor(BASES, device=idx.device)[cls]
+    m = torch.tensor(DETAIL, device=idx.device)[cls]
+    return cls, torch.div(off, m, rounding_mode="floor"), off % m
+
+
+def join_index(cls: torch.Tensor, support: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+    cls = cls.long()
+    return torch.tensor(BASES, device=cls.device)[cls] + support.long() * torch.tensor(DETAIL, device=cls.device)[cls] + detail.long()

@@ -30,10 +30,18 @@ def _fp16_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
 
 
+# config fields added after the first release, with the value that means "as before"
+LATER_FIELDS = {"skip": "none"}
+
+
 def model_id_of(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> bytes:
     """8-byte content hash of a config and its fp16 tensors."""
     h = hashlib.sha256()
-    h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    d = cfg.to_dict()
+    for name, default in LATER_FIELDS.items():  # keep the ids of weights saved before they existed
+        if d.get(name) == default:
+            del d[name]
+    h.update(json.dumps(d, sort_keys=True).encode())
     for name in sorted(state):
         t = state[name].to(torch.float16).contiguous()
         h.update(name.encode())
@@ -88,8 +96,11 @@ def config_from_json(text: str) -> TokenizerConfig:
     return cfg
 
 
-def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> LeechTokenizer:
+def load_weights(path: str | os.PathLike | None = None, device: str = "cpu", prior: str | os.PathLike | None = "auto") -> LeechTokenizer:
     """Rebuild a tokenizer from a safetensors file (default: the bundled model).
+
+    ``prior``: the AR prior to attach as ``model.prior`` (what ``--coder ar`` needs): "auto"
+    takes ``NAME.prior.safetensors`` beside the weights if there is one, None attaches none.
 
     Nothing is allocated from the config alone: the tensor shapes it implies are checked
     on the meta device against the tensors actually in the file.
@@ -130,4 +141,11 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> 
     model = LeechTokenizer(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.model_id = model_id_of(cfg, state)
+    model.prior = None
+    if prior is not None:
+        from .prior import load_prior, prior_path_for
+
+        ppath = prior_path_for(path) if prior == "auto" else Path(prior)
+        if prior != "auto" or ppath.is_file():
+            model.prior = load_prior(ppath, model.model_id, device)
     return model.to(device).eval()

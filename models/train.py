@@ -32,10 +32,11 @@ from tqdm import tqdm
 from leechcodec.errors import LeechError
 
 from . import io as model_io
-from .vit import PRESETS, LeechTokenizer, TokenizerConfig, build
+from .vit import PRESETS, LeechTokenizer, TokenizerConfig, build, pca_init
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CKPT_NAME = "checkpoint.safetensors"
+PCA_INIT_CROPS = 64  # crops whose 8×8 patches initialise a linear skip path (models.vit.pca_init)
 
 
 class TrainError(LeechError):
@@ -71,9 +72,19 @@ class TrainConfig:
     stop_at: int | None = None  # stop (checkpointed) at this step although the schedule runs to ``steps``
     device: str = "auto"
     compile: bool = False
+    prior: bool = False  # train the AR prior over the tokens of ``tokenizer`` instead
+    tokenizer: str | None = None  # release weights whose tokens the prior models (default: bundled)
     extra: dict = field(default_factory=dict)
 
-    def model_cfg(self) -> TokenizerConfig:
+    def model_cfg(self):
+        if self.prior:
+            from .prior import PRIOR_PRESETS, PriorConfig
+
+            if self.model_config:
+                return PriorConfig(**self.model_config)
+            if self.preset not in PRIOR_PRESETS:
+                raise TrainError(f"unknown prior preset {self.preset!r}; choose from {', '.join(PRIOR_PRESETS)}")
+            return PRIOR_PRESETS[self.preset]
         if self.model_config:
             return TokenizerConfig.from_dict(self.model_config)
         if self.preset not in PRESETS:
@@ -180,7 +191,7 @@ def _atomic_save(tensors: dict, meta: dict, path: Path) -> None:
             os.unlink(tmp)
 
 
-def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, stats: dict) -> None:
+def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, stats: dict, tokenizer_id: bytes = b"") -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_state = opt.state_dict()
@@ -192,6 +203,8 @@ def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, st
         "step": str(step),
         "train_config": json.dumps(dataclasses.asdict(cfg)),
         "model_config": json.dumps(model.cfg.to_dict()),
+        "task": "prior" if cfg.prior else "tokenizer",
+        "tokenizer_id": tokenizer_id.hex(),
         "param_groups": json.dumps(opt_state["param_groups"]),
         "stats": json.dumps(stats),
     }
@@ -228,8 +241,18 @@ def load_checkpoint(path: Path, model, ema, opt) -> tuple[int, dict]:
 
 
 def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike) -> bytes:
-    """Write the EMA weights of a training checkpoint as a release model (fp16 safetensors)."""
+    """Write the EMA weights of a training checkpoint as a release model.
+
+    Tokenizer: fp16 safetensors (returns the model id). Prior: integer safetensors for the
+    tokenizer it was trained on (returns the prior id).
+    """
     tensors, meta = read_checkpoint(Path(ckpt))
+    if meta.get("task") == "prior":
+        from .prior import ARPrior, PriorConfig, save_prior
+
+        prior = ARPrior(PriorConfig(**json.loads(meta["model_config"])))
+        prior.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        return save_prior(prior, out, bytes.fromhex(meta["tokenizer_id"]))
     model = LeechTokenizer(TokenizerConfig.from_dict(json.loads(meta["model_config"])))
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     return model_io.save_weights(model, out)
@@ -261,8 +284,95 @@ def _check_ranks_in_sync(model: torch.nn.Module, device: torch.device) -> None:
         raise TrainError(f"ranks diverged: weight checksums {[float(g) for g in gathered]}")
 
 
+class TokenizerTask:
+    """Train the ViT tokenizer: ℓ1 (+ optional MS-SSIM) on random crops; metric PSNR."""
+
+    metric = "psnr"
+    tokenizer_id = b""
+
+    def __init__(self, cfg: TrainConfig, mcfg: TokenizerConfig, device, main: bool, progress: bool):
+        self.cfg, self.device = cfg, device
+        self.bank = ImageBank(list_images(cfg.data), cfg.crop, progress=progress and main)
+        self.val = load_val_crops(cfg.val_dir, cfg.val_images, mcfg.tile) if main else None
+        self.msssim = None
+        if cfg.msssim_weight > 0:
+            from pytorch_msssim import ms_ssim
+
+            self.msssim = ms_ssim
+
+    def build(self, mcfg) -> torch.nn.Module:
+        return build(mcfg)
+
+    def fresh_init(self, model) -> None:
+        if model.cfg.skip == "linear":  # the same crops on every rank, so DDP replicas start identical
+            pca_init(model, self.bank.batch(torch.Generator().manual_seed(self.cfg.seed), PCA_INIT_CROPS).to(self.device))
+
+    def batch(self, gen: torch.Generator, size: int) -> torch.Tensor:
+        return self.bank.batch(gen, size)
+
+    def loss(self, fwd, x: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+        cfg = self.cfg
+        mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
+        y = fwd(x, mix=mix, generator=gen).float()
+        loss = F.l1_loss(y, x)
+        if self.msssim is not None:
+            loss = loss + cfg.msssim_weight * (1 - self.msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
+        return loss, psnr(y.detach(), x)
+
+    def validate(self, ema) -> float | None:
+        return None if self.val is None else validate(ema, self.val, self.device)
+
+
+class PriorTask:
+    """Train the AR prior on cached token grids of ``cfg.tokenizer``; metric bits per token."""
+
+    metric = "bits"
+
+    def __init__(self, cfg: TrainConfig, mcfg, device, main: bool, progress: bool):
+        from .prior import token_cache
+
+        self.cfg, self.device = cfg, device
+        tok = model_io.load_weights(cfg.tokenizer)
+        self.tokenizer_id = bytes(tok.model_id)
+        out = Path(cfg.out)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        if dist.is_initialized():  # rank 0 builds the cache, the others wait and read it
+            if main:
+                self.grids = token_cache(tok, list_images(cfg.data), out, "train", progress)
+            dist.barrier()
+            if not main:
+                self.grids = token_cache(tok, list_images(cfg.data), out, "train", False)
+        else:
+            self.grids = token_cache(tok, list_images(cfg.data), out, "train", progress)
+        self.val = None
+        if main and cfg.val_dir:
+            self.val = token_cache(tok, list_images([cfg.val_dir]), out, "val", progress)
+
+    def build(self, mcfg) -> torch.nn.Module:
+        from .prior import ARPrior
+
+        return ARPrior(mcfg)
+
+    def fresh_init(self, model) -> None:
+        pass
+
+    def batch(self, gen: torch.Generator, size: int) -> torch.Tensor:
+        return self.grids[torch.randint(len(self.grids), (size,), generator=gen)].long()
+
+    def loss(self, fwd, grids: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+        bits = fwd(grids)
+        return bits, float(bits.detach())
+
+    @torch.no_grad()
+    def validate(self, ema) -> float | None:
+        if self.val is None:
+            return None
+        return sum(float(ema(self.val[i : i + 8].long().to(self.device))) * len(self.val[i : i + 8]) for i in range(0, len(self.val), 8)) / len(self.val)
+
+
 def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = None, progress: bool = True) -> dict:
-    """Train (or resume) a tokenizer; returns the last logged stats.
+    """Train (or resume) a tokenizer, or with ``cfg.prior`` the AR prior; returns the last logged stats.
 
     Writes ``out/checkpoint.safetensors`` every ``ckpt_minutes`` and at the end,
     and appends one JSON line per log interval to ``out/log.jsonl``.
@@ -282,13 +392,22 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
 
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_cfg()
-    model = build(mcfg).to(device)
+    if main and not resume and ckpt_path.exists():
+        raise TrainError(f"{ckpt_path} exists: pass --resume to continue it or choose another --out")
+    if resume and not ckpt_path.is_file():
+        raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
+    task = (PriorTask if cfg.prior else TokenizerTask)(cfg, mcfg, device, main, progress)
+    model = task.build(mcfg).to(device)
     if init_weights:
+        if cfg.prior:
+            raise TrainError("--init is for tokenizer weights; resume a prior run with --resume")
         src = model_io.load_weights(init_weights)
         if src.cfg != mcfg:
             raise TrainError(f"--init weights are a {src.cfg.name!r} model, not {mcfg.name!r}")
         model.load_state_dict(src.state_dict())
-    ema = build(mcfg).to(device)
+    elif not resume:
+        task.fresh_init(model)
+    ema = task.build(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -300,25 +419,15 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
     )
     step, stats = 0, {}
     if resume:
-        if not ckpt_path.is_file():
-            raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
         step, stats = load_checkpoint(ckpt_path, model, ema, opt)
-    elif main and ckpt_path.exists():
-        raise TrainError(f"{ckpt_path} exists: pass --resume to continue it or choose another --out")
 
-    bank = ImageBank(list_images(cfg.data), cfg.crop, progress=progress and main)
-    val = load_val_crops(cfg.val_dir, cfg.val_images, mcfg.tile) if main else None
     fwd = model
     if distributed:
         fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         fwd = torch.compile(fwd)
-    msssim = None
-    if cfg.msssim_weight > 0:
-        from pytorch_msssim import ms_ssim
-
-        msssim = ms_ssim
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and not cfg.prior else torch.autocast("cpu", enabled=False)
+    metric = task.metric
 
     t_start = time.monotonic()
     t_ckpt = t_start
@@ -327,22 +436,21 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
     log_f = open(out / "log.jsonl", "a") if main else None
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main), unit="step")
     seen, t_log = 0, time.monotonic()
-    loss_acc, psnr_acc, n_acc = 0.0, 0.0, 0
+    loss_acc, metric_acc, n_acc = 0.0, 0.0, 0
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats, task.tokenizer_id)
+
     model.train()
     try:
         while step < cfg.steps:
             gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 65_537 + rank) % (2**63))
-            x = bank.batch(gen, cfg.batch).to(device, non_blocking=True)
+            x = task.batch(gen, cfg.batch).to(device, non_blocking=True)
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
             with autocast:
-                y = fwd(x, mix=mix, generator=gen)
-            y = y.float()
-            loss = F.l1_loss(y, x)
-            if msssim is not None:
-                loss = loss + cfg.msssim_weight * (1 - msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
+                loss, value = task.loss(fwd, x, step, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -351,7 +459,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
             _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
             seen += cfg.batch * world
             loss_acc += float(loss.detach())
-            psnr_acc += psnr(y.detach(), x)
+            metric_acc += value
             n_acc += 1
             bar.update(1)
             now = time.monotonic()
@@ -359,20 +467,22 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
                 stats = {
                     "step": step,
                     "loss": loss_acc / n_acc,
-                    "psnr": psnr_acc / n_acc,
+                    metric: metric_acc / n_acc,
                     "lr": lr,
                     "img_per_s": seen / max(1e-9, now - t_log),
                     "elapsed_s": now - t_start,
                 }
-                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                    stats["val_psnr"] = validate(ema, val, device)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", img_s=f"{stats['img_per_s']:.1f}")
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    v = task.validate(ema)
+                    if v is not None:
+                        stats[f"val_{metric}"] = v
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", **{metric: f"{stats[metric]:.3f}"}, img_s=f"{stats['img_per_s']:.1f}")
                 log_f.write(json.dumps(stats) + "\n")
                 log_f.flush()
-                seen, t_log, loss_acc, psnr_acc, n_acc = 0, now, 0.0, 0.0, 0
+                seen, t_log, loss_acc, metric_acc, n_acc = 0, now, 0.0, 0.0, 0
             stop = (cfg.max_minutes is not None and now - t_start > cfg.max_minutes * 60) or step == cfg.stop_at
             if main and now - t_ckpt > cfg.ckpt_minutes * 60:
-                save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
+                checkpoint()
                 t_ckpt = now
             if distributed:
                 flag = torch.tensor([int(stop)], device=device)
@@ -383,7 +493,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
         if distributed:
             _check_ranks_in_sync(model, device)
         if main:
-            save_checkpoint(ckpt_path, model, ema, opt, step, cfg, stats)
+            checkpoint()
     finally:
         bar.close()
         if log_f:

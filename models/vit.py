@@ -47,6 +47,7 @@ class TokenizerConfig:
     stem: str = "conv"  # "conv" (3 strided convs) or "linear" (one 8×8 patch projection)
     head: str = "conv"  # "conv" (unpatchify + 2 convs) or "linear" (unpatchify only)
     head_channels: int = 16
+    skip: str = "none"  # "linear": a per-patch linear path beside encoder and decoder (see ``pca_init``)
 
     def __post_init__(self):
         if self.tile % self.patch:
@@ -57,6 +58,8 @@ class TokenizerConfig:
             raise ValueError(f"latent_dim must be 24 for Λ24, got {self.latent_dim}")
         if self.stem not in ("conv", "linear") or self.head not in ("conv", "linear"):
             raise ValueError(f"unknown stem/head {self.stem!r}/{self.head!r}")
+        if self.skip not in ("none", "linear"):
+            raise ValueError(f"unknown skip {self.skip!r}")
         if self.stem == "conv" and self.patch != 8:
             raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
 
@@ -167,19 +170,24 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.out = nn.Linear(cfg.width, cfg.latent_dim)
+        self.skip = nn.Conv2d(3, cfg.latent_dim, cfg.patch, cfg.patch) if cfg.skip == "linear" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         p = self.cfg.patch
         if C != 3 or H % p or W % p:
             raise ValueError(f"expected (B, 3, H, W) with H, W multiples of {p}, got {tuple(x.shape)}")
-        h = self.stem(x * 2.0 - 1.0)  # (B, D, H/p, W/p)
+        x = x * 2.0 - 1.0
+        h = self.stem(x)  # (B, D, H/p, W/p)
         gh, gw = h.shape[-2:]
         h = h.flatten(2).transpose(1, 2)  # (B, N, D)
         h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
         for blk in self.blocks:
             h = blk(h)
-        return self.out(self.norm(h)).view(B, gh, gw, self.cfg.latent_dim)  # (B, gh, gw, 24)
+        z = self.out(self.norm(h)).view(B, gh, gw, self.cfg.latent_dim)  # (B, gh, gw, 24)
+        if self.skip is not None:
+            z = z + self.skip(x).permute(0, 2, 3, 1)
+        return z
 
 
 class Decoder(nn.Module):
@@ -197,6 +205,7 @@ class Decoder(nn.Module):
         else:
             self.out = nn.Linear(cfg.width, 3 * p2)
             self.refine = None
+        self.skip = nn.Linear(cfg.latent_dim, 3 * p2) if cfg.skip == "linear" else None
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         B, gh, gw, _ = q.shape
@@ -204,13 +213,18 @@ class Decoder(nn.Module):
         h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
         for blk in self.blocks:
             h = blk(h)
-        h = self.out(self.norm(h))  # (B, N, C*p*p)
-        p = self.cfg.patch
-        c = h.shape[-1] // (p * p)
-        h = h.view(B, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, c, gh * p, gw * p)
+        h = _unpatchify(self.out(self.norm(h)), B, gh, gw, self.cfg.patch)  # (B, C, H, W)
         if self.refine is not None:
             h = self.refine(h)
+        if self.skip is not None:
+            h = h + _unpatchify(self.skip(q).flatten(1, 2), B, gh, gw, self.cfg.patch)
         return h * 0.5 + 0.5  # (B, 3, H, W), nominally [0, 1]
+
+
+def _unpatchify(h: torch.Tensor, B: int, gh: int, gw: int, p: int) -> torch.Tensor:
+    """(B, gh*gw, C*p*p) → (B, C, gh*p, gw*p)."""
+    c = h.shape[-1] // (p * p)
+    return h.view(B, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, c, gh * p, gw * p)
 
 
 class LeechTokenizer(nn.Module):
@@ -227,6 +241,7 @@ class LeechTokenizer(nn.Module):
         self.decoder = Decoder(cfg)
         self.quantizer = LeechQuantizer()
         self.model_id = b"\0" * 8  # set by models.io when weights are loaded
+        self.prior = None  # models.prior.ExactPrior for the ar coder, attached by models.io
         self.apply(_init_weights)
 
     @property
@@ -254,6 +269,43 @@ class LeechTokenizer(nn.Module):
             keep = torch.rand(z.shape[:-1] + (1,), generator=generator) < mix  # (B, h, w, 1)
             q = torch.where(keep.to(z.device), z, q)
         return self.synthesis(q)
+
+
+# The constant coordinate of the PCA initialisation: the sphere keeps only a direction, so a
+# fixed component gives the other 23 a reference and a flat patch a stable codeword.
+PCA_ANCHOR = 2.0
+
+
+@torch.no_grad()
+def pca_init(model: "LeechTokenizer", images: torch.Tensor) -> None:
+    """Start the linear skip path as whitened PCA of 8×8 patches of ``images`` (B, 3, H, W).
+
+    Encoder skip: 23 whitened principal components plus the constant ``PCA_ANCHOR`` in the
+    last coordinate; decoder skip: the matching reconstruction from a unit vector. Before any
+    training, every latent dimension then carries signal (a randomly initialised transformer
+    spends its first thousands of steps coding little more than a colour per patch).
+    """
+    enc, dec = model.encoder.skip, model.decoder.skip
+    if enc is None or dec is None:
+        raise ValueError("pca_init needs a model with skip='linear'")
+    p = model.cfg.patch
+    x = images * 2.0 - 1.0
+    patches = F.unfold(x.double(), p, stride=p).transpose(1, 2).reshape(-1, 3 * p * p)  # (N, 3pp), c-major
+    mean = patches.mean(0)
+    cov = torch.cov((patches - mean).T)
+    lam, vec = torch.linalg.eigh(cov)  # ascending
+    k = model.cfg.latent_dim - 1
+    lam, vec = lam.flip(0)[:k].clamp_min(1e-8), vec.flip(1)[:, :k]  # (k,), (3pp, k)
+    w_enc = vec.T / lam.sqrt()[:, None]  # (k, 3pp): whitened components
+    enc.weight.zero_()
+    enc.bias.zero_()
+    enc.weight[:k] = w_enc.view(k, 3, p, p).to(enc.weight)
+    enc.bias[:k] = (-(w_enc @ mean)).to(enc.bias)
+    enc.bias[k] = PCA_ANCHOR
+    scale = math.sqrt(k + PCA_ANCHOR**2)  # typical |z|: a unit vector times this undoes the normalisation
+    dec.weight.zero_()
+    dec.weight[:, :k] = (vec * lam.sqrt() * scale).to(dec.weight)
+    dec.bias.copy_(mean.to(dec.bias))
 
 
 def _init_weights(m: nn.Module) -> None:

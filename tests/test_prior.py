@@ -1,0 +1,281 @@
+"""AR prior and the ar coder: structure, exact integer arithmetic, real constriction streams."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import leechcodec
+from cli.main import cli
+from leechcodec import coders, lattice
+from leechcodec.errors import FormatError, ModelError
+from models.io import load_weights, save_weights
+from models.prior import (
+    ARPrior,
+    PRIOR_PRESETS,
+    context,
+    exact,
+    load_prior,
+    prior_path_for,
+    save_prior,
+)
+from models.train import TrainConfig, export_checkpoint, train
+from models.vit import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """A tiny tokenizer with a tiny (untrained) prior beside it, loaded together."""
+    torch.manual_seed(3)
+    d = tmp_path_factory.mktemp("pair")
+    mid = save_weights(build("tiny"), d / "tiny.safetensors")
+    save_prior(ARPrior(PRIOR_PRESETS["tiny"]), d / "tiny.prior.safetensors", mid)
+    return d / "tiny.safetensors", load_weights(d / "tiny.safetensors")
+
+
+def _grids(rng, n, g=32):
+    return rng.integers(0, lattice.N_CODEWORDS, (n, g * g))
+
+
+def test_split_join_roundtrip_over_the_whole_codebook():
+    idx = torch.arange(lattice.N_CODEWORDS)
+    cls, a, b = lattice.split_index(idx)
+    assert torch.equal(lattice.join_index(cls, a, b), idx)
+    for k in range(3):  # every (support, detail) pair of a class occurs exactly once
+        sel = cls == k
+        assert int(sel.sum()) == lattice.SUPPORT[k] * lattice.DETAIL[k]
+        assert int(a[sel].max()) == lattice.SUPPORT[k] - 1 and int(b[sel].max()) == lattice.DETAIL[k] - 1
+
+
+def test_exp_table_is_exp():
+    t = coders.exp_table()
+    assert t[0] == coders.EXP_ONE and bool((t[1:] <= t[:-1]).all()) and float(t.min()) >= 1
+    d = np.arange(0, coders.EXP_SPAN + 1, 97)
+    want = np.maximum(1, np.round(coders.EXP_ONE * np.exp(-d / 2**coders.EXP_FRAC)))
+    np.testing.assert_allclose(t.numpy()[d], want, atol=1.0)
+
+
+def test_context_is_causal():
+    rng = np.random.default_rng(0)
+    vec = torch.from_numpy(lattice.codebook()[_grids(rng, 1, 8).reshape(1, 8, 8)]).float()
+    ctx = context(vec)  # (1, 8, 8, 288)
+    for r in range(8):
+        for c in range(8):
+            later = vec.clone()
+            flat = later.view(64, 24)
+            flat[r * 8 + c :] = 0  # wipe (r, c) and everything after it in raster order
+            assert torch.equal(context(later)[0, r, c], ctx[0, r, c])
+
+
+def test_exact_prior_tracks_the_float_model():
+    torch.manual_seed(0)
+    m = ARPrior(PRIOR_PRESETS["tiny"]).eval()
+    ep = exact(m, b"\0" * 8)
+    rng = np.random.default_rng(1)
+    vec = torch.from_numpy(lattice.codebook()[_grids(rng, 2, 8).reshape(2, 8, 8)]).float()
+    ctx = context(vec).reshape(-1, 288)
+    with torch.no_grad():
+        want = m.cls_head(m.features(ctx))
+    got = ep.class_logits(ep.features(ctx)) / 2**8
+    assert float((want - got).abs().max()) < 0.05
+
+
+def test_exact_prior_is_bit_identical_across_batches_and_threads():
+    torch.manual_seed(1)
+    ep = exact(ARPrior(PRIOR_PRESETS["small"]), b"\0" * 8)
+    rng = np.random.default_rng(2)
+    vec = torch.from_numpy(lattice.codebook()[_grids(rng, 3, 32).reshape(3, 32, 32)]).float()
+    ctx = context(vec).reshape(-1, 288)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        full = ep.support_logits(ep.features(ctx), 1)
+        torch.set_num_threads(1)
+        parts = torch.cat([ep.support_logits(ep.features(ctx[i : i + 37]), 1) for i in range(0, len(ctx), 37)])
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(full, parts)
+    assert bool((full == full.round()).all())  # integers
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_ar_roundtrip_and_real_bits_match_the_model(preset):
+    torch.manual_seed(2)
+    m = ARPrior(PRIOR_PRESETS[preset]).eval()
+    ep = exact(m, b"\1" * 8)
+    rng = np.random.default_rng(3)
+    idx = _grids(rng, 2)
+    payload = coders.encode_ar(idx, ep, 32)
+    assert np.array_equal(coders.decode_ar(payload, 2, 32, ep), idx)
+    with torch.no_grad():
+        model_bits = float(m.bits(torch.from_numpy(idx).view(2, 32, 32))) * idx.size
+    real_bits = 8 * (len(payload) - coders.AR_HEAD)
+    assert abs(real_bits - model_bits) < 0.03 * model_bits + 64  # the 17-nat floor of the table clips extreme tails
+
+
+def test_ar_codes_predictable_tokens_in_few_bits():
+    # a constant grid costs the prior's own estimate; a trained prior makes it cheap (see below)
+    torch.manual_seed(4)
+    m = ARPrior(PRIOR_PRESETS["tiny"])
+    grids = torch.full((4, 8, 8), 12345)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = m.bits(grids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ep = exact(m.eval(), b"\0" * 8)
+    idx = grids.reshape(4, -1).numpy()
+    payload = coders.encode_ar(idx, ep, 8)
+    assert np.array_equal(coders.decode_ar(payload, 4, 8, ep), idx)
+    assert 8 * len(payload) < 0.1 * lattice.BITS_PER_INDEX * idx.size
+
+
+def test_ar_stream_errors():
+    torch.manual_seed(5)
+    ep = exact(ARPrior(PRIOR_PRESETS["tiny"]), b"\2" * 8)
+    other = exact(ARPrior(PRIOR_PRESETS["tiny"]), b"\2" * 8)
+    idx = _grids(np.random.default_rng(4), 2)
+    payload = coders.encode_ar(idx, ep, 32)
+    with pytest.raises(FormatError, match="prior"):
+        coders.decode_ar(payload, 2, 32, other)
+    with pytest.raises(FormatError, match="malformed"):
+        coders.decode_ar(payload[:-1], 2, 32, ep)
+    bad = bytearray(payload)
+    bad[40] ^= 0x10
+    with pytest.raises(FormatError):
+        coders.decode_ar(bytes(bad), 2, 32, ep)
+    with pytest.raises(FormatError):  # truncated words
+        coders.decode_ar(payload[: coders.AR_HEAD + 8], 2, 32, ep)
+
+
+def test_prior_file_roundtrip_and_checks(tmp_path, monkeypatch):
+    torch.manual_seed(6)
+    m = ARPrior(PRIOR_PRESETS["tiny"])
+    path = tmp_path / "p.safetensors"
+    pid = save_prior(m, path, b"\7" * 8)
+    assert all(v.dtype in (torch.int32, torch.int64) for v in load_file(str(path)).values())
+
+    def no_pickle(*a, **k):
+        raise AssertionError("pickle must not be used")
+
+    monkeypatch.setattr("pickle.load", no_pickle)
+    monkeypatch.setattr("pickle.loads", no_pickle)
+    ep = load_prior(path, b"\7" * 8)
+    assert ep.prior_id == pid == exact(m, b"\7" * 8).prior_id
+    with pytest.raises(ModelError, match="prior of model"):
+        load_prior(path, b"\x08" * 8)
+    state = load_file(str(path))
+    state["cls_head.weight"] = state["cls_head.weight"].float()
+    save_file(state, str(tmp_path / "f.safetensors"), metadata={"format": "leechcodec-prior", "config": '{"name": "tiny", "hidden": 32, "layers": 1}', "tokenizer_id": "00" * 8})
+    with pytest.raises(ModelError, match="integers"):
+        load_prior(tmp_path / "f.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(ModelError):
+        load_prior(tmp_path / "junk.safetensors")
+    assert prior_path_for("a/leech-small.safetensors") == Path("a/leech-small.prior.safetensors")
+
+
+def test_codec_ar_is_lossless_over_tokens(tiny_pair, one_thread):
+    _, model = tiny_pair
+    assert model.prior is not None
+    rng = np.random.default_rng(7)
+    im = Image.fromarray((rng.random((300, 200, 3)) * 255).astype(np.uint8))
+    ar = leechcodec.encode(im, model, coder="ar")
+    fixed = leechcodec.encode(im, model, coder="fixed")
+    assert leechcodec.read_header(ar).coder == "ar" and leechcodec.read_header(fixed).coder == "fixed"
+    assert leechcodec.encode(im, model) == ar  # auto picks ar when there is a prior
+    assert np.array_equal(np.asarray(leechcodec.decode(ar, model)), np.asarray(leechcodec.decode(fixed, model)))
+    bare = load_weights(tiny_pair[0], prior=None)
+    with pytest.raises(ModelError, match="prior"):
+        leechcodec.decode(ar, bare)
+    with pytest.raises(ModelError, match="prior"):
+        leechcodec.encode(im, bare, coder="ar")
+    assert leechcodec.read_header(leechcodec.encode(im, bare)).coder == "fixed"
+
+
+def test_cli_ar(tiny_pair, tmp_path, one_thread):
+    path, model = tiny_pair
+    img = tmp_path / "a.png"
+    Image.fromarray((np.random.default_rng(8).random((64, 64, 3)) * 255).astype(np.uint8)).save(img)
+    r = CliRunner().invoke(cli, ["encode", str(img), "-o", str(tmp_path / "a.lq"), "--model", str(path), "--coder", "ar", "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["info", str(tmp_path / "a.lq")])
+    assert "coder:      ar" in r.output and f"prior id:   {model.prior.prior_id.hex()}" in r.output
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "b.png"), "--model", str(path), "-q"])
+    assert r.exit_code == 0, r.output
+    # a tokenizer without a prior beside it: ar is refused in one line, exit 6
+    lone = tmp_path / "lone.safetensors"
+    lone.write_bytes(path.read_bytes())
+    r = CliRunner().invoke(cli, ["encode", str(img), "-o", str(tmp_path / "c.lq"), "--model", str(lone), "--coder", "ar"])
+    assert r.exit_code == 6 and "prior" in r.output and not (tmp_path / "c.lq").exists()
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "d.png"), "--model", str(lone)])
+    assert r.exit_code == 6 and "prior" in r.output
+
+
+def _prior_cfg(data, out, tok, **kw):
+    base = dict(data=(str(data),), out=str(out), prior=True, tokenizer=str(tok), preset="tiny", batch=2, steps=6,
+                lr=3e-3, warmup=2, ckpt_minutes=100.0)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_prior_resumes_exactly_and_exports(tiny_pair, kodak_crops, tmp_path, one_thread):
+    tok = tiny_pair[0]
+    full = train(_prior_cfg(kodak_crops, tmp_path / "full", tok), progress=False)
+    train(_prior_cfg(kodak_crops, tmp_path / "split", tok, stop_at=3), progress=False)
+    done = train(_prior_cfg(kodak_crops, tmp_path / "split", tok), resume=True, progress=False)
+    assert full["step"] == done["step"] == 6 and "bits" in full
+    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoint.safetensors"))
+    for k in a:
+        if k.startswith(("model.", "ema.")):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    pid = export_checkpoint(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "p.safetensors")
+    assert load_prior(tmp_path / "p.safetensors", tiny_pair[1].model_id).prior_id == pid
+
+
+def test_ddp_prior_two_processes_on_cpu(tiny_pair, kodak_crops, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cli", "train", "--prior", str(kodak_crops), "--tokenizer", str(tiny_pair[0]), "--out", str(out),
+           "--preset", "tiny", "--batch", "1", "--steps", "3", "--warmup", "1", "--device", "cpu", "--quiet"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta_ok = export_checkpoint(out / "checkpoint.safetensors", tmp_path / "p.safetensors")
+    assert len(meta_ok) == 8
+
+
+def test_thread_count_does_not_change_the_stream(tiny_pair, tmp_path):
+    """Encode with 2 threads, decode in a fresh process with OMP_NUM_THREADS=1: same pixels."""
+    path, model = tiny_pair
+    rng = np.random.default_rng(9)
+    im = Image.fromarray((rng.random((256, 512, 3)) * 255).astype(np.uint8))
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = leechcodec.encode(im, model, coder="ar")
+        want = np.asarray(leechcodec.decode(leechcodec.encode(im, model, coder="fixed"), model))
+    finally:
+        torch.set_num_threads(n)
+    (tmp_path / "a.lq").write_bytes(data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "cli", "decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "a.png"),
+                        "--model", str(path), "-q"], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), want)
+
+
+def test_bits_per_index_constant():
+    assert lattice.BITS_PER_INDEX == pytest.approx(math.log2(196_560))
