@@ -1,6 +1,6 @@
 """Kodak round trip with the bundled (or given) model: sizes, real bytes, PSNR, MS-SSIM, time.
 
-    python benchmarks/kodak_roundtrip.py --kodak-dir ../shared/data/kodak [--model PATH] [--out DIR]
+    python benchmarks/kodak_roundtrip.py --kodak-dir ../shared/data/kodak [--model PATH] [--coder ar|fixed] [--out DIR]
 
 Runs the same `leechcodec.encode`/`leechcodec.decode` the CLI runs, writes the .lq files
 and decoded PNGs under --out, checks each decoded PNG has the original size, and prints a
@@ -26,18 +26,19 @@ def main():
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default="out/kodak-roundtrip")
     ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--coder", default="auto", choices=["auto", *leechcodec.CODERS])
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_weights(args.model)
     leechcodec.decode(leechcodec.encode(Image.new("RGB", (8, 8)), model), model)  # warm-up
-    print(f"model {model.cfg.name} id {model.model_id.hex()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"model {model.cfg.name} id {model.model_id.hex()}, coder {args.coder}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
     files = sorted(Path(args.kodak_dir).glob("kodim*.png"))[: args.images]
     for f in files:
         img = Image.open(f).convert("RGB")
         t0 = time.perf_counter()
-        data = leechcodec.encode(img, model)
+        data = leechcodec.encode(img, model, coder=args.coder)
         t1 = time.perf_counter()
         rec = leechcodec.decode(data, model)
         t2 = time.perf_counter()

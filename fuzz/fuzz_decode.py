@@ -15,7 +15,8 @@ reach the CRC32 check, so the control byte lets the fuzzer get past it:
                seeds stay decodable even if the tiny model's initialisation changes.
 
 The model is the ``tiny`` preset built once with ``torch.manual_seed(0)`` and saved and
-loaded through ``models.io``, the same as the ``tiny_model`` test fixture.
+loaded through ``models.io``, the same as the ``tiny_model`` test fixture, with a ``tiny``
+AR prior (``torch.manual_seed(1)``) beside it, so ``ar`` payloads are fuzzed too.
 """
 
 from __future__ import annotations
@@ -34,17 +35,20 @@ with atheris.instrument_imports(include=["leechcodec"]):
     import leechcodec
     from leechcodec import container
 from models.io import load_weights, save_weights  # noqa: E402
+from models.prior import PRIOR_PRESETS, ARPrior, prior_path_for, save_prior  # noqa: E402
 from models.vit import build  # noqa: E402
 
 MODEL_ID = slice(8, 16)  # where the model id sits in the header (docs/FORMAT.md)
 
 
 def tiny_model():
-    """The seeded tiny tokenizer, round-tripped through safetensors so it has a model id."""
+    """The seeded tiny tokenizer and prior, round-tripped through safetensors (model and prior ids)."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "tiny.safetensors"
-        save_weights(build("tiny"), path)
+        mid = save_weights(build("tiny"), path)
+        torch.manual_seed(1)
+        save_prior(ARPrior(PRIOR_PRESETS["tiny"]), prior_path_for(path), mid)
         return load_weights(path)
 
 
@@ -72,10 +76,16 @@ def make_corpus(folder: Path, model) -> None:
     }
     seeds = {}
     for name, im in images.items():
-        lq = leechcodec.encode(im, model)
+        lq = leechcodec.encode(im, model, coder="fixed")
         seeds[f"{name}.valid"] = b"\0" + lq
         seeds[f"{name}.stamped"] = b"\3" + lq
-    lq = leechcodec.encode(images["rgb-70x90"], model)
+        ar = leechcodec.encode(im, model, coder="ar")
+        seeds[f"{name}.ar-valid"] = b"\0" + ar
+        seeds[f"{name}.ar-stamped"] = b"\3" + ar
+    ar = leechcodec.encode(images["rgb-70x90"], model, coder="ar")
+    seeds["ar-bitflip-words"] = b"\1" + ar[:60] + bytes([ar[60] ^ 1]) + ar[61:]
+    seeds["ar-truncated-words"] = b"\1" + ar[:-12] + ar[-4:]
+    lq = leechcodec.encode(images["rgb-70x90"], model, coder="fixed")
 
     def field(offset: int, value: bytes) -> bytes:  # a header field changed, then re-signed
         return b"\1" + lq[:offset] + value + lq[offset + len(value) :]

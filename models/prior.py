@@ -345,7 +345,8 @@ def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, devic
         raise ModelError(f"{path}: tensors do not match the stored prior config")
     if any(v.dtype not in (torch.int32, torch.int64) for v in state.values()):
         raise ModelError(f"{path}: prior tensors must be integers")
-    if any(int(v.abs().max()) > 2**40 for v in state.values() if v.numel()):
+    # the bounds that keep every integer sum of the exact prior below 2^53 (see quantize_state)
+    if any(int(v.abs().max()) > (W_MAX if k.endswith("weight") else 2**40) for k, v in state.items() if v.numel()):
         raise ModelError(f"{path}: prior weights out of range")
     if tokenizer_id is not None and tok != bytes(tokenizer_id):
         raise ModelError(f"{path} is the prior of model {tok.hex()}, not of {bytes(tokenizer_id).hex()}")

@@ -4,18 +4,22 @@ import math
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import leechcodec
 from cli.main import cli
 from leechcodec import coders, lattice
+from leechcodec.container import HEADER, TRAILER
 from leechcodec.errors import FormatError, ModelError
 from models.io import load_weights, save_weights
 from models.prior import (
@@ -279,3 +283,32 @@ def test_thread_count_does_not_change_the_stream(tiny_pair, tmp_path):
 
 def test_bits_per_index_constant():
     assert lattice.BITS_PER_INDEX == pytest.approx(math.log2(196_560))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_ar_streams_only_raise_format_errors(tiny_pair, data):
+    """Re-signed (valid CRC32) ar streams with changed payload bytes: an error or the same tokens, never a crash."""
+    _, model = tiny_pair
+    im = Image.fromarray(np.random.default_rng(10).integers(0, 256, (40, 300, 3), dtype=np.uint8))
+    lq = bytearray(_ar_stream(model, im))
+    start, end = HEADER.size, len(lq) - TRAILER.size
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(start, end - 1))
+        lq[i] = data.draw(st.integers(0, 255))
+    body = bytes(lq[:-TRAILER.size])
+    try:
+        out = leechcodec.decode(body + TRAILER.pack(zlib.crc32(body)), model)
+    except FormatError:
+        return
+    assert out.size == im.size  # a mutation that decodes must give the right tokens (their CRC matched)
+
+
+_STREAMS: dict = {}
+
+
+def _ar_stream(model, im) -> bytes:
+    key = (bytes(model.prior.prior_id), im.size)
+    if key not in _STREAMS:
+        _STREAMS[key] = leechcodec.encode(im, model, coder="ar")
+    return _STREAMS[key]
