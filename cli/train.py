@@ -13,8 +13,8 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
-@click.option("--preset", default="small", show_default=True,
-              help="Model size preset: tiny, small, medium or base (with --prior: tiny or small).")
+@click.option("--preset", default=None,
+              help="Model preset: tiny, small, small-skip (default), medium or base; with --prior: tiny or small (default).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of model config fields (overrides --preset).")
 @click.option("--prior", "prior", is_flag=True,
               help="Train the autoregressive prior for the ar coder instead, on the token grids of --tokenizer "
@@ -76,6 +76,10 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
 
     if threads:
         torch.set_num_threads(threads)
+    if preset is None:
+        from models.vit import DEFAULT_PRESET
+
+        preset = "small" if prior else DEFAULT_PRESET
     if tokenizer and not prior:
         raise TrainError("--tokenizer goes with --prior")
     if crop % 8:

@@ -126,7 +126,7 @@ def encode(
     tiles = tile_image(rgb, model.tile)
     indices = tiles_to_indices(model, tiles, device, progress)
     if coder == "ar":
-        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch)
+        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch, progress and len(tiles) > TILE_BATCH)
     else:
         payload = coders.encode_fixed(indices)
     tx, ty = container.tile_grid(w, h, model.tile)
@@ -144,7 +144,7 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
 
     Raises:
         FormatError: malformed or corrupted stream.
-        ModelMismatchError: the stream needs a different model.
+        ModelMismatchError: the stream needs a different model (or prior).
         ModelError: an ar stream and a model without a prior.
         LimitError: the image is over ``max_pixels``.
     """
@@ -160,7 +160,9 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
     if header.coder == "ar":
         if getattr(model, "prior", None) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
-        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device))
+        indices = coders.decode_ar(
+            payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device), progress and header.n_tiles > TILE_BATCH
+        )
     elif header.coder == "fixed":
         indices = coders.decode_fixed(payload, header.n_tiles, tokens)
     else:

@@ -27,8 +27,9 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .errors import FormatError
+from .errors import FormatError, ModelMismatchError
 from .lattice import DIM, N_CODEWORDS, codebook
 from .lattice import join_index as _join_t
 from .lattice import split_index as _split_t
@@ -123,7 +124,7 @@ def _index_crc(indices: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(indices, dtype=">u4").tobytes())
 
 
-def _run_wavefront(prior, tiles: int, grid: int, code) -> np.ndarray:
+def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "") -> np.ndarray:
     """Visit every token of ``tiles`` grids in coding order; ``code(kind, logits, sel)`` returns
     the (N,) symbols at those positions (the encoder looks them up, the decoder decodes them)."""
     nb = prior.neighbours
@@ -133,7 +134,7 @@ def _run_wavefront(prior, tiles: int, grid: int, code) -> np.ndarray:
     book = torch.from_numpy(codebook()).to(dev, torch.float64)
     out = np.zeros((tiles, grid, grid), dtype=np.int64)
     w = prior.wave
-    for t in range(w * (grid - 1) + grid):
+    for t in tqdm(range(w * (grid - 1) + grid), desc=desc, unit="wave", disable=not progress, leave=False):
         rows = torch.tensor([r for r in range(grid) if 0 <= t - w * r < grid], device=dev)
         cols = t - w * rows
         ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
@@ -155,7 +156,7 @@ def _run_wavefront(prior, tiles: int, grid: int, code) -> np.ndarray:
     return out.reshape(tiles, -1)
 
 
-def encode_ar(indices: np.ndarray, prior, grid: int) -> bytes:
+def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> bytes:
     """(T, grid²) indices → ar payload (see the module docstring)."""
     import constriction
 
@@ -175,18 +176,18 @@ def encode_ar(indices: np.ndarray, prior, grid: int) -> bytes:
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
 
-    _run_wavefront(prior, len(indices), grid, code)
+    _run_wavefront(prior, len(indices), grid, code, progress, "ar encode")
     words = enc.get_compressed().astype("<u4").tobytes()
     return bytes(prior.prior_id) + _index_crc(indices).to_bytes(4, "big") + words
 
 
-def decode_ar(payload: bytes, tiles: int, grid: int, prior) -> np.ndarray:
+def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False) -> np.ndarray:
     """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices.
 
     Raises:
-        FormatError: a payload for another prior, a malformed stream, or decoded tokens whose
-            CRC differs from the encoder's (a corrupted stream or a prior that computes
-            different probabilities).
+        ModelMismatchError: the payload was coded with another prior.
+        FormatError: a malformed stream, or decoded tokens whose CRC differs from the
+            encoder's (a corrupted stream or a prior that computes different probabilities).
     """
     import constriction
 
@@ -194,7 +195,9 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior) -> np.ndarray:
         raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
     pid, crc = payload[:8], int.from_bytes(payload[8:12], "big")
     if pid != bytes(prior.prior_id):
-        raise FormatError(f"stream was coded with prior {pid.hex()}, not {bytes(prior.prior_id).hex()}")
+        raise ModelMismatchError(
+            f"stream was coded with prior {pid.hex()}, not {bytes(prior.prior_id).hex()} (pass the matching --prior)"
+        )
     words = np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32)
     dec = constriction.stream.queue.RangeDecoder(words)
     family = constriction.stream.model.Categorical(perfect=False)
@@ -205,7 +208,7 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior) -> np.ndarray:
         except Exception as e:  # constriction raises AssertionError on impossible data
             raise FormatError(f"ar stream is corrupted ({e})") from None
 
-    indices = _run_wavefront(prior, tiles, grid, code)
+    indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode")
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
     return indices

@@ -77,6 +77,7 @@ class PriorConfig:
     name: str = "prior"
     hidden: int = 256
     layers: int = 2  # hidden layers of the trunk
+    codeword_bias: bool = False  # a learned logit per codeword added at the detail level
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,7 +86,14 @@ class PriorConfig:
 PRIOR_PRESETS = {
     "tiny": PriorConfig(name="tiny", hidden=32, layers=1),
     "small": PriorConfig(name="small", hidden=256, layers=2),
+    "small-cb": PriorConfig(name="small-cb", hidden=256, layers=2, codeword_bias=True),
 }
+
+
+def _detail_rows(cls: int, a: torch.Tensor) -> torch.Tensor:
+    """(N,) supports of class ``cls`` → (N, DETAIL[cls]) codeword indices sharing each support."""
+    m = DETAIL[cls]
+    return BASES[cls] + a.long()[:, None] * m + torch.arange(m, device=a.device)
 
 
 _DETAIL_CACHE: dict = {}
@@ -123,6 +131,8 @@ class ARPrior(nn.Module):
         self.support_heads = nn.ModuleList(nn.Linear(h, n) for n in SUPPORT)
         self.u_head = nn.Linear(h, lattice.DIM)  # scores codeword vectors for the detail level
         self.place_head = nn.Linear(h, DETAIL[1])  # extra bias for the place of the 3 (Golay)
+        # detail | support without context, e.g. which sign patterns an octad favours
+        self.codeword_bias = nn.Parameter(torch.zeros(lattice.N_CODEWORDS)) if cfg.codeword_bias else None
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
@@ -139,6 +149,8 @@ class ARPrior(nn.Module):
         logits = torch.einsum("nmd,nd->nm", v, self.u_head(h))
         if cls == 1:
             logits = logits + self.place_head(h)
+        if self.codeword_bias is not None:
+            logits = logits + self.codeword_bias[_detail_rows(cls, a)]
         return logits
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
@@ -204,6 +216,9 @@ def quantize_state(model: ARPrior) -> dict[str, torch.Tensor]:
     """
     out = {}
     for name, p in model.state_dict().items():
+        if name == "codeword_bias":  # logits: straight to 1/256 nat
+            out[name] = _q(p, LOGIT_FRAC, 2**30).to(torch.int32)
+            continue
         first = name.startswith("trunk.0.")
         in_frac = 0 if first else A_FRAC
         frac = W_FRAC if name.endswith("weight") else W_FRAC + in_frac
@@ -264,6 +279,8 @@ class ExactPrior:
         y = torch.einsum("nmd,nd->nm", self._details[cls][a.to(self.device)], u)
         if cls == 1:
             y = y + self._logits(self._head(h, "place_head"))
+        if "codeword_bias" in self.w:
+            y = y + self.w["codeword_bias"][_detail_rows(cls, a.to(self.device))]
         return y
 
 
@@ -333,7 +350,7 @@ def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, devic
         raise ModelError(f"{path} is not a leechcodec prior (no '{FORMAT_TAG}' metadata)")
     try:
         d = json.loads(meta["config"])
-        cfg = PriorConfig(**{k: d[k] for k in ("name", "hidden", "layers")})
+        cfg = PriorConfig(**{k: d[k] for k in ("name", "hidden", "layers")}, codeword_bias=bool(d.get("codeword_bias", False)))
         if not (0 < cfg.hidden <= 4096 and 0 < cfg.layers <= 16):
             raise ValueError("hidden/layers out of range")
         tok = bytes.fromhex(meta["tokenizer_id"])

@@ -82,8 +82,10 @@ class TokenizerConfig:
 PRESETS: dict[str, TokenizerConfig] = {
     # for tests: seconds on a CPU
     "tiny": TokenizerConfig(name="tiny", width=32, depth=1, dec_depth=1, heads=2, head_channels=8),
-    # the shipped default: sized to train and run on 2 CPU cores
+    # sized to train and run on 2 CPU cores (the first shipped model)
     "small": TokenizerConfig(name="small", width=192, depth=3, dec_depth=4, heads=3),
+    # the shipped default: "small" plus the PCA-initialised linear skip path (MODEL_CARD.md)
+    "small-skip": TokenizerConfig(name="small-skip", width=192, depth=3, dec_depth=4, heads=3, skip="linear"),
     # a wider/deeper step up for GPU training
     "medium": TokenizerConfig(name="medium", width=384, depth=8, dec_depth=8, heads=6),
     # paper-like: width 768, depth 12, heads 12, ~174M parameters
@@ -91,7 +93,7 @@ PRESETS: dict[str, TokenizerConfig] = {
         name="base", width=768, depth=12, dec_depth=12, heads=12, stem="linear", head="linear"
     ),
 }
-DEFAULT_PRESET = "small"
+DEFAULT_PRESET = "small-skip"
 
 # The sin-cos table has entries of size ~0.7; at full scale it drowned the content signal and
 # the small preset sat on a predict-the-mean plateau (12 dB after 80 steps); at 0.1, with the

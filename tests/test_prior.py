@@ -20,7 +20,7 @@ import leechcodec
 from cli.main import cli
 from leechcodec import coders, lattice
 from leechcodec.container import HEADER, TRAILER
-from leechcodec.errors import FormatError, ModelError
+from leechcodec.errors import FormatError, ModelError, ModelMismatchError
 from models.io import load_weights, save_weights
 from models.prior import (
     ARPrior,
@@ -112,10 +112,13 @@ def test_exact_prior_is_bit_identical_across_batches_and_threads():
     assert bool((full == full.round()).all())  # integers
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "small-cb"])
 def test_ar_roundtrip_and_real_bits_match_the_model(preset):
     torch.manual_seed(2)
     m = ARPrior(PRIOR_PRESETS[preset]).eval()
+    if m.codeword_bias is not None:
+        with torch.no_grad():
+            m.codeword_bias.normal_(0, 2)
     ep = exact(m, b"\1" * 8)
     rng = np.random.default_rng(3)
     idx = _grids(rng, 2)
@@ -151,7 +154,7 @@ def test_ar_stream_errors():
     other = exact(ARPrior(PRIOR_PRESETS["tiny"]), b"\2" * 8)
     idx = _grids(np.random.default_rng(4), 2)
     payload = coders.encode_ar(idx, ep, 32)
-    with pytest.raises(FormatError, match="prior"):
+    with pytest.raises(ModelMismatchError, match="prior"):
         coders.decode_ar(payload, 2, 32, other)
     with pytest.raises(FormatError, match="malformed"):
         coders.decode_ar(payload[:-1], 2, 32, ep)
@@ -288,7 +291,8 @@ def test_bits_per_index_constant():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_ar_streams_only_raise_format_errors(tiny_pair, data):
-    """Re-signed (valid CRC32) ar streams with changed payload bytes: an error or the same tokens, never a crash."""
+    """Re-signed (valid CRC32) ar streams with changed payload bytes: a format or prior-mismatch
+    error (the prior id is in the payload), or the same tokens; never a crash."""
     _, model = tiny_pair
     im = Image.fromarray(np.random.default_rng(10).integers(0, 256, (40, 300, 3), dtype=np.uint8))
     lq = bytearray(_ar_stream(model, im))
@@ -299,7 +303,7 @@ def test_mutated_ar_streams_only_raise_format_errors(tiny_pair, data):
     body = bytes(lq[:-TRAILER.size])
     try:
         out = leechcodec.decode(body + TRAILER.pack(zlib.crc32(body)), model)
-    except FormatError:
+    except (FormatError, ModelMismatchError):
         return
     assert out.size == im.size  # a mutation that decodes must give the right tokens (their CRC matched)
 
