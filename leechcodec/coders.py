@@ -125,8 +125,13 @@ def _index_crc(indices: np.ndarray) -> int:
 
 
 def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "") -> np.ndarray:
-    """Visit every token of ``tiles`` grids in coding order; ``code(kind, logits, sel)`` returns
-    the (N,) symbols at those positions (the encoder looks them up, the decoder decodes them)."""
+    """Visit every token of ``tiles`` grids in coding order.
+
+    ``code(kind, logits, pos, sel)`` returns the symbols of one batch: ``kind`` is "class",
+    "support" or "detail", ``pos`` the (rows, cols) of this wavefront, ``sel`` the positions
+    (tile-major) of the class being coded (None: all). The encoder looks the symbols up, the
+    decoder decodes them; both see the same logits in the same order.
+    """
     nb = prior.neighbours
     top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
     dev = prior.device
