@@ -33,6 +33,7 @@ into integer frequencies through a table built with integer arithmetic (``leechc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -59,7 +60,6 @@ CTX_DIM = len(NEIGHBOURS) * lattice.DIM  # 288 integers in −4…4
 
 N_CLASSES = 3
 SUPPORT, DETAIL, BASES = lattice.SUPPORT, lattice.DETAIL, lattice.BASES
-split_index, join_index = lattice.split_index, lattice.join_index
 
 # fixed-point formats of the exact prior (part of the .lq "ar" format: changing any of them
 # changes every probability, so they are hashed into the prior id)
@@ -96,18 +96,16 @@ def _detail_rows(cls: int, a: torch.Tensor) -> torch.Tensor:
     return BASES[cls] + a.long()[:, None] * m + torch.arange(m, device=a.device)
 
 
-_DETAIL_CACHE: dict = {}
+@functools.lru_cache(maxsize=None)
+def _book(device: str) -> torch.Tensor:
+    """All 196,560 integer codewords as a float32 (196560, 24) tensor on ``device``."""
+    return torch.from_numpy(lattice.codebook()).float().to(device)
 
 
 def detail_vectors(cls: int, device) -> torch.Tensor:
-    """(SUPPORT[cls], DETAIL[cls], 24) integer codewords of one class, as float32."""
-    key = (cls, str(device))
-    if key not in _DETAIL_CACHE:
-        book = torch.from_numpy(lattice.codebook()).float()
-        lo = BASES[cls]
-        hi = lo + SUPPORT[cls] * DETAIL[cls]
-        _DETAIL_CACHE[key] = book[lo:hi].view(SUPPORT[cls], DETAIL[cls], lattice.DIM).to(device)
-    return _DETAIL_CACHE[key]
+    """(SUPPORT[cls], DETAIL[cls], 24) integer codewords of one class, as float32 (a view)."""
+    lo = BASES[cls]
+    return _book(str(device))[lo : lo + SUPPORT[cls] * DETAIL[cls]].view(SUPPORT[cls], DETAIL[cls], lattice.DIM)
 
 
 def context(vec: torch.Tensor) -> torch.Tensor:
@@ -158,9 +156,9 @@ class ARPrior(nn.Module):
 
     def bits(self, indices: torch.Tensor) -> torch.Tensor:
         """Mean bits per token of (B, G, G) index grids under the model."""
-        vec = torch.from_numpy(lattice.codebook()).float().to(indices.device)[indices]
+        vec = _book(str(indices.device))[indices]
         h = self.features(context(vec)).flatten(0, 2)
-        cls, a, b = (t.flatten() for t in split_index(indices))
+        cls, a, b = (t.flatten() for t in lattice.split_index(indices))
         nats = F.cross_entropy(self.cls_head(h), cls, reduction="sum")
         for k in range(N_CLASSES):
             sel = cls == k

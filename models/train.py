@@ -332,7 +332,7 @@ class PriorTask:
         from .prior import token_cache
 
         self.cfg, self.device = cfg, device
-        tok = model_io.load_weights(cfg.tokenizer)
+        tok = model_io.load_weights(cfg.tokenizer, prior=None)
         self.tokenizer_id = bytes(tok.model_id)
         out = Path(cfg.out)
         if main:
