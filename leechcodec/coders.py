@@ -48,13 +48,19 @@ def fixed_tile_bytes(n: int) -> int:
     return ((_radix_power(n) - 1).bit_length() + 7) // 8
 
 
-def encode_fixed(indices: np.ndarray) -> bytes:
-    """(T, n) indices in [0, 196560) → T·fixed_tile_bytes(n) bytes."""
+def _checked(indices, tokens: int | None = None) -> np.ndarray:
+    """(tiles, tokens) int64 indices in [0, 196560), or ValueError."""
     indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 2:
-        raise ValueError(f"expected (tiles, tokens) indices, got shape {indices.shape}")
+    if indices.ndim != 2 or (tokens is not None and indices.shape[1] != tokens):
+        raise ValueError(f"expected (tiles, {tokens or 'tokens'}) indices, got shape {indices.shape}")
     if indices.size and (indices.min() < 0 or indices.max() >= N_CODEWORDS):
         raise ValueError(f"token index out of range [0, {N_CODEWORDS})")
+    return indices
+
+
+def encode_fixed(indices: np.ndarray) -> bytes:
+    """(T, n) indices in [0, 196560) → T·fixed_tile_bytes(n) bytes."""
+    indices = _checked(indices)
     nbytes = fixed_tile_bytes(indices.shape[1])
     out = bytearray()
     for row in indices.tolist():
@@ -165,11 +171,7 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> 
     """(T, grid²) indices → ar payload (see the module docstring)."""
     import constriction
 
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 2 or indices.shape[1] != grid * grid:
-        raise ValueError(f"expected (tiles, {grid * grid}) indices, got shape {indices.shape}")
-    if indices.size and (indices.min() < 0 or indices.max() >= N_CODEWORDS):
-        raise ValueError(f"token index out of range [0, {N_CODEWORDS})")
+    indices = _checked(indices, grid * grid)
     parts = _split(indices.reshape(-1, grid, grid))
     enc = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)

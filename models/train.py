@@ -337,14 +337,12 @@ class PriorTask:
         out = Path(cfg.out)
         if main:
             out.mkdir(parents=True, exist_ok=True)
-        if dist.is_initialized():  # rank 0 builds the cache, the others wait and read it
-            if main:
-                self.grids = token_cache(tok, list_images(cfg.data), out, "train", progress)
+        # under DDP rank 0 builds the cache while the others wait at the barrier, then read it
+        if dist.is_initialized() and not main:
             dist.barrier()
-            if not main:
-                self.grids = token_cache(tok, list_images(cfg.data), out, "train", False)
-        else:
-            self.grids = token_cache(tok, list_images(cfg.data), out, "train", progress)
+        self.grids = token_cache(tok, list_images(cfg.data), out, "train", progress and main)
+        if dist.is_initialized() and main:
+            dist.barrier()
         self.val = None
         if main and cfg.val_dir:
             self.val = token_cache(tok, list_images([cfg.val_dir]), out, "val", progress)
