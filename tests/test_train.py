@@ -115,3 +115,20 @@ def test_ddp_two_processes_on_cpu(image_dir, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3  # only rank 0 logs: one line per interval, not two
     assert len(log) == 1
+
+
+def test_gpu_segment_script_resumes(image_dir, tmp_path):
+    """scripts/gpu_segment.sh (here with DEVICE=cpu): a second segment resumes the first."""
+    run = tmp_path / "seg"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DEVICE": "cpu",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    for steps in (2, 4):
+        cmd = ["bash", str(REPO / "scripts" / "gpu_segment.sh"), str(image_dir), str(run), "tiny", "1", str(steps),
+               "--batch", "1", "--crop", "32", "--warmup", "1"]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+        assert r.returncode == 0, r.stderr[-3000:]
+    steps_logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps_logged == [2, 4]  # the second segment started at step 2, not from scratch
+    out = tmp_path / "tok.safetensors"
+    export_checkpoint(run / "checkpoint.safetensors", out)
+    assert model_io.load_weights(out).cfg.name == "tiny"
