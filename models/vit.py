@@ -45,7 +45,7 @@ class TokenizerConfig:
     tile: int = 256
     latent_dim: int = 24
     stem: str = "conv"  # "conv" (3 strided convs) or "linear" (one 8×8 patch projection)
-    head: str = "conv"  # "conv" (unpatchify + 2 convs) or "linear" (unpatchify only)
+    head: str = "conv"  # "conv" (unpatchify + 2 convs), "linear" (unpatchify only) or "overlap" (see below)
     head_channels: int = 16
     skip: str = "none"  # "linear": a per-patch linear path beside encoder and decoder (see ``pca_init``)
 
@@ -56,10 +56,12 @@ class TokenizerConfig:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.latent_dim != 24:
             raise ValueError(f"latent_dim must be 24 for Λ24, got {self.latent_dim}")
-        if self.stem not in ("conv", "linear") or self.head not in ("conv", "linear"):
+        if self.stem not in ("conv", "linear") or self.head not in ("conv", "linear", "overlap"):
             raise ValueError(f"unknown stem/head {self.stem!r}/{self.head!r}")
         if self.skip not in ("none", "linear"):
             raise ValueError(f"unknown skip {self.skip!r}")
+        if self.head == "overlap" and self.patch % 2:
+            raise ValueError(f"the overlap head needs an even patch, got {self.patch}")
         if self.stem == "conv" and self.patch != 8:
             raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
 
@@ -82,10 +84,18 @@ class TokenizerConfig:
 PRESETS: dict[str, TokenizerConfig] = {
     # for tests: seconds on a CPU
     "tiny": TokenizerConfig(name="tiny", width=32, depth=1, dec_depth=1, heads=2, head_channels=8),
+    # the shot preset in miniature, for the dry run of scripts/gpu_shot.sh
+    "shot-tiny": TokenizerConfig(
+        name="shot-tiny", width=32, depth=1, dec_depth=1, heads=2, head="overlap", head_channels=8, skip="linear"
+    ),
     # sized to train and run on 2 CPU cores (the first shipped model)
     "small": TokenizerConfig(name="small", width=192, depth=3, dec_depth=4, heads=3),
     # the shipped default: "small" plus the PCA-initialised linear skip path (MODEL_CARD.md)
     "small-skip": TokenizerConfig(name="small-skip", width=192, depth=3, dec_depth=4, heads=3, skip="linear"),
+    # trained by GPU shots (models/shot.py): wider, deeper decoder, overlapping output head
+    "shot": TokenizerConfig(
+        name="shot", width=256, depth=4, dec_depth=7, heads=4, head="overlap", head_channels=16, skip="linear"
+    ),
     # a wider/deeper step up for GPU training
     "medium": TokenizerConfig(name="medium", width=384, depth=8, dec_depth=8, heads=6),
     # paper-like: width 768, depth 12, heads 12, ~174M parameters
@@ -199,15 +209,25 @@ class Decoder(nn.Module):
         self.inp = nn.Linear(cfg.latent_dim, cfg.width)
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.norm = nn.LayerNorm(cfg.width)
-        p2 = cfg.patch * cfg.patch
-        if cfg.head == "conv":
+        p, p2 = cfg.patch, cfg.patch * cfg.patch
+        if cfg.head == "overlap":
+            # each token paints a 2p×2p footprint centred on its own p×p patch: no block edges
+            c = cfg.head_channels
+            self.out = nn.ConvTranspose2d(cfg.width, c, 2 * p, p, p // 2)
+            self.refine = nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 3, 1, 1), nn.GELU(), nn.Conv2d(c, 3, 3, 1, 1))
+        elif cfg.head == "conv":
             c = cfg.head_channels
             self.out = nn.Linear(cfg.width, c * p2)
             self.refine = nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 3, 1, 1), nn.GELU(), nn.Conv2d(c, 3, 3, 1, 1))
         else:
             self.out = nn.Linear(cfg.width, 3 * p2)
             self.refine = None
-        self.skip = nn.Linear(cfg.latent_dim, 3 * p2) if cfg.skip == "linear" else None
+        self.skip = None
+        if cfg.skip == "linear":
+            if cfg.head == "overlap":
+                self.skip = nn.ConvTranspose2d(cfg.latent_dim, 3, 2 * p, p, p // 2)
+            else:
+                self.skip = nn.Linear(cfg.latent_dim, 3 * p2)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         B, gh, gw, _ = q.shape
@@ -215,10 +235,16 @@ class Decoder(nn.Module):
         h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
         for blk in self.blocks:
             h = blk(h)
-        h = _unpatchify(self.out(self.norm(h)), B, gh, gw, self.cfg.patch)  # (B, C, H, W)
+        h = self.norm(h)
+        if self.cfg.head == "overlap":
+            h = self.out(h.transpose(1, 2).reshape(B, -1, gh, gw))  # (B, C, H, W)
+        else:
+            h = _unpatchify(self.out(h), B, gh, gw, self.cfg.patch)  # (B, C, H, W)
         if self.refine is not None:
             h = self.refine(h)
-        if self.skip is not None:
+        if isinstance(self.skip, nn.ConvTranspose2d):
+            h = h + self.skip(q.permute(0, 3, 1, 2))
+        elif self.skip is not None:
             h = h + _unpatchify(self.skip(q).flatten(1, 2), B, gh, gw, self.cfg.patch)
         return h * 0.5 + 0.5  # (B, 3, H, W), nominally [0, 1]
 
@@ -305,9 +331,15 @@ def pca_init(model: "LeechTokenizer", images: torch.Tensor) -> None:
     enc.bias[:k] = (-(w_enc @ mean)).to(enc.bias)
     enc.bias[k] = PCA_ANCHOR
     scale = math.sqrt(k + PCA_ANCHOR**2)  # typical |z|: a unit vector times this undoes the normalisation
+    w_dec = vec * lam.sqrt() * scale  # (3pp, k): unit vector → patch
     dec.weight.zero_()
-    dec.weight[:, :k] = (vec * lam.sqrt() * scale).to(dec.weight)
-    dec.bias.copy_(mean.to(dec.bias))
+    if isinstance(dec, nn.ConvTranspose2d):  # (24, 3, 2p, 2p): the patch in the centre of the footprint
+        o = p // 2
+        dec.weight[:k, :, o : o + p, o : o + p] = w_dec.T.reshape(k, 3, p, p).to(dec.weight)
+        dec.bias.copy_(mean.view(3, p * p).mean(1).to(dec.bias))
+    else:
+        dec.weight[:, :k] = w_dec.to(dec.weight)
+        dec.bias.copy_(mean.to(dec.bias))
 
 
 def _init_weights(m: nn.Module) -> None:
