@@ -4,7 +4,8 @@
 
 Runs the same `leechcodec.encode`/`leechcodec.decode` the CLI runs, writes the .lq files
 and decoded PNGs under --out, checks each decoded PNG has the original size, and prints a
-per-image table and the averages (PSNR on 8-bit RGB per image, then averaged).
+per-image table and the averages (PSNR on 8-bit RGB per image, then averaged), with the grid
+error ratios of ``kodak_eval.metrics.grid_ratios`` (8-px lines / 256-px tile lines; 1.0: no grid).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 import leechcodec
-from kodak_eval.metrics import ms_ssim_rgb, psnr_rgb
+from kodak_eval.metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
 from models.io import load_weights
 
 
@@ -50,12 +51,14 @@ def main():
         a, b = np.asarray(img), np.asarray(back.convert("RGB"))
         bpp = 8 * (out / f"{f.stem}.lq").stat().st_size / (img.width * img.height)
         ms = ms_ssim_rgb(a, b)
-        rows.append((f.stem, bpp, psnr_rgb(a, b), ms, t1 - t0, t2 - t1))
+        g8, gt = grid_ratios(a, b)
+        rows.append((f.stem, bpp, psnr_rgb(a, b), ms, t1 - t0, t2 - t1, g8, gt))
         print(f"{f.stem}  {img.width}x{img.height}  {bpp:.4f} bpp  {rows[-1][2]:6.2f} dB  MS-SSIM {ms:.4f}  "
-              f"enc {t1 - t0:5.2f} s  dec {t2 - t1:5.2f} s")  # fmt: skip
-    m = np.mean([r[1:] for r in rows], axis=0)
+              f"enc {t1 - t0:5.2f} s  dec {t2 - t1:5.2f} s  grid {g8:.3f} / {gt:.3f}")  # fmt: skip
+    m = np.nanmean([r[1:] for r in rows], axis=0)
     print(f"mean over {len(rows)} images: {m[0]:.4f} bpp (max {max(r[1] for r in rows):.4f}), PSNR {m[1]:.2f} dB, "
-          f"MS-SSIM {m[2]:.4f}, encode {m[3]:.2f} s, decode {m[4]:.2f} s, encode+decode {m[3] + m[4]:.2f} s")  # fmt: skip
+          f"MS-SSIM {m[2]:.4f}, encode {m[3]:.2f} s, decode {m[4]:.2f} s, encode+decode {m[3] + m[4]:.2f} s, "
+          f"grid error ratio {m[5]:.3f} (8-px lines) / {m[6]:.3f} (tile lines)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -115,8 +115,8 @@ def export(checkpoint, output, force):
 
     \b
     Examples:
-      leechcodec export runs/a/checkpoint.safetensors -o leech-small.safetensors
-      leechcodec export runs/p/checkpoint.safetensors -o leech-small.prior.safetensors
+      leechcodec export runs/a/checkpoint.safetensors -o leech.safetensors
+      leechcodec export runs/p/checkpoint.safetensors -o leech.prior.safetensors
     """
     from models.train import export_checkpoint
 

@@ -58,6 +58,37 @@ def ms_ssim_rgb(ref: np.ndarray, test: np.ndarray) -> float:
         torch.set_num_threads(threads)
 
 
+def grid_ratios(ref: np.ndarray, test: np.ndarray, tile: int = 256, block: int = 8) -> tuple[float, float]:
+    """How much a decoded image's error concentrates on a block grid: (block ratio, tile ratio).
+
+    For every pair of neighbouring pixels, e = |gradient of ``test`` − gradient of ``ref``|
+    (mean over RGB). The tile ratio is the mean e over pairs that straddle a ``tile``-px line
+    divided by the mean e over pairs that straddle no ``block``-px line; the block ratio
+    likewise for pairs on ``block``-px lines that are not tile lines. 1.0: no visible grid.
+
+    Args:
+        ref, test: (H, W, 3) uint8 arrays.
+
+    Returns:
+        The two ratios; NaN where the image has no such line (or no off-grid pair).
+    """
+    ref, test = _pair(ref, test)
+    a, b = ref.astype(np.float64), test.astype(np.float64)
+    eh = np.abs(np.diff(b, axis=1) - np.diff(a, axis=1)).mean(-1)  # (H, W-1): pair (x-1, x)
+    ev = np.abs(np.diff(b, axis=0) - np.diff(a, axis=0)).mean(-1)  # (H-1, W): pair (y-1, y)
+    xs = np.arange(1, ref.shape[1])  # the line each pair straddles
+    ys = np.arange(1, ref.shape[0])
+
+    def mean_on(sel_x: np.ndarray, sel_y: np.ndarray) -> float:
+        n = eh[:, sel_x].size + ev[sel_y].size
+        return (eh[:, sel_x].sum() + ev[sel_y].sum()) / n if n else math.nan
+
+    off = mean_on(xs % block != 0, ys % block != 0)
+    blk = mean_on((xs % block == 0) & (xs % tile != 0), (ys % block == 0) & (ys % tile != 0))
+    til = mean_on(xs % tile == 0, ys % tile == 0)
+    return (blk / off, til / off) if off > 0 else (math.nan, math.nan)
+
+
 def interp_log_bpp(bpp: Sequence[float], values: Sequence[float], at: float) -> float | None:
     """A curve's value at rate ``at``, linear in log(bpp) between its two neighbouring points.
 

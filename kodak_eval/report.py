@@ -11,7 +11,7 @@ from .metrics import bd_rate, bpp_at_quality, interp_log_bpp
 
 PAPER_POINT = (0.2747, 29.63)  # (bpp, PSNR dB) reported for the reference leechcodec model on Kodak
 OURS_PREFIX = "leechcodec"
-RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time", "grid-8px", "grid-tile")
 
 
 def is_ours(entry: dict) -> bool:
@@ -146,7 +146,12 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
         targets.append(("paper reference", reference[0], reference[1], None, None))
     for tag, bpp, psnr, msssim, e in targets:
         ms = "" if msssim is None or not math.isfinite(msssim) else f", MS-SSIM {msssim:.4f}"
-        lines += ["", f"### {tag}: {bpp:.4f} bpp, PSNR {psnr:.2f} dB{ms}", ""]
+        grid = ""
+        if e is not None and "grid-tile" in e["results"]:
+            i = e["results"]["bpp"].index(bpp)
+            g8, gt = e["results"]["grid-8px"][i], e["results"]["grid-tile"][i]
+            grid = f", grid error ratio {_fmt(g8, '.2f', missing='n/a')} (8-px lines) / {_fmt(gt, '.2f', missing='n/a')} (tile lines)"
+        lines += ["", f"### {tag}: {bpp:.4f} bpp, PSNR {psnr:.2f} dB{ms}{grid}", ""]
         who = "paper" if e is None else "ours"
         lines += [
             f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR ({who} − codec) | MS-SSIM @ {bpp:.4f} bpp "

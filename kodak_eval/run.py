@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -26,8 +27,8 @@ import leechcodec
 from leechcodec.errors import InputImageError
 
 from .codecs import CLASSICAL
-from .metrics import ms_ssim_rgb, psnr_rgb
-from .report import OURS_PREFIX, markdown_table, plot_rd, write_json
+from .metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
+from .report import OURS_PREFIX, RESULT_KEYS, markdown_table, plot_rd, write_json
 
 ALL_CODECS = (*CLASSICAL, "leechcodec")
 
@@ -40,6 +41,8 @@ class Point(NamedTuple):
     ms_ssim: float
     encoding_time: float  # seconds
     decoding_time: float  # seconds
+    grid_8px: float  # metrics.grid_ratios: error on 8-px lines / off the grid (1.0: no block grid)
+    grid_tile: float  # the same on 256-px tile lines (NaN without one)
 
 
 def available_coders() -> tuple[str, ...]:
@@ -63,7 +66,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 def _point(ref: np.ndarray, nbytes: int, decoded: Image.Image, t_enc: float, t_dec: float) -> Point:
     test = np.asarray(decoded.convert("RGB"))
     h, w = ref.shape[:2]
-    return Point(8.0 * nbytes / (w * h), psnr_rgb(ref, test), ms_ssim_rgb(ref, test), t_enc, t_dec)
+    return Point(8.0 * nbytes / (w * h), psnr_rgb(ref, test), ms_ssim_rgb(ref, test), t_enc, t_dec, *grid_ratios(ref, test))
 
 
 def measure_classical(path: str | os.PathLike, codec: str, values: Sequence[int]) -> list[Point]:
@@ -107,9 +110,11 @@ def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: 
 
 def _entry(name: str, description: str, per_image: list[list[Point]]) -> dict:
     """Average ``per_image[i][k]`` (image i, sweep point k) over images into a CompressAI-style entry."""
-    arr = np.asarray(per_image, dtype=np.float64)  # (images, points, 5)
-    means = arr.mean(axis=0)  # (points, 5)
-    keys = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+    arr = np.asarray(per_image, dtype=np.float64)  # (images, points, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid columns (no tile lines) stay NaN
+        means = np.nanmean(arr, axis=0)  # (points, 7)
+    keys = RESULT_KEYS
     return {"name": name, "description": description, "results": {k: [float(v) for v in means[:, j]] for j, k in enumerate(keys)}}
 
 

@@ -78,6 +78,36 @@ def indices_to_tiles(model, indices: np.ndarray, device: str = "cpu", progress: 
     return np.concatenate(out)
 
 
+@torch.inference_mode()
+def indices_to_image(model, indices: np.ndarray, tx: int, ty: int, device: str = "cpu", progress: bool = False) -> np.ndarray:
+    """(T, tokens) indices of a ``tx`` × ``ty`` tile grid → (ty·tile, tx·tile, 3) uint8.
+
+    With ``model.decode_halo`` = h > 0 each tile is decoded from a window of the whole token
+    grid that reaches h tokens into its neighbours (fewer at the image border), and only the
+    tile's own pixels are kept: no seams at tile lines, memory bounded by the window. With
+    h = 0 (or no such attribute) every tile is decoded on its own.
+    """
+    halo = int(getattr(model, "decode_halo", 0))
+    if halo <= 0:
+        return untile_image(indices_to_tiles(model, indices, device, progress), tx * model.tile, ty * model.tile)
+    g, p, t = model.tile // model.patch, model.patch, model.tile
+    grid = torch.from_numpy(indices).reshape(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)  # (rows, cols)
+    out = np.empty((ty * t, tx * t, 3), np.uint8)
+    bar = tqdm(total=tx * ty, desc="decode", unit="tile", disable=not progress or tx * ty <= TILE_BATCH, leave=False)
+    for r in range(ty):
+        r0, r1 = max(0, r * g - halo), min(ty * g, (r + 1) * g + halo)
+        for c in range(tx):
+            c0, c1 = max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
+            q = lattice.vectors(grid[r0:r1, c0:c1].to(device))[None]  # (1, h, w, 24)
+            y = model.synthesis(q).float()[0]  # (3, h·p, w·p)
+            oy, ox = (r * g - r0) * p, (c * g - c0) * p
+            y = y[:, oy : oy + t, ox : ox + t].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            out[r * t : (r + 1) * t, c * t : (c + 1) * t] = y.permute(1, 2, 0).cpu().numpy()
+            bar.update(1)
+    bar.close()
+    return out
+
+
 def pick_coder(model, coder: str = "auto") -> str:
     """Resolve ``"auto"``: the ``ar`` coder when the model has a prior, else ``fixed``."""
     if coder == "auto":
@@ -167,7 +197,6 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
         indices = coders.decode_fixed(payload, header.n_tiles, tokens)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
-    tiles = indices_to_tiles(model, indices, device, progress)
-    rgb = untile_image(tiles, header.width, header.height)
-    im = Image.fromarray(rgb, "RGB")
+    full = indices_to_image(model, indices, header.tiles_x, header.tiles_y, device, progress)
+    im = Image.fromarray(np.ascontiguousarray(full[: header.height, : header.width]), "RGB")
     return im.convert("L") if header.mode == "L" else im

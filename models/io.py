@@ -23,7 +23,7 @@ from leechcodec.errors import ModelError
 from .vit import LeechTokenizer, TokenizerConfig
 
 FORMAT_TAG = "leechcodec-tokenizer"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "leech-small.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "leech.safetensors"
 
 
 def _fp16_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -31,7 +31,8 @@ def _fp16_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 # config fields added after the first release, with the value that means "as before"
-LATER_FIELDS = {"skip": "none"}
+LATER_FIELDS = {"skip": "none", "decode_halo": 0}
+ZERO_OK = {"decode_halo"}  # integer fields where 0 is meaningful
 
 
 def model_id_of(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> bytes:
@@ -86,8 +87,8 @@ def config_from_json(text: str) -> TokenizerConfig:
         v, kind = d[f.name], type(f.default)
         if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else kind):
             raise ValueError(f"{f.name} must be {kind.__name__}, got {v!r:.40}")
-        if kind in (int, float) and not (0 < v < float("inf")):
-            raise ValueError(f"{f.name} must be positive and finite, got {v!r:.40}")
+        if kind in (int, float) and not (0 <= v < float("inf") if f.name in ZERO_OK else 0 < v < float("inf")):
+            raise ValueError(f"{f.name} must be {'non-negative' if f.name in ZERO_OK else 'positive'} and finite, got {v!r:.40}")
     cfg = TokenizerConfig.from_dict(d)
     if cfg.tile % 8 or cfg.tile > 0xFFFF:
         raise ValueError(f"tile {cfg.tile} is not a multiple of 8 up to 65535 (the .lq format)")

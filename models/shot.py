@@ -201,8 +201,11 @@ def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) ->
     }
 
 
-def join_parts(folder: str | os.PathLike, dest: str | os.PathLike) -> dict:
+def join_parts(folder: str | os.PathLike, dest: str | os.PathLike, decode_halo: int | None = None) -> dict:
     """Put the weights of a shot's OUT folder back together into ``dest``; returns summary.json.
+
+    ``decode_halo``: rewrite the config's ``decode_halo`` (for weights trained before their
+    preset had one); the model id in the returned summary is then the new one.
 
     Raises:
         ShotError: no summary, a missing part, or bytes that do not match the recorded SHA-256.
@@ -218,6 +221,12 @@ def join_parts(folder: str | os.PathLike, dest: str | os.PathLike) -> dict:
         raise ShotError(f"the weight parts in {folder} do not match summary.json (a save was cut off)")
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(Path(dest), data)
+    if decode_halo is not None:
+        import dataclasses
+
+        model = model_io.load_weights(dest, prior=None)
+        model.cfg = dataclasses.replace(model.cfg, decode_halo=decode_halo)
+        summary["weights"]["model_id"] = model_io.save_weights(model, dest).hex()
     return summary
 
 
@@ -253,7 +262,8 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ShotError("DEVICE=cuda but no CUDA device is available")
     torch.manual_seed(args.seed)
-    torch.backends.cudnn.benchmark = True  # a handful of shapes (crop × split), each tuned once
+    # with autotuning on, the first shot spent ~60 s in its first 10 steps (4 shapes, fwd and bwd)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     log_f = open(out / "log.jsonl", "a")
 
     def log(rec: dict) -> None:
@@ -317,7 +327,7 @@ def run(args: argparse.Namespace) -> dict:
 
     def save(final: bool) -> None:
         nonlocal weights
-        weights = save_parts(ema, out, scratch)
+        weights = save_parts(ema, out, scratch, args.part_bytes)
         summary = {"final": final, "preset": preset, **init, "config": model.cfg.to_dict(), "steps": step,
                    "images": images, "train_minutes": round((time.monotonic() - t_train) / 60, 3),
                    "images_per_s": round(images / max(1e-9, time.monotonic() - t_train), 1),
@@ -407,7 +417,7 @@ def encode_demo(image: str, dest: str, device: str) -> None:
 
 
 def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str | None = None,
-            wheels: list[str] = ()) -> dict:  # fmt: skip
+            wheels: list[str] = (), limit: int = MAX_TRAVEL) -> dict:  # fmt: skip
     """Fill the ignored folder ``carry`` with the pack, the init weights and wheels, and check
     that what travels stays within 64 MiB.
 
@@ -431,6 +441,8 @@ def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str
     for f in files:
         shutil.copyfile(f, dest / "pack" / f.name)
     if init:
+        if Path(init).resolve().is_relative_to(repo):
+            raise ShotError(f"{init} is in the working tree and travels anyway: give it to gpu_shot.sh as INIT={init}")
         shutil.copyfile(init, dest / "init.safetensors")
     if wheels:
         (dest / "wheels").mkdir()
@@ -438,10 +450,10 @@ def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str
             shutil.copyfile(w, dest / "wheels" / Path(w).name)
     sizes = travel_bytes(repo, [carry])
     sizes["pack_images"] = len(files)
-    if sizes["total"] > MAX_TRAVEL:
+    if sizes["total"] > limit:
         raise ShotError(
             f"{sizes['total'] / 2**20:.1f} MiB would travel (tracked {sizes['tracked'] / 2**20:.1f}, untracked "
-            f"{sizes['untracked'] / 2**20:.1f}, carried {sizes['carried'] / 2**20:.1f}), over the 64 MiB limit"
+            f"{sizes['untracked'] / 2**20:.1f}, carried {sizes['carried'] / 2**20:.1f}), over the {limit / 2**20:g} MiB limit"
         )
     return sizes
 
@@ -470,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--search", default="auto", choices=["auto", "structured", "tiled"])
     t.add_argument("--search-tokens", type=int, default=65_536, help="tokens for timing the two searches")
     t.add_argument("--holdout", type=int, default=32, help="pack images held out for validation")
+    t.add_argument("--part-bytes", type=int, default=PART_BYTES, help="split the weights into parts of this size")
+    t.add_argument("--cudnn-benchmark", action="store_true", help="let cudnn autotune each new shape")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--probe-s", type=float, default=20.0, help="seconds after which the step rate is logged")
     t.add_argument("--log-every", type=float, default=10.0, help="seconds")
@@ -480,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--carry", default=".carry", help="ignored folder to fill (relative to the repo root)")
     pr.add_argument("--init", help="weights to start from (later shots: the shipped shot model)")
     pr.add_argument("--wheel", action="append", default=[], help="a wheel the device lacks (constriction)")
+    j = sub.add_parser("join", help="put a shot's weight parts back together (checks SHA-256); prints the model id")
+    j.add_argument("folder", help="the shot's returned files")
+    j.add_argument("dest", help="release weights to write")
+    j.add_argument("--decode-halo", type=int, help="set the config's decode_halo (tokens)")
     d = sub.add_parser("encode-demo", help="encode an image with the bundled model, ar coder, on --device")
     d.add_argument("image")
     d.add_argument("dest")
@@ -493,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.carry}: {sizes['pack_images']} pack images; travelling {sizes['total'] / 2**20:.1f} MiB of 64 "
                   f"(tracked {sizes['tracked'] / 2**20:.1f}, untracked {sizes['untracked'] / 2**20:.1f}, "
                   f"carried {sizes['carried'] / 2**20:.1f})")  # fmt: skip
+        elif args.cmd == "join":
+            summary = join_parts(args.folder, args.dest, args.decode_halo)
+            print(summary["weights"]["model_id"])
+            print(f"{args.dest}: preset {summary['preset']}, {summary['steps']} steps, {summary['images']} images, "
+                  f"{summary['images_per_s']} images/s, {summary['train_minutes']} min on {summary['device']}, "
+                  f"final={summary['final']}", file=sys.stderr)  # fmt: skip
         else:
             encode_demo(args.image, args.dest, args.device)
     except ShotError as e:

@@ -48,6 +48,7 @@ class TokenizerConfig:
     head: str = "conv"  # "conv" (unpatchify + 2 convs), "linear" (unpatchify only) or "overlap" (see below)
     head_channels: int = 16
     skip: str = "none"  # "linear": a per-patch linear path beside encoder and decoder (see ``pca_init``)
+    decode_halo: int = 0  # tokens of the neighbouring tiles the decoder sees around each tile (codec.indices_to_image)
 
     def __post_init__(self):
         if self.tile % self.patch:
@@ -62,6 +63,8 @@ class TokenizerConfig:
             raise ValueError(f"unknown skip {self.skip!r}")
         if self.head == "overlap" and self.patch % 2:
             raise ValueError(f"the overlap head needs an even patch, got {self.patch}")
+        if not 0 <= self.decode_halo <= self.tile // self.patch:
+            raise ValueError(f"decode_halo must be 0..{self.tile // self.patch} tokens, got {self.decode_halo}")
         if self.stem == "conv" and self.patch != 8:
             raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
 
@@ -94,7 +97,8 @@ PRESETS: dict[str, TokenizerConfig] = {
     "small-skip": TokenizerConfig(name="small-skip", width=192, depth=3, dec_depth=4, heads=3, skip="linear"),
     # trained by GPU shots (models/shot.py): wider, deeper decoder, overlapping output head
     "shot": TokenizerConfig(
-        name="shot", width=256, depth=4, dec_depth=7, heads=4, head="overlap", head_channels=16, skip="linear"
+        name="shot", width=256, depth=4, dec_depth=7, heads=4, head="overlap", head_channels=16, skip="linear",
+        decode_halo=6,
     ),
     # a wider/deeper step up for GPU training
     "medium": TokenizerConfig(name="medium", width=384, depth=8, dec_depth=8, heads=6),
@@ -279,6 +283,10 @@ class LeechTokenizer(nn.Module):
     @property
     def patch(self) -> int:
         return self.cfg.patch
+
+    @property
+    def decode_halo(self) -> int:
+        return self.cfg.decode_halo
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → latents (B, H/8, W/8, 24), not yet normalised."""

@@ -102,3 +102,52 @@ def test_wrong_model_is_a_clear_error(tiny_model, rng):
     data = leechcodec.encode(Image.new("RGB", (8, 8)), tiny_model)
     with pytest.raises(ModelMismatchError, match="encoded with model"):
         leechcodec.decode(data, other)
+
+
+def _model_with_halo(model, halo):
+    import copy
+    import dataclasses
+
+    m = copy.copy(model)
+    m.cfg = dataclasses.replace(model.cfg, decode_halo=halo)
+    return m
+
+
+def test_halo_decoding_uses_the_neighbours_tokens(tiny_model, rng):
+    """Each tile is decoded from its window of the whole token grid, halo tokens around it."""
+    import torch
+
+    from leechcodec import lattice
+
+    idx = rng.integers(0, lattice.N_CODEWORDS, (6, 32 * 32))  # 3 × 2 tiles
+    plain = codec.indices_to_image(tiny_model, idx, 3, 2)
+    np.testing.assert_array_equal(plain, codec.untile_image(codec.indices_to_tiles(tiny_model, idx), 768, 512))
+    m = _model_with_halo(tiny_model, 4)
+    out = codec.indices_to_image(m, idx, 3, 2)
+    assert out.shape == (512, 768, 3)
+    grid = idx.reshape(2, 3, 32, 32).transpose(0, 2, 1, 3).reshape(64, 96)
+    with torch.inference_mode():  # the middle tile of the top row: rows 0..36, columns 28..68 of the grid
+        y = m.synthesis(lattice.vectors(torch.from_numpy(grid[0:36, 28:68]))[None]).float()[0]
+    want = y[:, 0:256, 32:288].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out[0:256, 256:512], want)
+    assert not np.array_equal(out, plain)
+    one = idx[:1]  # a single tile has no neighbours: the halo changes nothing
+    np.testing.assert_array_equal(codec.indices_to_image(m, one, 1, 1), codec.indices_to_image(tiny_model, one, 1, 1))
+
+
+def test_decode_halo_config_is_checked_and_keeps_old_ids(tiny_model):
+    import dataclasses
+    import json
+
+    from models.io import _fp16_state, config_from_json, model_id_of
+    from models.vit import TokenizerConfig
+
+    for bad in (-1, 33):
+        with pytest.raises(ValueError, match="decode_halo"):
+            TokenizerConfig(name="tiny", width=32, depth=1, dec_depth=1, heads=2, decode_halo=bad)
+    d = tiny_model.cfg.to_dict()
+    assert config_from_json(json.dumps(d)).decode_halo == 0  # 0 is valid in a weights file
+    state = _fp16_state(tiny_model)
+    old = {k: v for k, v in d.items() if k not in ("decode_halo", "skip")}
+    assert model_id_of(TokenizerConfig.from_dict(old), state) == model_id_of(tiny_model.cfg, state)
+    assert model_id_of(dataclasses.replace(tiny_model.cfg, decode_halo=2), state) != model_id_of(tiny_model.cfg, state)

@@ -394,3 +394,22 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     with pytest.raises(LeechError, match="markers"):
         update_readme(tmp_path / "plain.md", "x")
     assert "Pillow" in provenance() and "torch" in provenance()
+
+
+def test_grid_ratios_by_construction():
+    from kodak_eval.metrics import grid_ratios
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (512, 520, 3), dtype=np.uint8)
+    noise = np.clip(ref.astype(int) + rng.integers(-3, 4, ref.shape), 0, 255).astype(np.uint8)
+    g8, gt = grid_ratios(ref, noise)
+    assert g8 == pytest.approx(1.0, abs=0.05) and gt == pytest.approx(1.0, abs=0.1)
+    # a constant offset per 8×8 block: error only on 8-px lines
+    blocks = ref.astype(int) + np.kron(rng.integers(-6, 7, (64, 65)), np.ones((8, 8), int))[..., None]
+    g8, gt = grid_ratios(ref, np.clip(blocks, 0, 255).astype(np.uint8))
+    assert g8 > 5 and gt > 5
+    # an offset per 256-px tile: only the tile lines stand out
+    tiles = ref.astype(int) + np.kron(np.array([[0, 9, 0], [9, 0, 9]]), np.ones((256, 256), int))[:512, :520, None]
+    g8, gt = grid_ratios(ref, np.clip(noise.astype(int) + tiles - ref, 0, 255).astype(np.uint8))
+    assert g8 == pytest.approx(1.0, abs=0.1) and gt > 2
+    assert math.isnan(grid_ratios(ref[:200, :200], noise[:200, :200])[1])  # no tile line

@@ -190,7 +190,7 @@ def test_prior_file_roundtrip_and_checks(tmp_path, monkeypatch):
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(ModelError):
         load_prior(tmp_path / "junk.safetensors")
-    assert prior_path_for("a/leech-small.safetensors") == Path("a/leech-small.prior.safetensors")
+    assert prior_path_for("a/leech.safetensors") == Path("a/leech.prior.safetensors")
 
 
 def test_codec_ar_is_lossless_over_tokens(tiny_pair, one_thread):
