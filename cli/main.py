@@ -63,6 +63,12 @@ def cli():
     "(smaller files, lossless over tokens); 'fixed' = 17.585 bits per token; 'auto' = ar when the model "
     "has a prior, else fixed.",
 )  # fmt: skip
+@click.option(
+    "--effort", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="N",
+    help="Rounds of token refinement against the decoder: a sharper picture at the same size for a "
+    "slower encode (each round is about one decoder pass forward and back; MODEL_CARD.md has dB per "
+    "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
+)  # fmt: skip
 @device_option
 @model_option
 @prior_option
@@ -70,7 +76,7 @@ def cli():
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def encode(input, output, coder, device, model_path, prior_path, force, max_pixels, quiet):
+def encode(input, output, coder, effort, device, model_path, prior_path, force, max_pixels, quiet):
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     \b
@@ -78,7 +84,9 @@ def encode(input, output, coder, device, model_path, prior_path, force, max_pixe
     edge-padded and cropped back on decode. Greyscale stays greyscale; alpha is
     dropped and 16-bit samples are reduced to 8 bits, each with a warning.
     \b
-    Example:  leechcodec encode kodim23.png -o kodim23.lq
+    Examples:
+      leechcodec encode kodim23.png -o kodim23.lq
+      leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper
     """
     check_output(output, force)
     data = read_input(input)
@@ -88,7 +96,7 @@ def encode(input, output, coder, device, model_path, prior_path, force, max_pixe
         )
     image = leechcodec.image_io.read_image(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device, prior_path)
-    lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels)
+    lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels, effort=effort)
     write_output(output, lambda f: f.write(lq))
     if not quiet and output != "-":
         h = leechcodec.read_header(lq, None)

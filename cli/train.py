@@ -14,7 +14,8 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
 @click.option("--preset", default=None,
-              help="Model preset: tiny, small, small-skip (default), medium or base; with --prior: tiny or small (default).")
+              help="Model preset: tiny, small, small-skip, shot (default; the GPU shots' preset), medium or base; "
+                   "with --prior: tiny or small (default).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of model config fields (overrides --preset).")
 @click.option("--prior", "prior", is_flag=True,
               help="Train the autoregressive prior for the ar coder instead, on the token grids of --tokenizer "
@@ -30,7 +31,9 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--weight-decay", default=0.05, show_default=True)
 @click.option("--clip", default=1.0, show_default=True, help="Gradient-norm clipping.")
 @click.option("--ema", default=0.999, show_default=True, help="EMA decay of the weights that get exported.")
-@click.option("--msssim-weight", default=0.0, show_default=True, help="Add w·(1−MS-SSIM) to the ℓ1 loss (off by default).")
+@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
+              help="Pixel loss: l1 (as in the paper) or mse (what PSNR measures; e.g. a last phase from --init).")
+@click.option("--msssim-weight", default=0.0, show_default=True, help="Add w·(1−MS-SSIM) to the pixel loss (off by default).")
 @click.option("--mix", default=0.0, show_default=True,
               help="Fraction of tokens the decoder sees unquantized at the start; decays to 0 (see --mix-until).")
 @click.option("--mix-until", default=0.5, show_default=True, help="Fraction of --steps at which --mix reaches 0.")
@@ -48,11 +51,11 @@ from .common import OutputError, check_output, force_option, handle_errors
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
-          msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
+          loss, msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
           init_weights, threads, quiet):  # fmt: skip
     """Train the ViT tokenizer on the images under DATA (folders searched recursively).
 
-    ℓ1 loss on random crops with flips, AdamW with warmup + cosine, gradient
+    ℓ1 (or --loss mse) on random crops with flips, AdamW with warmup + cosine, gradient
     clipping, EMA weights, bf16 autocast on GPU. The full state is checkpointed to
     OUT/checkpoint.safetensors every --ckpt-minutes; --resume continues exactly.
     Runs unchanged under `torchrun --nproc_per_node N`.
@@ -93,7 +96,7 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
     cfg = TrainConfig(
         data=tuple(data), out=out, preset=preset, model_config=model_config, crop=crop, batch=batch,
         steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
-        msssim_weight=msssim_weight, mix=mix, mix_until=mix_until, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
+        loss=loss, msssim_weight=msssim_weight, mix=mix, mix_until=mix_until, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
         val_every=val_every, max_minutes=max_minutes, stop_at=stop_at, device=device, compile=use_compile,
         prior=prior, tokenizer=tokenizer,
     )  # fmt: skip

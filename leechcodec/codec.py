@@ -131,6 +131,7 @@ def encode(
     device: str = "cpu",
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    effort: int = 0,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -142,6 +143,8 @@ def encode(
         device: torch device for the network ("cpu" or "cuda").
         progress: show a progress bar over tiles for large images.
         max_pixels: refuse larger images (None: no limit); see ``container.check_size``.
+        effort: rounds of token refinement against the decoder (``refine``); 0 = the
+            encoder's nearest codewords. The stream decodes the same way either way.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
@@ -155,6 +158,8 @@ def encode(
     h, w, _ = rgb.shape
     tiles = tile_image(rgb, model.tile)
     indices = tiles_to_indices(model, tiles, device, progress)
+    if effort > 0:
+        indices = _refined(model, rgb, tiles, indices, effort, device, progress)
     if coder == "ar":
         payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch, progress and len(tiles) > TILE_BATCH)
     else:
@@ -162,6 +167,27 @@ def encode(
     tx, ty = container.tile_grid(w, h, model.tile)
     header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
     return container.pack(header, payload)
+
+
+def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool) -> np.ndarray:
+    """``refine.refine_indices``, kept only if the whole decoded picture's error went down.
+
+    Each tile's error on its own never rises; with a decoder halo the neighbours' pixels
+    depend on a tile's tokens too, so the picture is checked as ``decode`` will make it.
+    """
+    from . import refine
+
+    h, w, _ = rgb.shape
+    new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress)
+    tx, ty = container.tile_grid(w, h, model.tile)
+    if int(getattr(model, "decode_halo", 0)) <= 0 or tx * ty == 1 or np.array_equal(new, indices):
+        return new
+
+    def sse(idx: np.ndarray) -> float:
+        out = indices_to_image(model, idx, tx, ty, device)[:h, :w].astype(np.float64)
+        return float(((out - rgb) ** 2).sum())
+
+    return new if sse(new) < sse(indices) else indices
 
 
 def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:

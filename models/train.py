@@ -61,6 +61,7 @@ class TrainConfig:
     clip: float = 1.0
     ema: float = 0.999
     msssim_weight: float = 0.0
+    loss: str = "l1"  # "l1" (the paper's) or "mse" (what PSNR measures)
     mix: float = 0.0  # fraction of tokens the decoder sees unquantized at step 0 ...
     mix_until: float = 0.5  # ... decaying linearly to 0 at this fraction of ``steps``
     seed: int = 0
@@ -314,7 +315,7 @@ class TokenizerTask:
         cfg = self.cfg
         mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
         y = fwd(x, mix=mix, generator=gen).float()
-        loss = F.l1_loss(y, x)
+        loss = F.mse_loss(y, x) if cfg.loss == "mse" else F.l1_loss(y, x)
         if self.msssim is not None:
             loss = loss + cfg.msssim_weight * (1 - self.msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
         return loss, psnr(y.detach(), x)

@@ -107,7 +107,7 @@ PRESETS: dict[str, TokenizerConfig] = {
         name="base", width=768, depth=12, dec_depth=12, heads=12, stem="linear", head="linear"
     ),
 }
-DEFAULT_PRESET = "small-skip"
+DEFAULT_PRESET = "shot"
 
 # The sin-cos table has entries of size ~0.7; at full scale it drowned the content signal and
 # the small preset sat on a predict-the-mean plateau (12 dB after 80 steps); at 0.1, with the

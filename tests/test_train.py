@@ -65,6 +65,18 @@ def test_resume_equals_uninterrupted(image_dir, tmp_path):
     assert log[-1]["step"] == 6 and {"loss", "psnr", "lr", "img_per_s"} <= log[-1].keys()
 
 
+def test_mse_loss_option(image_dir, tmp_path):
+    """--loss mse: the same first forward pass (same PSNR) scored by mean squared error."""
+    torch.set_num_threads(1)
+    logs = {}
+    for loss in ("l1", "mse"):
+        train(_cfg(image_dir, tmp_path / loss, steps=1, mix=0.0, loss=loss), progress=False)
+        logs[loss] = json.loads((tmp_path / loss / "log.jsonl").read_text().splitlines()[0])
+    assert logs["l1"]["psnr"] == logs["mse"]["psnr"]
+    # E[e²] ≥ E[|e|]² (Jensen), and E[e²] < E[|e|] for errors below 1
+    assert logs["l1"]["loss"] ** 2 <= logs["mse"]["loss"] < logs["l1"]["loss"]
+
+
 def test_export_and_load_without_pickle(image_dir, tmp_path, monkeypatch):
     train(_cfg(image_dir, tmp_path / "run", steps=2), progress=False)
     out = tmp_path / "model.safetensors"
