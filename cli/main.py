@@ -69,6 +69,11 @@ def cli():
     "slower encode (each round is about one decoder pass forward and back; MODEL_CARD.md has dB per "
     "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
 )  # fmt: skip
+@click.option("--keep-orientation", is_flag=True,
+              help="Code the pixels in stored order, ignoring the EXIF Orientation tag (by default the picture is "
+                   "turned the way viewers show it).")
+@click.option("--first-frame", is_flag=True,
+              help="Code the first frame of an animation or multi-page file (refused without this flag).")
 @device_option
 @model_option
 @prior_option
@@ -76,13 +81,16 @@ def cli():
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def encode(input, output, coder, effort, device, model_path, prior_path, force, max_pixels, quiet):
+def encode(input, output, coder, effort, keep_orientation, first_frame, device, model_path, prior_path, force, max_pixels,
+           quiet):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     \b
     Any size from 1x1 up to --max-pixels; sides that are not multiples of 256 are
     edge-padded and cropped back on decode. Greyscale stays greyscale; alpha is
-    dropped and 16-bit samples are reduced to 8 bits, each with a warning.
+    dropped and 16-bit samples are reduced to 8 bits, each with a warning. The EXIF
+    orientation is applied and a non-sRGB ICC profile converted to sRGB, each with a
+    warning; animations and multi-page files need --first-frame.
     \b
     Examples:
       leechcodec encode kodim23.png -o kodim23.lq
@@ -94,9 +102,10 @@ def encode(input, output, coder, effort, device, model_path, prior_path, force, 
         raise leechcodec.InputImageError(
             f"{_name(input)} is a .lq stream, not an image (restore it: leechcodec decode)"
         )
-    image = leechcodec.image_io.read_image(data, max_pixels)  # validate before loading the model
+    image = leechcodec.image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
     model = load_model(model_path, device, prior_path)
-    lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels, effort=effort)
+    lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels, effort=effort,
+                           keep_orientation=keep_orientation)  # fmt: skip
     write_output(output, lambda f: f.write(lq))
     if not quiet and output != "-":
         h = leechcodec.read_header(lq, None)
@@ -109,6 +118,9 @@ def encode(input, output, coder, effort, device, model_path, prior_path, force, 
     "-o", "--output", required=True, metavar="OUTPUT",
     help="Image to write; the format follows the extension (.png, .bmp, .tif, …; '-' writes PNG to stdout).",
 )  # fmt: skip
+@click.option("--format", "fmt_name", metavar="FORMAT",
+              help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
+                   "e.g. -o /dev/null or a FIFO; overrides the extension.")
 @device_option
 @model_option
 @prior_option
@@ -116,27 +128,19 @@ def encode(input, output, coder, effort, device, model_path, prior_path, force, 
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def decode(input, output, device, model_path, prior_path, force, max_pixels, quiet):
+def decode(input, output, fmt_name, device, model_path, prior_path, force, max_pixels, quiet):
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
     The stream records the model it needs (a hash of its weights) and its coder;
     decoding with a different --model (or, for 'ar' streams, --prior) is refused.
 
     \b
-    Example:  leechcodec decode kodim23.lq -o kodim23-decoded.png
+    Examples:
+      leechcodec decode kodim23.lq -o kodim23-decoded.png
+      leechcodec decode kodim23.lq -o /dev/null --format png     # time it, keep nothing
     """
     check_output(output, force)
-    fmt = "PNG"
-    if output != "-":
-        from PIL import Image
-
-        ext = Path(output).suffix.lower()
-        Image.init()
-        if ext not in Image.EXTENSION:
-            raise OutputError(f"unknown image extension {ext or '(none)'!r} for {output}; use e.g. .png")
-        fmt = Image.EXTENSION[ext]
-        if fmt not in Image.SAVE:
-            raise OutputError(f"Pillow cannot write {fmt} files ({output}); use e.g. .png")
+    fmt = _output_format(output, fmt_name)
     data = read_input(input)
     if data.startswith(IMAGE_SIGNATURES):
         raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
@@ -144,6 +148,27 @@ def decode(input, output, device, model_path, prior_path, force, max_pixels, qui
     model = load_model(model_path, device, prior_path)
     image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels)
     write_output(output, lambda f: image.save(f, format=fmt))
+
+
+def _output_format(output: str, name: str | None) -> str:
+    """Pillow's format name for ``--format`` or, failing that, the extension of ``output`` (PNG for '-')."""
+    from PIL import Image
+
+    Image.init()
+    if name:
+        fmt = Image.EXTENSION.get("." + name.lower().lstrip("."), name.upper())
+        if fmt not in Image.SAVE:
+            raise OutputError(f"--format {name}: Pillow cannot write that format; use e.g. png")
+        return fmt
+    if output == "-":
+        return "PNG"
+    ext = Path(output).suffix.lower()
+    if ext not in Image.EXTENSION:
+        raise OutputError(f"unknown image extension {ext or '(none)'!r} for {output}; use e.g. .png or --format png")
+    fmt = Image.EXTENSION[ext]
+    if fmt not in Image.SAVE:
+        raise OutputError(f"Pillow cannot write {fmt} files ({output}); use e.g. .png")
+    return fmt
 
 
 @cli.command()

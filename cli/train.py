@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import click
 
-from .common import OutputError, check_output, force_option, handle_errors
+from .common import OutputError, check_output, force_option, handle_errors, write_output
 
 
 @click.command()
@@ -126,5 +127,8 @@ def export(checkpoint, output, force):
     if output == "-":
         raise OutputError("export needs a file name, not '-'")
     check_output(output, force)
-    mid = export_checkpoint(checkpoint, output)
+    with tempfile.TemporaryDirectory() as tmp:  # then the output rules of write_output (symlinks, devices, modes)
+        staged = Path(tmp) / "weights.safetensors"
+        mid = export_checkpoint(checkpoint, staged)
+        write_output(output, lambda f: f.write(staged.read_bytes()))
     click.echo(f"{output}: id {mid.hex()}", err=True)

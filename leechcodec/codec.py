@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import coders, container, lattice
 from .container import DEFAULT_MAX_PIXELS, Header
 from .errors import FormatError, ModelError, ModelMismatchError
-from .image_io import read_image, to_rgb_array
+from .image_io import prepare, read_image, to_rgb_array
 from .quantizer import normalize
 
 TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
@@ -132,6 +132,8 @@ def encode(
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     effort: int = 0,
+    keep_orientation: bool = False,
+    first_frame: bool = False,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -145,6 +147,9 @@ def encode(
         max_pixels: refuse larger images (None: no limit); see ``container.check_size``.
         effort: rounds of token refinement against the decoder (``refine``); 0 = the
             encoder's nearest codewords. The stream decodes the same way either way.
+        keep_orientation: code the stored pixel order, ignoring the EXIF Orientation.
+        first_frame: code the first frame of an animation or multi-page file instead of
+            refusing it.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
@@ -152,7 +157,7 @@ def encode(
         ModelError: ``coder="ar"`` with a model that has no prior.
     """
     coder = pick_coder(model, coder)
-    im = read_image(image, max_pixels)
+    im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
     rgb, mode = to_rgb_array(im)
     h, w, _ = rgb.shape

@@ -13,6 +13,13 @@ P without transparency expanded to RGB (lossless)
 RGBA, LA, PA, P+tRNS   alpha dropped, colour kept, with a warning
 CMYK, YCbCr, LAB, HSV  converted to RGB by Pillow, with a warning
 =====================  ==================================================================
+
+Before the mode policy (``prepare``): an embedded ICC profile that is not sRGB is converted to
+sRGB (Pillow's ImageCms, with a warning; sRGB and untagged inputs are unchanged), and the EXIF
+Orientation is applied, so the decoded picture looks like the input does in a viewer (with a
+warning naming it; ``keep_orientation`` codes the stored pixel order). A file of several frames
+(animation, multi-page TIFF) is refused, naming the count, unless ``first_frame`` asks for the
+first one (with a warning).
 """
 
 from __future__ import annotations
@@ -27,11 +34,16 @@ from .container import DEFAULT_MAX_PIXELS
 from .errors import InputImageError, LeechWarning, LimitError
 
 
-def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS, first_frame: bool = False) -> Image.Image:
     """Open and fully decode an image from a path, a binary file, bytes or a (lazy) PIL image.
 
+    Args:
+        first_frame: take the first frame of an animation or multi-page file (with a
+            warning) instead of refusing it. A PIL image is taken as its current frame.
+
     Raises:
-        InputImageError: not an image, truncated or otherwise unreadable.
+        InputImageError: not an image, truncated or otherwise unreadable; several frames
+            without ``first_frame``.
         LimitError: more than ``max_pixels`` pixels (checked before decoding the pixels).
     """
     if isinstance(src, (bytes, bytearray)):
@@ -41,6 +53,15 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = src if isinstance(src, Image.Image) else Image.open(src)
             _check_size(im.width, im.height, max_pixels)
+            frames = 1 if im is src else getattr(im, "n_frames", 1)  # a PIL image given is its current frame
+            if frames > 1:
+                if not first_frame:
+                    raise InputImageError(
+                        f"the image has {frames} frames (an animation or a multi-page file); leechcodec codes one "
+                        "still picture: pass --first-frame to code the first frame"
+                    )
+                im.seek(0)
+                _warn(f"coding the first of {frames} frames")
             im.load()
     except (LimitError, InputImageError):
         raise
@@ -64,6 +85,52 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
 
 def _warn(msg: str) -> None:
     warnings.warn(msg, LeechWarning, stacklevel=3)
+
+
+ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "mirrored and rotated 90°",
+                6: "rotated 90°", 7: "mirrored and rotated 270°", 8: "rotated 270°"}  # fmt: skip
+
+
+def prepare(im: Image.Image, keep_orientation: bool = False) -> Image.Image:
+    """ICC profile to sRGB, then the EXIF orientation (see the module docstring)."""
+    im = to_srgb(im)
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation in ORIENTATIONS and not keep_orientation:
+        from PIL import ImageOps
+
+        im = ImageOps.exif_transpose(im)
+        _warn(f"EXIF orientation {orientation} applied (stored {ORIENTATIONS[orientation]}): coded as viewers show it, "
+              f"{im.width}x{im.height} (--keep-orientation codes the stored pixels)")  # fmt: skip
+    return im
+
+
+def to_srgb(im: Image.Image) -> Image.Image:
+    """Convert an image with an embedded non-sRGB ICC profile to sRGB; others are returned as is."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return im
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(src).strip()
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        _warn("unreadable ICC profile ignored: colours coded as if sRGB")
+        return im
+    if "srgb" in name.lower().replace(" ", ""):
+        return im
+    out_mode = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}.get(im.mode)
+    if out_mode is None:
+        _warn(f"ICC profile '{name}' ignored for a {im.mode} image: colours coded as they are")
+        return im
+    try:
+        out = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except (OSError, ValueError, ImageCms.PyCMSError) as e:
+        _warn(f"ICC profile '{name}' could not be applied ({e}): colours coded as if sRGB")
+        return im
+    out.info.pop("icc_profile", None)
+    _warn(f"colours converted from the embedded ICC profile '{name}' to sRGB")
+    return out
 
 
 def to_rgb_array(im: Image.Image) -> tuple[np.ndarray, str]:

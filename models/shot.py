@@ -42,6 +42,7 @@ from leechcodec import lattice
 from leechcodec.quantizer import normalize
 
 from . import io as model_io
+from .train import psnr
 from .vit import PRESETS, build, count_params, pca_init
 
 PART_BYTES = 15 * 2**20  # what comes back is at most 16 MiB a file
@@ -145,14 +146,6 @@ def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, 
     return model.synthesis(q)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean per-image PSNR in dB of images in [0, 1] after 8-bit rounding."""
-    xq = (x.float().clamp(0, 1) * 255).round()
-    yq = (y.float().clamp(0, 1) * 255).round()
-    mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(255.0**2 / mse)).mean())
-
-
 def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
     """Learning rate at ``frac`` ∈ [0, 1] of the time budget: linear warmup, then cosine to ``floor``."""
     if frac < warmup:
@@ -162,14 +155,6 @@ def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
 
 
 # ----------------------------------------------------------------------------- outputs
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -363,7 +348,7 @@ def run(args: argparse.Namespace) -> dict:
             torch._foreach_lerp_(e_params, m_params, 1.0 - d)
         if step % 10 == 0:
             acc_loss += float(loss.detach())
-            acc_psnr += psnr(y.detach(), x)
+            acc_psnr += psnr(y.detach().float(), x)
             acc_n += 1
         acc_img += args.batch
         now = time.monotonic()
@@ -400,7 +385,7 @@ def validate(model, val: torch.Tensor, method: str, autocast) -> float:
         x = val[i : i + 16].float().div(255.0)
         with autocast:
             y = forward(model, x, False, method)
-        vals.append(psnr(y, x) * len(x))
+        vals.append(psnr(y.float(), x) * len(x))
     return round(sum(vals) / max(1, len(val)), 3)
 
 
@@ -431,6 +416,8 @@ def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str
     dest.mkdir(parents=True, exist_ok=True)  # a "dir/" pattern matches only an existing folder
     if subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", carry]).returncode != 0:
         raise ShotError(f"{carry} is not ignored by git: it would travel twice")
+    if init and Path(init).resolve().is_relative_to(repo):
+        raise ShotError(f"{init} is in the working tree and travels anyway: give it to gpu_shot.sh as INIT={init}")
     src = Path(pack)
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS) if src.is_dir() else []
     if not files:
@@ -441,8 +428,6 @@ def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str
     for f in files:
         shutil.copyfile(f, dest / "pack" / f.name)
     if init:
-        if Path(init).resolve().is_relative_to(repo):
-            raise ShotError(f"{init} is in the working tree and travels anyway: give it to gpu_shot.sh as INIT={init}")
         shutil.copyfile(init, dest / "init.safetensors")
     if wheels:
         (dest / "wheels").mkdir()

@@ -198,5 +198,8 @@ def test_overlap_head_starts_as_the_linear_pca_path():
 
 def test_prepare_does_not_copy_weights_that_travel_anyway(tmp_path):
     repo = _git_repo(tmp_path)
+    (repo / ".carry" / "pack").mkdir(parents=True)
+    (repo / ".carry" / "pack" / "kept.jpg").write_bytes(b"x")
     with pytest.raises(shot.ShotError, match="INIT="):
         shot.prepare(repo, str(_pack(tmp_path / "pack", n=1)), ".carry", init=str(repo / "tracked.bin"))
+    assert (repo / ".carry" / "pack" / "kept.jpg").is_file()  # refused before touching the carry folder
