@@ -7,7 +7,6 @@ import logging
 import os
 import stat
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import click
 
 import leechcodec
 from leechcodec.errors import LeechError, LeechWarning
+from leechcodec.output import final_target, is_special, stat_or_none, write_file
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -87,24 +87,6 @@ class OutputError(LeechError):
     exit_code = 8
 
 
-def _target(path: str) -> Path:
-    """Where writing ``path`` puts the bytes: a symlink's final target, else the path itself."""
-    p = Path(path)
-    return Path(os.path.realpath(p)) if p.is_symlink() else p
-
-
-def _special(st: os.stat_result | None) -> bool:
-    """A device, FIFO or socket: written into directly, never renamed over."""
-    return st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
-
-
-def _stat(p: Path) -> os.stat_result | None:
-    try:
-        return os.stat(p)
-    except FileNotFoundError:
-        return None
-
-
 def check_output(path: str, force: bool) -> None:
     """Fail early (before any work) if ``path`` cannot be written.
 
@@ -116,65 +98,27 @@ def check_output(path: str, force: bool) -> None:
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{path} is a directory")
-    target = _target(path)
-    st = _stat(target)
+    target = final_target(path)
+    st = stat_or_none(target)
     if st is not None and stat.S_ISSOCK(st.st_mode):
         raise OutputError(f"{path} is a socket")
-    if st is not None and not _special(st) and not force:
+    if st is not None and not is_special(st) and not force:
         raise OutputError(f"{path} exists (use --force to overwrite)")
     if not target.parent.resolve().is_dir():
         raise OutputError(f"directory {target.parent} does not exist")
 
 
 def write_output(path: str, writer) -> None:
-    """Call ``writer(binary_file)`` so that ``path`` gets the new content safely.
-
-    * a regular file, new or existing: written to a temp file beside it, flushed to disk and
-      renamed into place, so it is always either the old file or the complete new one (a
-      failure or Ctrl-C leaves no temp file); an existing file keeps its permission bits, and
-      its owner and group where the process may set them;
-    * a symlink: the same for its target, beside the target; the link stays;
-    * a device or FIFO (/dev/null, a pipe): written directly, streaming, never replaced.
-    """
+    """Call ``writer(binary_file)`` so that ``path`` gets the new content safely
+    (``leechcodec.output.write_file``; '-' is stdout)."""
     if path == "-":
         writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    p = _target(path)
-    st = _stat(p)
-    if _special(st):
-        try:
-            with open(p, "wb") as f:
-                writer(f)
-        except (OSError, ValueError) as e:
-            raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
-        return
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, stat.S_IMODE(st.st_mode) if st else 0o666 & ~_umask())  # mkstemp makes 0600
-            if st is not None:
-                try:
-                    os.chown(tmp, st.st_uid, st.st_gid)
-                except OSError:  # not ours to give away: keep what we may
-                    pass
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        write_file(path, writer)
     except (OSError, ValueError) as e:  # ValueError: e.g. Pillow cannot save this mode as BLP/QOI
         raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it: fine in the single-threaded CLI)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def load_model(path: str | None, device: str, prior: str | None = None):

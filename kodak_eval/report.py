@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from leechcodec.output import write_file
+
 from .metrics import bd_rate, bpp_at_quality, interp_log_bpp
 
 PAPER_POINT = (0.2747, 29.63)  # (bpp, PSNR dB) reported for the reference leechcodec model on Kodak
@@ -39,7 +41,8 @@ def write_json(entries: list[dict], path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(entries), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_clean(entries), indent=2, allow_nan=False) + "\n"
+    write_file(path, lambda f: f.write(text.encode()))
     return path
 
 
@@ -76,7 +79,7 @@ def plot_rd(entries: list[dict], path: str | os.PathLike, title: str, reference:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return path
 
@@ -115,7 +118,8 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
         raise LeechError(f"{path} has no {README_START} ... {README_END} markers to put the results between")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    p.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    new = f"{head}{README_START}\n{table}\n{README_END}{tail}"
+    write_file(p, lambda f: f.write(new.encode()))
 
 
 def markdown_table(entries: list[dict], title: str, reference: tuple[float, float] = PAPER_POINT) -> str:

@@ -414,7 +414,9 @@ def test_unwritable_folder_is_an_output_error(tmp_path, monkeypatch):
     def refuse(*a, **kw):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(common.tempfile, "mkstemp", refuse)
+    import leechcodec.output
+
+    monkeypatch.setattr(leechcodec.output.tempfile, "mkstemp", refuse)
     with pytest.raises(common.OutputError, match="Permission denied"):
         common.write_output(str(tmp_path / "x.lq"), lambda f: f.write(b"x"))
 
