@@ -66,7 +66,7 @@ def cli():
 @click.option(
     "--effort", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="N",
     help="Rounds of token refinement against the decoder: a sharper picture at the same size for a "
-    "slower encode (each round is about one decoder pass forward and back; MODEL_CARD.md has dB per "
+    "slower encode (a round costs about 3 s per 768x512 picture on 2 cores; MODEL_CARD.md has dB per "
     "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
 )  # fmt: skip
 @click.option("--keep-orientation", is_flag=True,

@@ -1,24 +1,23 @@
 """Encoder effort: refine the tokens of each tile against the fixed decoder (``encode --effort N``).
 
 The encoder's nearest codewords are a good start, not the best tokens for its decoder. Each
-effort round, for every tile of a batch at once (N rounds = N decoder forward and backward
-passes):
+effort round (one decoder pass forward and back), for each tile:
 
 1. the tile's tokens are the nearest codewords of continuous latents u (at first the
-   encoder's own), decoded; its squared error (8-bit rounded, real pixels only) is measured;
+   encoder's own), decoded as ``decode`` will decode them (inside the tile's halo window, the
+   neighbours' tokens as refined so far, for a model with a decoder halo); the squared error on
+   the tile's real pixels, after 8-bit rounding, is measured;
 2. **a round that lowered the tile's error is kept** (its tokens become the tile's best) and
    the tile's step grows by 1.2×; one that did not is undone (u back to the best round's) and
    the step halves;
 3. the error's gradient reaches u through the straight-through quantizer, and u takes an Adam
    step with the tile's own step size.
 
-So a tile's error never rises and more rounds never undo fewer: plain Adam with a fixed step
-(lr 0.002, the best iterate kept) gained +0.42 dB on a 256-px tile of kodim23 in 8 rounds,
-lr 0.005 +0.60 dB, where moving the tokens with the best first-order gain to a lattice
-neighbour gained ~0.03 dB for a single move and lost as soon as five moved together
-(`MODEL_CARD.md`). Decoding is unchanged: the stream holds
-ordinary codeword indices. Errors are measured on each tile decoded alone; the codec checks
-the whole picture at the end (``codec.encode``).
+So a tile's error never rises and more rounds never undo fewer. Decoding is unchanged: the
+stream holds ordinary codeword indices. The codec also checks the whole picture at the end
+(``codec.encode``), since a tile's tokens paint its neighbours' borders too. Why this method
+(MODEL_CARD.md): Adam with a fixed step and the best iterate kept gained less, and moving
+single tokens to the lattice neighbour the gradient prefers gained almost nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ def _tile_error(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.T
     return (((yq - x * 255) ** 2) * mask).flatten(1).sum(1)
 
 
-def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, rounds: int, on_round=None) -> torch.Tensor:
+def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, rounds: int, on_round=None,
+                 synthesis=None) -> torch.Tensor:  # fmt: skip
     """Refine one batch of tiles.
 
     Args:
@@ -51,11 +51,14 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
         rounds: effort rounds.
         on_round: called as ``on_round(r, best)`` after round r = 0 (the start) … ``rounds``
             with the best (T, N) indices so far (for benchmarks).
+        synthesis: codeword vectors (T, g, g, 24) → the tiles' pixels (T, 3, S, S), as the
+            decoder will make them; default ``model.synthesis`` (each tile decoded alone).
 
     Returns:
         (T, N) indices; each tile's rounded error is never above that of ``indices``.
     """
     T, N = indices.shape
+    synthesis = synthesis or model.synthesis
     with torch.no_grad():
         u = normalize(model.analysis(x).float())  # (T, g, g, 24)
     shape = u.shape
@@ -69,7 +72,7 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
         idx = best if step == 1 else lattice.nearest(un.detach().reshape(-1, shape[-1])).view(T, N)
         qv = lattice.vectors(idx).view(shape)
         with torch.enable_grad():
-            y = model.synthesis(un + (qv - un).detach()).float()  # straight-through
+            y = synthesis(un + (qv - un).detach()).float()  # straight-through
             err_t = _tile_error(y.detach(), x, mask)
             if step == rounds + 1:
                 grad = None
@@ -96,22 +99,49 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
 def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, height: int, rounds: int,
                    device: str = "cpu", batch: int = 6, progress: bool = False) -> np.ndarray:  # fmt: skip
     """Refine the (T, N) ``indices`` of the (T, 3, S, S) uint8 ``tiles`` of a ``width`` × ``height``
-    image (row-major tiles, edge padding beyond the image) by ``rounds`` effort rounds."""
+    image (row-major tiles, edge padding beyond the image) by ``rounds`` effort rounds.
+
+    With a decoder halo (``model.decode_halo`` > 0) and several tiles, each tile is refined in
+    turn inside its decoding window, its neighbours' tokens as refined so far around it, so
+    the error refined is the one ``decode`` will make; otherwise ``batch`` tiles at a time,
+    each alone.
+    """
     if rounds <= 0 or len(tiles) == 0:
         return indices
     from tqdm import tqdm
 
     S = tiles.shape[-1]
     tx = -(-width // S)
-    out = []
-    starts = range(0, len(tiles), batch)
-    for s in tqdm(starts, desc="effort", unit="batch", disable=not progress or len(starts) < 2, leave=False):
-        sl = slice(s, min(len(tiles), s + batch))
-        x = torch.from_numpy(tiles[sl]).to(device).float().div_(255.0)
-        mask = torch.zeros(x.shape[0], 1, S, S, device=device)
-        for j, t in enumerate(range(sl.start, sl.stop)):
-            r, c = divmod(t, tx)
-            mask[j, :, : max(0, min(S, height - r * S)), : max(0, min(S, width - c * S))] = 1.0
-        idx = torch.from_numpy(indices[sl]).to(device)
-        out.append(refine_tiles(model, x, idx, mask, rounds).cpu().numpy())
-    return np.concatenate(out)
+    ty = len(tiles) // tx
+    halo = int(getattr(model, "decode_halo", 0))
+    x_all = torch.from_numpy(tiles).to(device).float().div_(255.0)
+    mask = torch.zeros(len(tiles), 1, S, S, device=device)
+    for t in range(len(tiles)):
+        r, c = divmod(t, tx)
+        mask[t, :, : max(0, min(S, height - r * S)), : max(0, min(S, width - c * S))] = 1.0
+    idx = torch.from_numpy(indices).to(device, copy=True)  # the caller's array stays as it was
+    windowed = halo > 0 and len(tiles) > 1
+    groups = [slice(t, t + 1) for t in range(len(tiles))] if windowed else [slice(s, s + batch) for s in range(0, len(tiles), batch)]
+    for sl in tqdm(groups, desc="effort", unit="tile" if windowed else "batch", disable=not progress or len(groups) < 2, leave=False):
+        synthesis = _window_synthesis(model, idx, sl.start, tx, ty, halo) if windowed else None
+        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis)
+    return idx.cpu().numpy()
+
+
+def _window_synthesis(model, idx: torch.Tensor, t: int, tx: int, ty: int, halo: int):
+    """Tile ``t``'s pixels as decoded in its halo window, as a function of its own codeword vectors
+    (the neighbours' tokens fixed at ``idx``); the window is the one ``codec.indices_to_image`` uses."""
+    g, p, S = model.tile // model.patch, model.patch, model.tile
+    grid = idx.view(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)
+    r, c = divmod(t, tx)
+    r0, r1 = max(0, r * g - halo), min(ty * g, (r + 1) * g + halo)
+    c0, c1 = max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
+    window = lattice.vectors(grid[r0:r1, c0:c1])[None]  # (1, h, w, 24)
+    a, b = r * g - r0, c * g - c0
+
+    def synthesis(q: torch.Tensor) -> torch.Tensor:  # (1, g, g, 24) → (1, 3, S, S)
+        w = window.clone()
+        w[:, a : a + g, b : b + g] = q
+        return model.synthesis(w)[:, :, a * p : a * p + S, b * p : b * p + S]
+
+    return synthesis

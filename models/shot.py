@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from leechcodec import lattice
+from leechcodec.output import write_file
 from leechcodec.quantizer import normalize
 
 from . import io as model_io
@@ -155,12 +156,6 @@ def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
 
 
 # ----------------------------------------------------------------------------- outputs
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) -> dict:
     """Write ``model`` as release weights split into ``WEIGHTS_NAME.partK`` files in ``out``.
 
@@ -205,7 +200,7 @@ def join_parts(folder: str | os.PathLike, dest: str | os.PathLike, decode_halo: 
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         raise ShotError(f"the weight parts in {folder} do not match summary.json (a save was cut off)")
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(Path(dest), data)
+    write_file(dest, lambda f: f.write(data))
     if decode_halo is not None:
         import dataclasses
 
@@ -285,7 +280,8 @@ def run(args: argparse.Namespace) -> dict:
 
     search = time_search(device, n=args.search_tokens)
     method = args.search if args.search != "auto" else search["use"]
-    log({"event": "setup", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    log({"event": "setup", "device": dev_name,
          "torch": torch.__version__, "preset": preset, "params": count_params(model), "batch": args.batch,
          "search": search, "search_used": method, "compile": False, **init})  # fmt: skip
 
@@ -308,20 +304,17 @@ def run(args: argparse.Namespace) -> dict:
     rate_logged = False
     t_val = t_train
     stats: dict = {}
-    weights: dict = {}
 
     def save(final: bool) -> None:
-        nonlocal weights
         weights = save_parts(ema, out, scratch, args.part_bytes)
         summary = {"final": final, "preset": preset, **init, "config": model.cfg.to_dict(), "steps": step,
                    "images": images, "train_minutes": round((time.monotonic() - t_train) / 60, 3),
                    "images_per_s": round(images / max(1e-9, time.monotonic() - t_train), 1),
-                   "device": search_dev, "torch": torch.__version__, "batch": args.batch, "lr": args.lr,
+                   "device": dev_name, "torch": torch.__version__, "batch": args.batch, "lr": args.lr,
                    "search": search, "search_used": method, "last": stats, "weights": weights}  # fmt: skip
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=1).encode())
+        write_file(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
         log({"event": "save", "step": step, "final": final, "model_id": weights["model_id"], "bytes": weights["bytes"]})
 
-    search_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     while True:
         now = time.monotonic()
         frac = (now - t_train) / budget
@@ -396,7 +389,7 @@ def encode_demo(image: str, dest: str, device: str) -> None:
 
     model = model_io.load_weights(device=device)
     data = leechcodec.encode(image, model, coder="ar", device=device)
-    _atomic_write(Path(dest), data)
+    write_file(dest, lambda f: f.write(data))
     print(json.dumps({"event": "encode_demo", "image": image, "bytes": len(data), "device": device,
                       "model_id": bytes(model.model_id).hex()}), flush=True)  # fmt: skip
 

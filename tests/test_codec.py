@@ -151,3 +151,19 @@ def test_decode_halo_config_is_checked_and_keeps_old_ids(tiny_model):
     old = {k: v for k, v in d.items() if k not in ("decode_halo", "skip")}
     assert model_id_of(TokenizerConfig.from_dict(old), state) == model_id_of(tiny_model.cfg, state)
     assert model_id_of(dataclasses.replace(tiny_model.cfg, decode_halo=2), state) != model_id_of(tiny_model.cfg, state)
+
+
+@pytest.mark.parametrize("tx, ty", [(1, 5), (4, 4)])  # a tall thin strip, and a 4 × 4-tile picture
+def test_halo_decoding_is_deterministic_and_bounded(tiny_model, rng, tx, ty):
+    from leechcodec import lattice
+
+    m = _model_with_halo(tiny_model, 3)
+    seen = []
+    synth = m.synthesis
+    m.synthesis = lambda q: (seen.append(q.shape[1] * q.shape[2]), synth(q))[1]
+    idx = rng.integers(0, lattice.N_CODEWORDS, (tx * ty, 32 * 32))
+    a = codec.indices_to_image(m, idx, tx, ty)
+    b = codec.indices_to_image(m, idx, tx, ty)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (ty * 256, tx * 256, 3)
+    assert len(seen) == 2 * tx * ty and max(seen) <= (32 + 2 * 3) ** 2  # one window per tile, never the whole grid
