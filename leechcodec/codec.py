@@ -78,6 +78,18 @@ def indices_to_tiles(model, indices: np.ndarray, device: str = "cpu", progress: 
     return np.concatenate(out)
 
 
+def token_grid(indices: torch.Tensor, tx: int, ty: int) -> torch.Tensor:
+    """(T, g·g) per-tile indices of a ``tx`` × ``ty`` tile grid → the picture's (ty·g, tx·g) token grid."""
+    g = int(round(indices.shape[1] ** 0.5))
+    return indices.reshape(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)
+
+
+def halo_window(r: int, c: int, tx: int, ty: int, g: int, halo: int) -> tuple[int, int, int, int]:
+    """Token rows r0:r1 and columns c0:c1 of the window that decodes tile (r, c): its own g × g
+    tokens and ``halo`` more on each side, clipped at the picture's edge."""
+    return max(0, r * g - halo), min(ty * g, (r + 1) * g + halo), max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
+
+
 @torch.inference_mode()
 def indices_to_image(model, indices: np.ndarray, tx: int, ty: int, device: str = "cpu", progress: bool = False) -> np.ndarray:
     """(T, tokens) indices of a ``tx`` × ``ty`` tile grid → (ty·tile, tx·tile, 3) uint8.
@@ -91,13 +103,12 @@ def indices_to_image(model, indices: np.ndarray, tx: int, ty: int, device: str =
     if halo <= 0:
         return untile_image(indices_to_tiles(model, indices, device, progress), tx * model.tile, ty * model.tile)
     g, p, t = model.tile // model.patch, model.patch, model.tile
-    grid = torch.from_numpy(indices).reshape(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)  # (rows, cols)
+    grid = token_grid(torch.from_numpy(indices), tx, ty)
     out = np.empty((ty * t, tx * t, 3), np.uint8)
     bar = tqdm(total=tx * ty, desc="decode", unit="tile", disable=not progress or tx * ty <= TILE_BATCH, leave=False)
     for r in range(ty):
-        r0, r1 = max(0, r * g - halo), min(ty * g, (r + 1) * g + halo)
         for c in range(tx):
-            c0, c1 = max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
+            r0, r1, c0, c1 = halo_window(r, c, tx, ty, g, halo)
             q = lattice.vectors(grid[r0:r1, c0:c1].to(device))[None]  # (1, h, w, 24)
             y = model.synthesis(q).float()[0]  # (3, h·p, w·p)
             oy, ox = (r * g - r0) * p, (c * g - c0) * p

@@ -131,11 +131,12 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
 def _window_synthesis(model, idx: torch.Tensor, t: int, tx: int, ty: int, halo: int):
     """Tile ``t``'s pixels as decoded in its halo window, as a function of its own codeword vectors
     (the neighbours' tokens fixed at ``idx``); the window is the one ``codec.indices_to_image`` uses."""
+    from .codec import halo_window, token_grid
+
     g, p, S = model.tile // model.patch, model.patch, model.tile
-    grid = idx.view(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)
+    grid = token_grid(idx, tx, ty)
     r, c = divmod(t, tx)
-    r0, r1 = max(0, r * g - halo), min(ty * g, (r + 1) * g + halo)
-    c0, c1 = max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
+    r0, r1, c0, c1 = halo_window(r, c, tx, ty, g, halo)
     window = lattice.vectors(grid[r0:r1, c0:c1])[None]  # (1, h, w, 24)
     a, b = r * g - r0, c * g - c0
 
