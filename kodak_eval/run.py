@@ -114,8 +114,7 @@ def _entry(name: str, description: str, per_image: list[list[Point]]) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid columns (no tile lines) stay NaN
         means = np.nanmean(arr, axis=0)  # (points, 7)
-    keys = RESULT_KEYS
-    return {"name": name, "description": description, "results": {k: [float(v) for v in means[:, j]] for j, k in enumerate(keys)}}
+    return {"name": name, "description": description, "results": {k: [float(v) for v in means[:, j]] for j, k in enumerate(RESULT_KEYS)}}
 
 
 def _worker_init() -> None:

@@ -160,8 +160,7 @@ def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) ->
     """Write ``model`` as release weights split into ``WEIGHTS_NAME.partK`` files in ``out``.
 
     The parts are written under temporary names and renamed together; the returned record
-    (sha256 of the whole file and of each part) goes into summary.json, which ``join_parts``
-    checks.
+    (the SHA-256 of the whole file) goes into summary.json, which ``join_parts`` checks.
     """
     full = scratch / WEIGHTS_NAME
     mid = model_io.save_weights(model, full)
@@ -177,7 +176,6 @@ def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) ->
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "parts": names,
-        "part_sha256": [hashlib.sha256(b).hexdigest() for b in parts],
     }
 
 

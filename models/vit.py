@@ -93,7 +93,7 @@ PRESETS: dict[str, TokenizerConfig] = {
     ),
     # sized to train and run on 2 CPU cores (the first shipped model)
     "small": TokenizerConfig(name="small", width=192, depth=3, dec_depth=4, heads=3),
-    # the shipped default: "small" plus the PCA-initialised linear skip path (MODEL_CARD.md)
+    # "small" plus the PCA-initialised linear skip path (the 2026-11-25 releases, MODEL_CARD.md)
     "small-skip": TokenizerConfig(name="small-skip", width=192, depth=3, dec_depth=4, heads=3, skip="linear"),
     # trained by GPU shots (models/shot.py): wider, deeper decoder, overlapping output head
     "shot": TokenizerConfig(
