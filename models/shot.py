@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
                    "images": images, "train_minutes": round((time.monotonic() - t_train) / 60, 3),
                    "images_per_s": round(images / max(1e-9, time.monotonic() - t_train), 1),
                    "device": dev_name, "torch": torch.__version__, "batch": args.batch, "lr": args.lr,
-                   "search": search, "search_used": method, "last": stats, "weights": weights}  # fmt: skip
+                   "mse_from": args.mse_from, "search": search, "search_used": method, "last": stats, "weights": weights}  # fmt: skip
         write_file(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
         log({"event": "save", "step": step, "final": final, "model_id": weights["model_id"], "bytes": weights["bytes"]})
 
@@ -327,7 +327,8 @@ def run(args: argparse.Namespace) -> dict:
         mix = args.mix * max(0.0, 1.0 - frac / args.mix_until) if args.mix_until > 0 else 0.0
         with autocast:
             y = forward(model, x, split, method, mix, gen)
-        loss = F.l1_loss(y.float(), x)
+        mse_phase = frac >= args.mse_from
+        loss = F.mse_loss(y.float(), x) if mse_phase else F.l1_loss(y.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m_params, args.clip)
@@ -352,7 +353,7 @@ def run(args: argparse.Namespace) -> dict:
             rate_logged = True
         if now - t_log > args.log_every and acc_n:
             stats = {"step": step, "images": images, "lr": lr, "loss": acc_loss / acc_n, "psnr": acc_psnr / acc_n,
-                     "images_per_s": round(acc_img / (now - t_log), 1), "mix": round(mix, 3)}  # fmt: skip
+                     "images_per_s": round(acc_img / (now - t_log), 1), "mix": round(mix, 3), "mse": mse_phase}  # fmt: skip
             if args.val_every and now - t_val > args.val_every:
                 stats["val_psnr"] = validate(ema, val, method, autocast)
                 t_val = now
@@ -453,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--clip", type=float, default=1.0)
     t.add_argument("--ema", type=float, default=0.999)
     t.add_argument("--mix", type=float, default=0.5, help="unquantized token fraction at the start")
+    t.add_argument("--mse-from", type=float, default=1.0,
+                   help="fraction of the budget after which the loss is MSE instead of l1 (1: l1 throughout)")
     t.add_argument("--mix-until", type=float, default=0.2, help="fraction of the budget where mix reaches 0")
     t.add_argument("--split", type=float, default=0.5, help="fraction of steps coded as 2×2 independent tiles")
     t.add_argument("--search", default="auto", choices=["auto", "structured", "tiled"])
