@@ -189,16 +189,12 @@ def info(input):
     click.echo(f"bpp:        {8 * len(data) / h.pixels:.4f}")
 
 
-from .train import export, train  # noqa: E402 - commands live in their own modules
+from .bench import bench  # noqa: E402 - commands live in their own modules
+from .train import export, train  # noqa: E402
 
 cli.add_command(train)
 cli.add_command(export)
-try:
-    from .bench import bench  # noqa: E402
-
-    cli.add_command(bench)
-except ImportError:  # pragma: no cover - while kodak_eval is being written
-    pass
+cli.add_command(bench)
 
 
 def main():  # console-script entry point

@@ -223,8 +223,8 @@ def decode(data: bytes, model, device: str = "cpu", progress: bool = False, max_
     header, payload = container.unpack(data, max_pixels)
     if header.model_id != bytes(model.model_id):
         raise ModelMismatchError(
-            f"stream was encoded with model {header.model_id.hex()}, not {bytes(model.model_id).hex()} "
-            "(pass the matching --model)"
+            f"this file needs model {header.model_id.hex()}, the loaded model is {bytes(model.model_id).hex()}; "
+            "see MODEL_CARD.md, 'Released models' for the git commit with its weights (pass them with --model)"
         )
     if header.tile != model.tile:
         raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")

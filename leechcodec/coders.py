@@ -16,7 +16,9 @@ positions (r, c) with ``wave·r + c = t``, in tile-major then row order; for tho
 classes, then the supports class by class, then the details class by class. The prior
 returns integer logits in 1/256 nat; ``frequencies`` maps them to integers with an integer
 table, so encoder and decoder hand constriction bit-identical inputs. A decoder whose prior
-disagreed would produce other tokens; the index CRC turns that into an error.
+disagreed would produce other tokens; the index CRC turns that into an error. Streams are
+canonical: the decoder re-codes the tokens it decodes and refuses words that differ from the
+encoder's (trailing words included). docs/FORMAT.md specifies all of it to the bit.
 """
 
 from __future__ import annotations
@@ -191,34 +193,61 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> 
 def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False) -> np.ndarray:
     """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices.
 
+    A stream may name any of ``prior.ids`` (if the prior has them: the current id first,
+    then older recipes' ids of the same weights), else ``prior.prior_id``.
+
     Raises:
         ModelMismatchError: the payload was coded with another prior.
-        FormatError: a malformed stream, or decoded tokens whose CRC differs from the
-            encoder's (a corrupted stream or a prior that computes different probabilities).
+        FormatError: a malformed stream, decoded tokens whose CRC differs from the
+            encoder's (a corrupted stream or a prior that computes different probabilities),
+            or words other than the ones the encoder writes for those tokens (trailing
+            words, another point in the last interval): every token sequence has one stream.
     """
     import constriction
 
     if len(payload) < AR_HEAD or (len(payload) - AR_HEAD) % 4:
         raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
     pid, crc = payload[:8], int.from_bytes(payload[8:12], "big")
-    if pid != bytes(prior.prior_id):
+    if pid not in {bytes(i) for i in getattr(prior, "ids", (prior.prior_id,))}:
         raise ModelMismatchError(
-            f"stream was coded with prior {pid.hex()}, not {bytes(prior.prior_id).hex()} (pass the matching --prior)"
+            f"this file needs prior {pid.hex()}, the loaded prior is {bytes(prior.prior_id).hex()}; "
+            "see MODEL_CARD.md, 'Released models' for the prior of each model (pass it with --prior)"
         )
     words = np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32)
     dec = constriction.stream.queue.RangeDecoder(words)
+    enc = constriction.stream.queue.RangeEncoder()  # re-codes what is decoded: the canonical words
     family = constriction.stream.model.Categorical(perfect=False)
 
     def code(kind, logits, pos, sel):
+        freq = frequencies(logits)
         try:
-            return np.asarray(dec.decode(family, frequencies(logits)), dtype=np.int64)
+            sym = np.asarray(dec.decode(family, freq), dtype=np.int32)
         except Exception as e:  # constriction raises AssertionError on impossible data
             raise FormatError(f"ar stream is corrupted ({e})") from None
+        enc.encode(sym, family, freq)
+        return sym.astype(np.int64)
 
     indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode")
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
+    _check_canonical(words, enc.get_compressed())
     return indices
+
+
+def _check_canonical(words: np.ndarray, canonical: np.ndarray) -> None:
+    """One token sequence has one ar stream: the words the encoder writes for it, nothing more.
+
+    A range decoder reads zeros past the end and ignores what follows the last word it needs,
+    and other final words inside the last interval decode alike; all of those are refused.
+    """
+    if np.array_equal(words, canonical):
+        return
+    n, k = len(canonical), len(words)
+    if k > n and np.array_equal(words[:n], canonical):
+        raise FormatError(f"ar stream has {4 * (k - n)} trailing bytes after its last word (not canonical)")
+    raise FormatError(
+        f"ar stream's range-coder words are not the canonical coding of its tokens ({k} words, the encoder writes {n})"
+    )
 
 
 def _split(idx: np.ndarray) -> dict[str, np.ndarray]:

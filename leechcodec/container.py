@@ -15,6 +15,7 @@ from .errors import FormatError, LimitError
 
 MAGIC = b"LQ24"
 VERSION = 1
+TILE = 256  # the one tile edge of version 1: every decoder is built for it
 HEADER = struct.Struct(">4sBBBB8sIIHHHI")  # 34 bytes
 TRAILER = struct.Struct(">I")  # CRC32 of header + payload
 OVERHEAD = HEADER.size + TRAILER.size  # 38 bytes
@@ -36,7 +37,7 @@ class Header:
     model_id: bytes  # 8-byte content hash of the weights
     width: int
     height: int
-    tile: int  # tile edge in pixels (256)
+    tile: int  # tile edge in pixels (TILE)
     tiles_x: int
     tiles_y: int
     payload_length: int
@@ -84,6 +85,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     """Serialise a header and its payload into .lq bytes."""
     if header.payload_length != len(payload):
         raise ValueError(f"payload_length {header.payload_length} != len(payload) {len(payload)}")
+    if header.tile != TILE:  # unpack refuses it
+        raise ValueError(f"tile {header.tile}: .lq version {VERSION} has {TILE}px tiles")
     head = HEADER.pack(
         MAGIC,
         VERSION,
@@ -107,7 +110,7 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
 
     Raises:
         FormatError: not a .lq stream, unsupported version, checksum mismatch, or an
-            inconsistent header field.
+            inconsistent header field (a tile edge other than ``TILE`` included).
         LimitError: the image is larger than ``max_pixels`` (None disables the check).
     """
     data = bytes(data)
@@ -131,8 +134,8 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
         raise FormatError(f"reserved flags are set ({flags:#04x})")
     if w < 1 or h < 1:
         raise FormatError(f"invalid image size {w}x{h}")
-    if tile < 8 or tile % 8:
-        raise FormatError(f"invalid tile size {tile}")
+    if tile != TILE:
+        raise FormatError(f"unsupported tile size {tile} (.lq version {VERSION} has {TILE}px tiles)")
     if (tx, ty) != tile_grid(w, h, tile):
         raise FormatError(f"tile grid {tx}x{ty} does not match a {w}x{h} image with {tile}px tiles")
     check_size(w, h, tile, max_pixels)

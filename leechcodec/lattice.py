@@ -3,8 +3,8 @@
 Coordinates are the standard integer ones (scaled by √8), so every minimal vector has
 squared norm 32; divided by √32 they are unit vectors whose closest pairs are at distance 1.
 
-Canonical index order (part of the .lq format, never change it)
-----------------------------------------------------------------
+Canonical index order (part of the .lq format, docs/FORMAT.md; never change it)
+-------------------------------------------------------------------------------
 The extended Golay code C is generated from the cyclic [23,12] code with generator
 polynomial g(x) = 1 + x^2 + x^4 + x^5 + x^6 + x^10 + x^11 (coefficient of x^i at
 coordinate i), extended by an overall parity bit at coordinate 23. A codeword is read as

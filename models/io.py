@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from leechcodec.container import TILE
 from leechcodec.errors import ModelError
 
 from .vit import LeechTokenizer, TokenizerConfig
@@ -47,7 +48,7 @@ def model_id_of(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> bytes:
         t = state[name].to(torch.float16).contiguous()
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.numpy().astype("<f2").tobytes())  # little-endian IEEE half, on any machine
     return h.digest()[:8]
 
 
@@ -90,8 +91,8 @@ def config_from_json(text: str) -> TokenizerConfig:
         if kind in (int, float) and not (0 <= v < float("inf") if f.name in ZERO_OK else 0 < v < float("inf")):
             raise ValueError(f"{f.name} must be {'non-negative' if f.name in ZERO_OK else 'positive'} and finite, got {v!r:.40}")
     cfg = TokenizerConfig.from_dict(d)
-    if cfg.tile % 8 or cfg.tile > 0xFFFF:
-        raise ValueError(f"tile {cfg.tile} is not a multiple of 8 up to 65535 (the .lq format)")
+    if cfg.tile != TILE:
+        raise ValueError(f"tile {cfg.tile}: the .lq format (version 1) has {TILE}px tiles")
     if (cfg.tile // cfg.patch) ** 2 > MAX_TILE_TOKENS:
         raise ValueError(f"{(cfg.tile // cfg.patch) ** 2} tokens per tile, over {MAX_TILE_TOKENS}")
     return cfg

@@ -83,6 +83,11 @@ class PriorConfig:
         return dataclasses.asdict(self)
 
 
+# config fields added after the first release, with the value that means "as before": the
+# prior id leaves them out at that value, so adding one keeps the ids of existing priors
+LATER_FIELDS = {"codeword_bias": False}
+
+
 PRIOR_PRESETS = {
     "tiny": PriorConfig(name="tiny", hidden=32, layers=1),
     "small": PriorConfig(name="small", hidden=256, layers=2),
@@ -235,15 +240,16 @@ class ExactPrior:
     wave = WAVE
     classes = N_CLASSES
 
-    def __init__(self, cfg: PriorConfig, state: dict[str, torch.Tensor], prior_id: bytes, device="cpu"):
+    def __init__(self, cfg: PriorConfig, state: dict[str, torch.Tensor], prior_id: bytes, device="cpu", legacy_ids=()):
         self.cfg = cfg
-        self.prior_id = prior_id
+        self.prior_id = prior_id  # what the encoder writes
+        self.ids = (prior_id, *(i for i in legacy_ids if i != prior_id))  # what a stream may name (decoder)
         self.device = torch.device(device)
         self.w = {k: v.to(self.device, torch.float64) for k, v in state.items()}
         self._details = {}
 
     def to(self, device) -> "ExactPrior":
-        return ExactPrior(self.cfg, {k: v.long() for k, v in self.w.items()}, self.prior_id, device)
+        return ExactPrior(self.cfg, {k: v.long() for k, v in self.w.items()}, self.prior_id, device, self.ids[1:])
 
     @staticmethod
     def _floor_shift(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -283,10 +289,21 @@ class ExactPrior:
 
 
 # ----------------------------------------------------------------------------- files
-def prior_id_of(cfg: PriorConfig, state: dict[str, torch.Tensor], tokenizer_id: bytes) -> bytes:
-    """8-byte content hash of the exact prior: config, fixed-point formats, integer weights."""
+def prior_id_of(cfg: PriorConfig, state: dict[str, torch.Tensor], tokenizer_id: bytes, legacy: bool = False) -> bytes:
+    """8-byte content hash of the exact prior: config, fixed-point formats, integer weights.
+
+    The config enters without the ``LATER_FIELDS`` that have their "as before" value, so a
+    field added with such a default keeps every existing id. ``legacy=True`` hashes the
+    whole config instead: the id that priors saved while ``codeword_bias`` was hashed
+    unconditionally (the releases up to 2026-11-26) carry, and that their ar streams name.
+    """
+    d = cfg.to_dict()
+    if not legacy:
+        for name, default in LATER_FIELDS.items():
+            if name in d and d[name] == default:
+                del d[name]
     h = hashlib.sha256()
-    fmt = dict(cfg=cfg.to_dict(), w=W_FRAC, a=A_FRAC, amax=A_MAX, logit=LOGIT_FRAC, nb=NEIGHBOURS, wave=WAVE)
+    fmt = dict(cfg=d, w=W_FRAC, a=A_FRAC, amax=A_MAX, logit=LOGIT_FRAC, nb=NEIGHBOURS, wave=WAVE)
     h.update(json.dumps(fmt, sort_keys=True).encode())
     h.update(tokenizer_id)
     for name in sorted(state):
@@ -348,7 +365,8 @@ def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, devic
         raise ModelError(f"{path} is not a leechcodec prior (no '{FORMAT_TAG}' metadata)")
     try:
         d = json.loads(meta["config"])
-        cfg = PriorConfig(**{k: d[k] for k in ("name", "hidden", "layers")}, codeword_bias=bool(d.get("codeword_bias", False)))
+        cb = bool(d.get("codeword_bias", LATER_FIELDS["codeword_bias"]))  # absent from priors saved before it existed
+        cfg = PriorConfig(**{k: d[k] for k in ("name", "hidden", "layers")}, codeword_bias=cb)
         if not (0 < cfg.hidden <= 4096 and 0 < cfg.layers <= 16):
             raise ValueError("hidden/layers out of range")
         tok = bytes.fromhex(meta["tokenizer_id"])
@@ -365,10 +383,14 @@ def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, devic
         raise ModelError(f"{path}: prior weights out of range")
     if tokenizer_id is not None and tok != bytes(tokenizer_id):
         raise ModelError(f"{path} is the prior of model {tok.hex()}, not of {bytes(tokenizer_id).hex()}")
-    return ExactPrior(cfg, state, prior_id_of(cfg, state, tok), device)
+    pid, legacy = prior_id_of(cfg, state, tok), prior_id_of(cfg, state, tok, legacy=True)
+    if "prior_id" in meta and meta["prior_id"] not in (pid.hex(), legacy.hex()):  # saved by save_prior: either recipe
+        raise ModelError(f"{path}: its weights hash to prior id {pid.hex()}, not the {meta['prior_id']!r:.40} it names")
+    return ExactPrior(cfg, state, pid, device, (legacy,))
 
 
 def exact(model: ARPrior, tokenizer_id: bytes, device: str = "cpu") -> ExactPrior:
     """The exact prior a float model exports to (what ``save_prior`` writes and ``load_prior`` reads)."""
     state = quantize_state(model)
-    return ExactPrior(model.cfg, state, prior_id_of(model.cfg, state, tokenizer_id), device)
+    ids = prior_id_of(model.cfg, state, tokenizer_id), prior_id_of(model.cfg, state, tokenizer_id, legacy=True)
+    return ExactPrior(model.cfg, state, ids[0], device, ids[1:])

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny (untrained) tokenizer saved as safetensors, and the data paths."""
+"""Shared fixtures: a tiny (untrained) tokenizer saved as safetensors, the data paths, and the
+one-process reference run of the DDP tests."""
 
 from pathlib import Path
 
@@ -62,3 +63,46 @@ def kodak_dir():
     if not (KODAK / "kodim01.png").is_file():
         pytest.skip(f"Kodak images not found at {KODAK}")
     return KODAK
+
+
+@pytest.fixture
+def train_like_ddp():
+    """``run(ckpt, out, world)``: the run that wrote DDP checkpoint ``ckpt`` (``world`` processes,
+    ``batch`` each), redone in this one process with batch ``world x batch``, the batch of step
+    ``s`` being the concatenation of what ranks 0 ... world-1 draw (generators seeded by
+    ``(seed, s, rank)``, models/train.py). DDP averages the ranks' gradients and each rank's
+    loss is a mean over its samples, so both runs take the same optimiser steps up to float
+    rounding. Returns the tensors of the new checkpoint."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    import models.train as mt
+
+    def run(ckpt, out, world: int) -> dict:
+        with safe_open(str(ckpt), framework="pt") as f:
+            meta = f.metadata()
+        tc = json.loads(meta["train_config"])
+        cfg = mt.TrainConfig(**dict(tc, data=tuple(tc["data"]), out=str(out), batch=world * tc["batch"]))
+        task = mt.PriorTask if meta["task"] == "prior" else mt.TokenizerTask
+        draw, steps = task.batch, []
+
+        def global_batch(self, gen, size):
+            step = len(steps)  # a fresh run calls batch() once per step, from step 0
+            steps.append(step)
+            seeds = [((cfg.seed * 1_000_003 + step) * 65_537 + rank) % 2**63 for rank in range(world)]
+            return torch.cat([draw(self, torch.Generator().manual_seed(s), size // world) for s in seeds])
+
+        n = torch.get_num_threads()
+        task.batch = global_batch
+        try:
+            torch.set_num_threads(1)
+            mt.train(cfg, progress=False)
+        finally:
+            task.batch = draw
+            torch.set_num_threads(n)
+        assert len(steps) == cfg.steps
+        return load_file(str(Path(out) / "checkpoint.safetensors"))
+
+    return run

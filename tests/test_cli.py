@@ -1,6 +1,7 @@
 """The CLI through click's CliRunner: round trips and every error path (one line, exit code, no file)."""
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,17 @@ def test_help_teaches(runner):
         r = runner.invoke(cli, cmd + ["--help"])
         assert r.exit_code == 0
     assert "Example" in runner.invoke(cli, ["encode", "--help"]).output
+
+
+def test_help_lists_every_command(runner):
+    """No command may vanish quietly (bench once did, behind an ImportError): the list is explicit."""
+    expected = {"encode", "decode", "info", "bench", "train", "export"}
+    assert set(cli.commands) == expected  # a new command: add it here
+    r = runner.invoke(cli, ["--help"])
+    assert r.exit_code == 0
+    rows = r.output.split("Commands:")[1].splitlines()
+    listed = {row.split()[0] for row in rows if row.startswith("  ") and not row.startswith("   ")}
+    assert listed == expected, r.output
 
 
 def test_error_missing_input(runner, tmp_path, tiny_model_path):
@@ -128,7 +140,9 @@ def test_error_wrong_model(runner, png, tmp_path, tiny_model_path):
     runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
     r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "o.png"), "--model", str(other)])
     _one_line_error(r, 5)
-    assert "model" in r.stderr
+    needed = lq.read_bytes()[8:16].hex()  # the header's model id (docs/FORMAT.md)
+    assert f"this file needs model {needed}" in r.stderr and "MODEL_CARD.md, 'Released models'" in r.stderr
+    assert "\n## Released models\n" in (Path(__file__).resolve().parents[1] / "MODEL_CARD.md").read_text()
 
 
 def test_error_bad_model_files(runner, png, tmp_path):

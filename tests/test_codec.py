@@ -100,7 +100,7 @@ def test_wrong_model_is_a_clear_error(tiny_model, rng):
     other = build("tiny")
     other.model_id = b"\x01" * 8
     data = leechcodec.encode(Image.new("RGB", (8, 8)), tiny_model)
-    with pytest.raises(ModelMismatchError, match="encoded with model"):
+    with pytest.raises(ModelMismatchError, match="needs model"):
         leechcodec.decode(data, other)
 
 

@@ -6,7 +6,9 @@ anything else, within a deadline. Example counts are kept small: the whole file 
 seconds on 2 cores.
 """
 
+import contextlib
 import zlib
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -19,8 +21,15 @@ from leechcodec import container
 from leechcodec.container import CODER_IDS, DEFAULT_MAX_PIXELS, MODE_IDS, Header
 from leechcodec.errors import FormatError, LeechError, LimitError, ModelMismatchError
 
-FAST = settings(max_examples=300, deadline=2000)  # a 2-s deadline: nothing may hang
-DECODE = settings(max_examples=100, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
+# Deadlines are generous on purpose. Hypothesis checks one only after an example returns, so
+# it cannot catch a hang (pytest's run time does); it flags a slow example, and on a busy 2-core
+# machine a 2-s deadline failed correct code. A container example parses at most ~100 bytes in
+# well under a millisecond, a decoder example runs the tiny network on at most 2 tiles (about
+# 1 s under load), so 30 s and 120 s still catch a runaway loop or allocation without misfiring
+# on a stalled machine. The decoder's work is bounded by count instead (_tiles_decoded): no
+# forward pass for a refused stream, one tile per tile of the header for one that decodes.
+FAST = settings(max_examples=300, deadline=timedelta(seconds=30))
+DECODE = settings(max_examples=100, deadline=timedelta(seconds=120), suppress_health_check=[HealthCheck.too_slow])
 WIDTH, PLEN = slice(16, 20), slice(30, 34)  # header fields (docs/FORMAT.md)
 
 
@@ -31,8 +40,8 @@ def _resign(data: bytes) -> bytes:
 
 @st.composite
 def headers(draw):
-    """A valid header (any coder, mode, id, size and tile the format can hold) and its payload."""
-    tile = 8 * draw(st.integers(1, 0xFFFF // 8))
+    """A valid header (any coder, mode, id and size the format can hold) and its payload."""
+    tile = container.TILE  # the one tile edge of version 1
     width = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     height = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     payload = draw(st.binary(max_size=64))
@@ -47,7 +56,7 @@ def headers(draw):
 def _is_valid(header: Header, payload: bytes) -> bool:
     return (
         header.coder in CODER_IDS and header.mode in MODE_IDS and header.width >= 1 and header.height >= 1
-        and header.tile >= 8 and header.tile % 8 == 0 and header.payload_length == len(payload)
+        and header.tile == container.TILE and header.payload_length == len(payload)
         and (header.tiles_x, header.tiles_y) == container.tile_grid(header.width, header.height, header.tile)
     )  # fmt: skip
 
@@ -144,13 +153,29 @@ def streams(tiny_model):
     return [leechcodec.encode(rgb, tiny_model), leechcodec.encode(grey, tiny_model)]
 
 
-def _decode_or_refuse(data: bytes, model) -> None:
+@contextlib.contextmanager
+def _tiles_decoded(model):
+    """The tiles the network synthesises (one entry per forward pass: its batch size) while the
+    block runs."""
+    tiles = []
+    real = model.synthesis
+    model.synthesis = lambda q: tiles.append(len(q)) or real(q)
     try:
-        image = leechcodec.decode(data, model)
-    except LeechError:
-        return
+        yield tiles
+    finally:
+        del model.synthesis
+
+
+def _decode_or_refuse(data: bytes, model) -> None:
+    with _tiles_decoded(model) as tiles:
+        try:
+            image = leechcodec.decode(data, model)
+        except LeechError:
+            assert not tiles, f"a refused stream ran the network on {sum(tiles)} tiles"
+            return
     header = leechcodec.read_header(data)
     assert image.size == (header.width, header.height) and image.mode == header.mode
+    assert sum(tiles) == header.n_tiles, (sum(tiles), header.n_tiles)
 
 
 @DECODE
@@ -175,8 +200,9 @@ def test_decode_mutated_streams_only_raise_leech_errors(tiny_model, streams, dat
 def test_decode_any_consistent_one_tile_header(tiny_model, streams, width, height, mode):
     """Any size that fits one tile, in either mode, decodes to exactly that size and mode."""
     header = Header("fixed", mode, bytes(tiny_model.model_id), width, height, 256, 1, 1, len(streams[0]) - 38)
-    image = leechcodec.decode(container.pack(header, streams[0][34:-4]), tiny_model)
-    assert image.size == (width, height) and image.mode == mode
+    with _tiles_decoded(tiny_model) as tiles:
+        image = leechcodec.decode(container.pack(header, streams[0][34:-4]), tiny_model)
+    assert image.size == (width, height) and image.mode == mode and tiles == [1]
 
 
 @DECODE
@@ -186,8 +212,9 @@ def test_decode_other_model_id_is_a_mismatch(tiny_model, streams, model_id):
         return
     stream = bytearray(streams[0])
     stream[8:16] = model_id
-    with pytest.raises(ModelMismatchError):
+    with _tiles_decoded(tiny_model) as tiles, pytest.raises(ModelMismatchError):
         leechcodec.decode(_resign(bytes(stream)), tiny_model)
+    assert not tiles
 
 
 @DECODE
@@ -197,8 +224,10 @@ def test_decode_huge_claimed_size_is_refused_without_work(tiny_model, streams, w
     stream = bytearray(streams[0])
     stream[WIDTH] = width.to_bytes(4, "big")
     stream[20:24] = height.to_bytes(4, "big")
-    try:
-        leechcodec.decode(_resign(bytes(stream)), tiny_model)
-    except (FormatError, LimitError):
-        return
-    assert container.tile_grid(width, height, 256) == (1, 1)
+    with _tiles_decoded(tiny_model) as tiles:
+        try:
+            leechcodec.decode(_resign(bytes(stream)), tiny_model)
+        except (FormatError, LimitError):
+            assert not tiles, f"a refused size ran the network on {sum(tiles)} tiles"
+            return
+    assert container.tile_grid(width, height, 256) == (1, 1) and tiles == [1]

@@ -43,6 +43,12 @@ def _weights(path):
     return {k: v for k, v in t.items() if k.startswith(("model.", "ema."))}
 
 
+def _start_run(image_dir, out):
+    """A run of 0 steps: its checkpoint holds the weights training starts from."""
+    assert train(_cfg(image_dir, out, steps=0), progress=False)["step"] == 0
+    return out
+
+
 def test_resume_equals_uninterrupted(image_dir, tmp_path):
     torch.set_num_threads(1)
     full = train(_cfg(image_dir, tmp_path / "full"), progress=False)
@@ -57,10 +63,17 @@ def test_resume_equals_uninterrupted(image_dir, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
-    # and training moved the weights at all
-    fresh = _weights(tmp_path / "split")
-    init = build("tiny").state_dict()
-    assert any(not torch.allclose(fresh["model." + k], v) for k, v in init.items() if v.dtype.is_floating_point)
+    # and training moved every weight away from the real seed-0 start (the checkpoint of a
+    # 0-step run, which is also what build("tiny") gives right after torch.manual_seed(0))
+    start = _weights(_start_run(image_dir, tmp_path / "start"))
+    torch.manual_seed(0)
+    seed0 = build("tiny")
+    assert all(torch.equal(start[p + k], v) for k, v in seed0.state_dict().items() for p in ("model.", "ema."))
+    # Adam moves a parameter by about lr per step: 6 steps at lr <= 3e-3 measured 0.0087-0.012
+    # (max |change| per tensor); an optimiser step that does nothing, or a group it skips, leaves 0
+    for prefix in ("model.", "ema."):
+        moved = {k: float((a[prefix + k] - start[prefix + k]).abs().max()) for k, _ in seed0.named_parameters()}
+        assert min(moved.values()) > 1e-3, (prefix, sorted(moved.items(), key=lambda kv: kv[1])[:3])
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 6 and {"loss", "psnr", "lr", "img_per_s"} <= log[-1].keys()
 
@@ -114,7 +127,19 @@ def test_bad_data(tmp_path):
         train(_cfg(tmp_path, tmp_path / "o"), progress=False)
 
 
-def test_ddp_two_processes_on_cpu(image_dir, tmp_path):
+# DDP vs one process with the same global batch (conftest.train_like_ddp): measured max |difference|
+# 6.4e-7 over weights, EMA and AdamW moments (float rounding: all-reduce vs one backward over both
+# samples); a different global batch of the same size differs by 5e-3. 1e-5 sits between the two.
+DDP_ATOL = 1e-5
+
+
+def _assert_same_training(ddp: dict, ref: dict) -> None:
+    assert ddp.keys() == ref.keys()
+    for k in ddp:
+        torch.testing.assert_close(ddp[k], ref[k], rtol=0, atol=DDP_ATOL, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_ddp_two_processes_on_cpu(image_dir, tmp_path, train_like_ddp):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -127,6 +152,8 @@ def test_ddp_two_processes_on_cpu(image_dir, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3  # only rank 0 logs: one line per interval, not two
     assert len(log) == 1
+    # 2 processes x batch 1 train as 1 process x batch 2 on the same samples
+    _assert_same_training(tensors, train_like_ddp(out / "checkpoint.safetensors", tmp_path / "one", world=2))
 
 
 def test_gpu_segment_script_resumes(image_dir, tmp_path):
@@ -144,3 +171,50 @@ def test_gpu_segment_script_resumes(image_dir, tmp_path):
     out = tmp_path / "tok.safetensors"
     export_checkpoint(run / "checkpoint.safetensors", out)
     assert model_io.load_weights(out).cfg.name == "tiny"
+
+
+def test_cli_export_writes_weights_that_load(image_dir, tmp_path):
+    """`leechcodec export` on a real checkpoint: the EMA weights as fp16 release weights, which
+    load as the trained preset and whose id the command prints; no overwrite without --force."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    train(_cfg(image_dir, tmp_path / "run", steps=2), progress=False)
+    ckpt, out = tmp_path / "run" / "checkpoint.safetensors", tmp_path / "tok.safetensors"
+    r = CliRunner().invoke(cli, ["export", str(ckpt), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    model = model_io.load_weights(out)
+    assert model.cfg == build("tiny").cfg and r.stderr.strip() == f"{out}: id {bytes(model.model_id).hex()}"
+    ema = {k[4:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
+    raw = {k[6:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("model.")}
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # after 2 steps the EMA is not the raw weights
+    loaded = model.state_dict()
+    assert loaded.keys() == ema.keys()
+    differ = [k for k in ema if not torch.equal(loaded[k], ema[k].half().float())]
+    assert not differ, f"the exported weights are not the checkpoint's EMA in fp16: {differ[:3]}"
+    r = CliRunner().invoke(cli, ["export", str(ckpt), "-o", str(out)])
+    assert r.exit_code == 8 and "exists" in r.stderr
+
+
+def test_cli_train_and_export_errors_exit_11(image_dir, tmp_path, tiny_model_path):
+    """A TrainError through the CLI: one 'leechcodec: error:' line and exit 11 (docs/ERRORS.md)."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = {
+        "no images": (["train", str(empty), "--out", str(tmp_path / "o"), "--preset", "tiny"], "no .png/.jpg"),
+        "crop": (["train", str(image_dir), "--out", str(tmp_path / "o"), "--crop", "60"], "multiple of 8"),
+        "not a checkpoint": (["export", str(tiny_model_path), "-o", str(tmp_path / "x.safetensors")],
+                             "not a leechcodec training checkpoint"),
+    }  # fmt: skip
+    for name, (args, match) in cases.items():
+        r = CliRunner().invoke(cli, args)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 11, (name, r.exit_code, r.stderr)
+        assert len(lines) == 1 and lines[0].startswith("leechcodec: error:"), (name, r.stderr)
+        assert match in lines[0] and "Traceback" not in r.output, (name, lines)
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "o" / "checkpoint.safetensors").exists()

@@ -1,0 +1,386 @@
+"""docs/FORMAT.md, implemented a second time from its text, against the reference code.
+
+The ``spec_*`` helpers are written from the document, not from leechcodec's modules: the
+lattice index order, the exp table, the fixed-point categorical model and the range coder of
+the ar layer, the coding order, the exact prior's integer arithmetic and the id recipes. A
+test fails when the code and the document part ways, or when the installed constriction writes
+other bytes than the document says (pyproject pins the releases checked with this file).
+"""
+
+import hashlib
+import itertools
+import json
+import zlib
+from decimal import Decimal, getcontext
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file as load_numpy
+
+from leechcodec import coders, lattice
+from models.io import DEFAULT_WEIGHTS, model_id_of
+from models.prior import ARPrior, PRIOR_PRESETS, exact, prior_id_of, prior_path_for, quantize_state
+from models.vit import TokenizerConfig
+
+PREC = 24  # probability bits of the range coder
+WORD, STATE = 32, 64  # bits of a coder word and of its state
+MASK64 = 2**64 - 1
+BASES, SUPPORT, DETAIL = (0, 97_152, 195_456), (759, 4096, 276), (128, 24, 4)
+NEIGHBOURS = [(-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2),
+              (0, -2), (0, -1)]  # fmt: skip
+WAVE = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread):
+    """One torch thread (conftest.one_thread): the reference coder's small ops run much faster."""
+
+
+# ----------------------------------------------------------------------------- lattice
+@lru_cache(maxsize=None)
+def spec_codebook() -> np.ndarray:
+    """The 196,560 codewords in the index order of FORMAT.md, 'The codewords'."""
+    g = [1 if i in (0, 2, 4, 5, 6, 10, 11) else 0 for i in range(12)]  # 1 + x^2 + x^4 + x^5 + x^6 + x^10 + x^11
+    words = set()
+    for m in range(4096):
+        c = [0] * 24
+        for k in range(12):
+            if m >> k & 1:
+                for i, gi in enumerate(g):
+                    c[k + i] ^= gi
+        c[23] = sum(c[:23]) % 2
+        words.add(sum(b << i for i, b in enumerate(c)))
+    golay = sorted(words)
+    bits = lambda w: [w >> i & 1 for i in range(24)]  # noqa: E731
+    book = []
+    for w in (w for w in golay if bin(w).count("1") == 8):
+        q = [i for i in range(24) if w >> i & 1]
+        for p in range(128):
+            v = [0] * 24
+            for k in range(7):
+                v[q[k]] = -2 if p >> k & 1 else 2
+            v[q[7]] = -2 if bin(p).count("1") % 2 else 2
+            book.append(v)
+    for w in golay:
+        s = [-1 if b else 1 for b in bits(w)]
+        for j in range(24):
+            v = list(s)
+            v[j] = -3 * s[j]
+            book.append(v)
+    for a, b in itertools.combinations(range(24), 2):
+        for t in range(4):
+            v = [0] * 24
+            v[a], v[b] = (-4 if t & 1 else 4), (-4 if t & 2 else 4)
+            book.append(v)
+    return np.array(book, dtype=np.int64)
+
+
+def test_the_lattice_index_order_is_the_documented_one():
+    book = spec_codebook()
+    assert book.shape == (196_560, 24) and bool(((book**2).sum(1) == 32).all())
+    assert np.array_equal(book, lattice.codebook())
+
+
+# ----------------------------------------------------------------------------- probabilities
+@lru_cache(maxsize=None)
+def spec_exp_table() -> np.ndarray:
+    getcontext().prec = 50
+    return np.array([max(1, int((Decimal(-d) / 256).exp() * 2**24 + Decimal("0.5"))) for d in range(17 * 256 + 1)])
+
+
+def spec_frequencies(logits: np.ndarray) -> np.ndarray:
+    """Integer logits (1/256 nat) of one distribution → integer frequencies."""
+    t = spec_exp_table()
+    return t[np.minimum(logits.max() - logits, 17 * 256)]
+
+
+def spec_cdf(freq: np.ndarray) -> np.ndarray:
+    """C(0) … C(n) of the fixed-point model, in binary64 arithmetic as FORMAT.md prescribes."""
+    f = np.asarray(freq, dtype=np.float64)
+    n = len(f)
+    s = np.concatenate(([0.0], np.cumsum(f)))  # exact: integer sums below 2^53
+    sigma = np.float64(2**PREC - n) / s[-1]  # one IEEE division, round to nearest
+    c = np.floor(s[:n] * sigma).astype(np.int64) + np.arange(n)  # one IEEE product each, then floor
+    return np.append(c, 2**PREC)  # (callers take Python ints out of it: products reach 2^64)
+
+
+# ----------------------------------------------------------------------------- range coder
+class SpecEncoder:
+    """The range encoder of FORMAT.md in its big-integer form."""
+
+    def __init__(self):
+        self.low, self.range, self.shifts = 0, 2**64 - 1, 0
+
+    def encode(self, c_lo: int, c_hi: int) -> bool:
+        """Code one symbol; True when the addition carried into words already written."""
+        s = self.range >> PREC
+        above = self.low >> STATE
+        self.low += s * c_lo
+        carried = self.low >> STATE != above
+        self.range = s * (c_hi - c_lo)
+        if self.range < 2**WORD:
+            self.low <<= WORD
+            self.range <<= WORD
+            self.shifts += 1
+        return carried
+
+    def words(self) -> list[int]:
+        q = -(-self.low // 2**WORD)  # ceil(low / 2^32)
+        out = [(q >> (WORD * k)) & 0xFFFFFFFF for k in reversed(range(self.shifts + 1))]
+        if (self.low + self.range) >> WORD == q:
+            out.append(0)
+        return out
+
+
+class SpecDecoder:
+    def __init__(self, words):
+        self.words, self.pos = [int(w) for w in words], 0
+        self.low, self.range = 0, 2**64 - 1
+        self.point = (self._next() << WORD) | self._next()
+        self.shifts = 0
+
+    def _next(self) -> int:
+        w = self.words[self.pos] if self.pos < len(self.words) else 0
+        self.pos += 1
+        return w
+
+    def decode(self, cdf: np.ndarray) -> int:
+        s = self.range >> PREC
+        q = ((self.point - self.low) & MASK64) // s
+        assert q < 2**PREC, "invalid data"
+        i = int(np.searchsorted(cdf, q, side="right")) - 1
+        lo, hi = int(cdf[i]), int(cdf[i + 1])
+        self.low = (self.low + s * lo) & MASK64
+        self.range = s * (hi - lo)
+        if self.range < 2**WORD:
+            self.low = (self.low << WORD) & MASK64
+            self.range <<= WORD
+            self.point = ((self.point << WORD) & MASK64) | self._next()
+            self.shifts += 1
+        return i
+
+    def canonical(self) -> bool:
+        """FORMAT.md's decoder-side test: the words are exactly the encoder's."""
+        z = ((self.low + self.range) & MASK64) >> WORD == ((self.low + 2**WORD - 1) & MASK64) >> WORD
+        return len(self.words) == self.shifts + 1 + z and (self.point - self.low) & MASK64 == -self.low % 2**WORD
+
+
+def _workload(seed: int, batches: int):
+    rng = np.random.default_rng(seed)
+    sizes = (3, 759, 4096, 276, 128, 24, 4)
+    for k in range(batches):
+        n = sizes[k % len(sizes)]
+        spread = int(rng.choice([30, 500, 3000, 20_000]))
+        logits = rng.integers(-spread, 1, size=(int(rng.integers(1, 6)), n))
+        freq = spec_exp_table()[np.minimum(logits.max(1, keepdims=True) - logits, 17 * 256)].astype(np.float64)
+        p = freq / freq.sum(1, keepdims=True)
+        sym = np.array([rng.choice(n, p=row) if rng.random() > 0.1 else rng.integers(n) for row in p], np.int32)
+        yield logits, freq, sym
+
+
+def test_frequencies_are_the_documented_table():
+    t = spec_exp_table()
+    assert np.array_equal(coders.exp_table().numpy(), t)
+    for logits, _, _ in _workload(1, 40):
+        want = np.stack([spec_frequencies(row) for row in logits])
+        assert np.array_equal(coders.frequencies(torch.from_numpy(logits).double()), want)
+
+
+def test_constriction_writes_the_documented_words():
+    """Encoder and decoder of FORMAT.md against the installed constriction, word for word."""
+    import constriction
+
+    family = constriction.stream.model.Categorical(perfect=False)
+    enc, spec, cdfs, symbols, carries = constriction.stream.queue.RangeEncoder(), SpecEncoder(), [], [], 0
+    for _, freq, sym in _workload(2, 700):
+        enc.encode(sym, family, freq)
+        for row, x in zip(freq, sym):
+            c = spec_cdf(row)
+            carries += spec.encode(int(c[x]), int(c[x + 1]))
+            cdfs.append(c)
+            symbols.append(int(x))
+    words = enc.get_compressed()
+    assert carries > 0  # the carry into written words is exercised (constriction's "inverted" case)
+    assert [int(w) for w in words] == spec.words()
+    dec = SpecDecoder(words)
+    assert [dec.decode(c) for c in cdfs] == symbols
+    assert dec.canonical()
+    for extra in ([0], [1, 2, 3]):
+        dec = SpecDecoder(list(words) + extra)
+        assert [dec.decode(c) for c in cdfs] == symbols and not dec.canonical()  # decodes, but is not canonical
+    for other in (list(words[:-1]), list(words[:-1]) + [int(words[-1]) ^ 1]):  # a last word dropped or changed
+        dec = SpecDecoder(other)
+        assert [dec.decode(c) for c in cdfs] != symbols or not dec.canonical()
+
+
+# ----------------------------------------------------------------------------- the exact prior and the coding order
+def spec_head(w: dict, h: np.ndarray, name: str) -> np.ndarray:
+    """A head's logits in 1/256 nat: (W·h + b) at scale 2^20, floored to 2^8."""
+    return (h @ w[f"{name}.weight"].T + w[f"{name}.bias"]) >> 12
+
+
+def spec_features(w: dict, layers: int, ctx: np.ndarray) -> np.ndarray:
+    a = ctx
+    for i in range(layers):
+        y = a @ w[f"trunk.{i}.weight"].T + w[f"trunk.{i}.bias"]
+        a = np.clip(y >> (4 if i == 0 else 12), 0, 65535)  # >> on int64 floors
+    return a
+
+
+def spec_split(idx: int) -> tuple[int, int, int]:
+    k = 0 if idx < BASES[1] else 1 if idx < BASES[2] else 2
+    return (k, *divmod(idx - BASES[k], DETAIL[k]))
+
+
+def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None):
+    """Code ``tokens`` (tiles, g·g) or decode ``words`` in FORMAT.md's order with its integer prior.
+
+    Returns the tokens and the encoder (coding) or the decoder (decoding)."""
+    book = spec_codebook()
+    coder = SpecEncoder() if tokens is not None else SpecDecoder(words)
+    grid = np.full((tiles, g, g), -1, dtype=np.int64)
+
+    def code(logits: np.ndarray, want: int | None) -> int:
+        c = spec_cdf(spec_frequencies(logits))
+        if want is None:
+            return coder.decode(c)
+        coder.encode(int(c[want]), int(c[want + 1]))
+        return want
+
+    zero = np.zeros(24, dtype=np.int64)
+    for t in range(WAVE * (g - 1) + g):
+        pos = [(k, r, t - WAVE * r) for k in range(tiles) for r in range(g) if 0 <= t - WAVE * r < g]
+        def vec(k: int, r: int, c: int) -> np.ndarray:  # a neighbour outside the tile is zero
+            return book[grid[k, r, c]] if r >= 0 and 0 <= c < g else zero
+
+        ctx = np.array([np.concatenate([vec(k, r + dr, c + dc) for dr, dc in NEIGHBOURS]) for k, r, c in pos])
+        h = spec_features(w, layers, ctx)
+        want = [spec_split(int(tokens[k, r * g + c])) if tokens is not None else (None, None, None) for k, r, c in pos]
+        cls_logits = spec_head(w, h, "cls_head")
+        cls = [code(cls_logits[i], want[i][0]) for i in range(len(pos))]
+        sel = {k: [i for i in range(len(pos)) if cls[i] == k] for k in range(3)}
+        sup = {}
+        for k in range(3):
+            if sel[k]:
+                logits = spec_head(w, h[sel[k]], f"support_heads.{k}")
+                for row, i in zip(logits, sel[k]):
+                    sup[i] = code(row, want[i][1])
+        for k in range(3):
+            if not sel[k]:
+                continue
+            u = spec_head(w, h[sel[k]], "u_head")
+            place = spec_head(w, h[sel[k]], "place_head") if k == 1 else None
+            for n, i in enumerate(sel[k]):
+                rows = BASES[k] + sup[i] * DETAIL[k] + np.arange(DETAIL[k])
+                logits = book[rows] @ u[n]
+                if k == 1:
+                    logits = logits + place[n]
+                if "codeword_bias" in w:
+                    logits = logits + w["codeword_bias"][rows]
+                b = code(logits, want[i][2])
+                kk, r, c = pos[i]
+                grid[kk, r, c] = BASES[k] + sup[i] * DETAIL[k] + b
+    return grid.reshape(tiles, g * g), coder
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small-cb"])  # small-cb: two trunk layers and a codeword bias
+def test_ar_payloads_are_the_documented_ones(preset, tmp_path):
+    """The whole ar layer (prior arithmetic, coding order, range coder) from FORMAT.md's text."""
+    from models.prior import save_prior
+
+    torch.manual_seed(11)
+    m = ARPrior(PRIOR_PRESETS[preset]).eval()
+    if m.codeword_bias is not None:
+        with torch.no_grad():
+            m.codeword_bias.normal_(0, 2)
+    tok_id = b"\7" * 8
+    save_prior(m, tmp_path / "p.safetensors", tok_id)
+    w = {k: v.astype(np.int64) for k, v in load_numpy(str(tmp_path / "p.safetensors")).items()}  # the file's integers
+    tiles, g = 2, 16
+    idx = np.random.default_rng(12).integers(0, 196_560, (tiles, g * g))
+    idx[1, : g * g // 2] = idx[1, 0]  # half a tile of one token: skewed probabilities too
+    payload = coders.encode_ar(idx, exact(m, tok_id), g)
+    assert payload[8:12] == zlib.crc32(idx.astype(">u4").tobytes()).to_bytes(4, "big")
+    words = np.frombuffer(payload[12:], dtype="<u4")
+    _, enc = spec_ar(w, m.cfg.layers, tiles, g, tokens=idx)
+    assert [int(x) for x in words] == enc.words()
+    out, dec = spec_ar(w, m.cfg.layers, tiles, g, words=words)
+    assert np.array_equal(out, idx) and dec.canonical()
+
+
+# ----------------------------------------------------------------------------- ids
+SHIPPED_MODEL_JSON = (
+    '{"dec_depth": 7, "decode_halo": 6, "depth": 4, "head": "overlap", "head_channels": 16, "heads": 4, '
+    '"latent_dim": 24, "mlp_ratio": 4.0, "name": "shot", "patch": 8, "skip": "linear", "stem": "conv", '
+    '"tile": 256, "width": 256}'
+)
+SHIPPED_PRIOR_JSON = (
+    '{"a": 8, "amax": 65535, "cfg": {"hidden": 256, "layers": 2, "name": "small"}, "logit": 8, '
+    '"nb": [[-2, -2], [-2, -1], [-2, 0], [-2, 1], [-2, 2], [-1, -2], [-1, -1], [-1, 0], [-1, 1], [-1, 2], '
+    '[0, -2], [0, -1]], "w": 12, "wave": 3}'
+)
+
+
+def spec_model_id(config: dict, tensors: dict) -> bytes:
+    d = {k: v for k, v in config.items() if not (k == "skip" and v == "none" or k == "decode_halo" and v == 0)}
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(name.encode() + repr(tuple(t.shape)).encode() + np.ascontiguousarray(t).astype("<f2").tobytes())
+    return h.digest()[:8]
+
+
+def spec_prior_id(config: dict, tensors: dict, tokenizer_id: bytes, legacy: bool = False) -> bytes:
+    cfg = {k: v for k, v in config.items() if legacy or not (k == "codeword_bias" and v is False)}
+    fmt = {"a": 8, "amax": 65535, "cfg": cfg, "logit": 8, "nb": [list(n) for n in NEIGHBOURS], "w": 12, "wave": 3}
+    h = hashlib.sha256(json.dumps(fmt, sort_keys=True).encode() + tokenizer_id)
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(name.encode() + repr(tuple(t.shape)).encode() + np.ascontiguousarray(t).astype("<i8").tobytes())
+    return h.digest()[:8]
+
+
+def _meta(path) -> dict:
+    with safe_open(str(path), framework="np") as f:
+        return f.metadata()
+
+
+def test_the_shipped_model_id_follows_the_documented_recipe():
+    meta = _meta(DEFAULT_WEIGHTS)
+    config = json.loads(meta["config"])
+    d = {k: v for k, v in config.items() if not (k == "skip" and v == "none" or k == "decode_halo" and v == 0)}
+    assert json.dumps(d, sort_keys=True) == SHIPPED_MODEL_JSON  # the example in FORMAT.md
+    tensors = load_numpy(str(DEFAULT_WEIGHTS))
+    mid = spec_model_id(config, tensors)
+    assert mid.hex() == meta["model_id"] == "e8c7b3e8860f4d53"
+    state = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    assert model_id_of(TokenizerConfig(**config), state) == mid
+
+
+def test_the_shipped_prior_id_follows_the_documented_recipe():
+    from models.prior import PriorConfig
+
+    path = prior_path_for(DEFAULT_WEIGHTS)
+    meta = _meta(path)
+    config, tok = json.loads(meta["config"]), bytes.fromhex(meta["tokenizer_id"])
+    fmt = {"a": 8, "amax": 65535, "cfg": {k: v for k, v in config.items() if k != "codeword_bias"}, "logit": 8,
+           "nb": [list(n) for n in NEIGHBOURS], "w": 12, "wave": 3}  # fmt: skip
+    assert json.dumps(fmt, sort_keys=True) == SHIPPED_PRIOR_JSON  # the example in FORMAT.md
+    tensors = load_numpy(str(path))
+    state = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    cfg = PriorConfig(**config)
+    assert prior_id_of(cfg, state, tok) == spec_prior_id(config, tensors, tok)  # what encoders write
+    assert spec_prior_id(config, tensors, tok).hex() == "5544e1c4d247b826" == meta["prior_id"]  # FORMAT.md's example
+    assert spec_prior_id(config, tensors, tok, legacy=True) != prior_id_of(cfg, state, tok)
+
+
+def test_a_codeword_bias_prior_hashes_the_field():
+    m = ARPrior(PRIOR_PRESETS["small-cb"])
+    state = quantize_state(m)
+    tensors = {k: v.numpy() for k, v in state.items()}
+    config = m.cfg.to_dict()
+    assert config["codeword_bias"] is True
+    assert prior_id_of(m.cfg, state, b"\5" * 8) == spec_prior_id(config, tensors, b"\5" * 8)

@@ -1,0 +1,199 @@
+"""Golden streams: .lq files made with a frozen tiny model pin the format (style habit 13).
+
+tests/data holds a frozen tiny tokenizer and AR prior, three source pictures and each one
+coded with the ``fixed`` and the ``ar`` coder, with golden.json giving the SHA-256 of every
+stream, of its token indices and of its decoded pixels. tests/data/make_golden.py made them
+and is run by hand only. A change that alters the bytes, the tokens or the pixels of any of
+them fails here; changing them on purpose is a new format version (docs/FORMAT.md), with
+these streams kept and still decoded.
+
+Tokens and bytes are the format. Pixels come from float32 networks: their hashes were
+checked bit-identical with 1, 2, 3 and 4 torch threads on the machine that made them
+(golden.json, "made_with"), but another CPU kernel or torch version may round a few of the
+pixels that sit within 1e-4 of a rounding boundary (40-80 per picture) the other way; the
+failure message says whether the tokens still match.
+"""
+
+import dataclasses
+import hashlib
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import leechcodec
+from cli.main import cli
+from leechcodec import coders, container
+from leechcodec.errors import ModelError, ModelMismatchError
+from models.io import load_weights, save_weights
+from models.prior import LATER_FIELDS, PRIOR_PRESETS, ARPrior, PriorConfig, load_prior, prior_id_of, save_prior
+from models.vit import build
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+MANIFEST = json.loads((DATA / "golden.json").read_text())
+STREAMS = {s["file"]: s for s in MANIFEST["streams"]}
+AR_STREAMS = [name for name, s in STREAMS.items() if s["coder"] == "ar"]
+PRIOR_ID = slice(container.HEADER.size, container.HEADER.size + 8)  # first 8 payload bytes of an ar stream
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def golden(one_thread):
+    """The frozen tokenizer with its prior (NAME.prior.safetensors beside it)."""
+    model = load_weights(DATA / MANIFEST["tokenizer"]["file"])
+    assert model.prior is not None
+    return model
+
+
+def _tokens(data: bytes, model) -> np.ndarray:
+    header, payload = container.unpack(data)
+    grid = model.tile // model.patch
+    if header.coder == "ar":
+        return coders.decode_ar(payload, header.n_tiles, grid, model.prior)
+    return coders.decode_fixed(payload, header.n_tiles, grid * grid)
+
+
+def _resigned(data: bytes, offset: int, value: bytes) -> bytes:
+    """``data`` with ``value`` written at ``offset`` and a valid CRC32 trailer."""
+    body = data[:offset] + value + data[offset + len(value) : -container.TRAILER.size]
+    return body + container.TRAILER.pack(zlib.crc32(body))
+
+
+def test_frozen_models_have_their_ids(golden):
+    assert golden.model_id.hex() == MANIFEST["tokenizer"]["model_id"]
+    assert golden.prior.prior_id.hex() == MANIFEST["prior"]["prior_id"]  # what the encoder writes
+    assert [i.hex() for i in golden.prior.ids] == [MANIFEST["prior"]["prior_id"], MANIFEST["prior"]["legacy_prior_id"]]
+
+
+@pytest.mark.parametrize("name", STREAMS)
+def test_golden_stream_decodes_to_its_pixels(golden, name):
+    s = STREAMS[name]
+    data = (DATA / name).read_bytes()
+    assert sha256(data) == s["sha256"], "the committed stream itself changed"
+    h = leechcodec.read_header(data)
+    assert (h.coder, h.mode, f"{h.width}x{h.height}") == (s["coder"], s["mode"], s["size"])
+    assert h.model_id.hex() == MANIFEST["tokenizer"]["model_id"]
+    tokens_ok = sha256(np.ascontiguousarray(_tokens(data, golden), ">u4").tobytes()) == s["tokens_sha256"]
+    assert tokens_ok, "the coder decodes other tokens: the bitstream format changed"
+    im = leechcodec.decode(data, golden)
+    assert (im.mode, "{}x{}".format(*im.size)) == (s["mode"], s["size"])
+    assert sha256(im.tobytes()) == s["pixels_sha256"], (
+        f"same tokens, other pixels: the decoder's arithmetic changed, or floating point differs from the "
+        f"machine that made the goldens ({MANIFEST['made_with']}, here torch {torch.__version__})"
+    )
+
+
+@pytest.mark.parametrize("name", STREAMS)
+def test_golden_source_reencodes_to_the_same_bytes(golden, name):
+    s = STREAMS[name]
+    src = DATA / s["source"]
+    assert sha256(src.read_bytes()) == s["source_sha256"]
+    assert leechcodec.encode(src, golden, coder=s["coder"]) == (DATA / name).read_bytes()
+
+
+# ----------------------------------------------------------------------------- stable ids
+class _ConfigBeforeCodewordBias:
+    """A prior config as saved before ``codeword_bias`` existed (only ``to_dict`` is hashed)."""
+
+    def __init__(self, cfg: PriorConfig):
+        self.d = {k: v for k, v in cfg.to_dict().items() if k != "codeword_bias"}
+
+    def to_dict(self) -> dict:
+        return dict(self.d)
+
+
+def test_prior_id_ignores_a_later_field_at_its_default(golden):
+    cfg, mid = golden.prior.cfg, golden.model_id
+    state = {k: v.long() for k, v in golden.prior.w.items()}
+    assert not cfg.codeword_bias
+    old = prior_id_of(_ConfigBeforeCodewordBias(cfg), state, mid)
+    assert old == prior_id_of(cfg, state, mid) == golden.prior.prior_id
+    # a value that changes the probabilities changes the id
+    assert prior_id_of(dataclasses.replace(cfg, codeword_bias=True), state, mid) != old
+    # the legacy recipe hashed the whole config: the ids released priors and their streams carry
+    assert prior_id_of(cfg, state, mid, legacy=True) == bytes.fromhex(MANIFEST["prior"]["legacy_prior_id"]) != old
+    # the ar fuzz seeds were written before codeword_bias existed (git 3e8c9f0) with this very prior
+    seed = (REPO / "fuzz" / "corpus" / "rgb-70x90.ar-valid.bin").read_bytes()[1:]
+    assert seed[PRIOR_ID] == old
+
+
+def test_every_later_prior_field_defaults_to_the_old_behaviour():
+    """A field added to PriorConfig keeps old ids only if LATER_FIELDS names it with its default."""
+    first = {"name", "hidden", "layers"}  # the fields of the first release
+    for f in dataclasses.fields(PriorConfig):
+        if f.name not in first:
+            assert LATER_FIELDS.get(f.name, ...) == f.default, (
+                f"PriorConfig.{f.name} defaults to {f.default!r}: a field added later needs that default to keep "
+                f"the old behaviour and models.prior.LATER_FIELDS to name it with it"
+            )
+
+
+@pytest.mark.parametrize("name", AR_STREAMS[:1])
+def test_ar_stream_with_the_legacy_prior_id_decodes(golden, name):
+    data = (DATA / name).read_bytes()
+    legacy = _resigned(data, PRIOR_ID.start, bytes.fromhex(MANIFEST["prior"]["legacy_prior_id"]))
+    assert sha256(leechcodec.decode(legacy, golden).tobytes()) == STREAMS[name]["pixels_sha256"]
+    with pytest.raises(ModelMismatchError, match="needs prior 0101010101010101"):
+        leechcodec.decode(_resigned(data, PRIOR_ID.start, b"\1" * 8), golden)
+
+
+def test_prior_file_must_name_an_id_its_weights_give(golden, tmp_path):
+    """load_prior checks the prior id a file names: either recipe's, nothing else."""
+    path = DATA / MANIFEST["prior"]["file"]
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    for name, value, ok in (("legacy", MANIFEST["prior"]["legacy_prior_id"], True), ("other", "00" * 8, False)):
+        p = tmp_path / f"{name}.prior.safetensors"
+        save_file(state, str(p), metadata={**meta, "prior_id": value})
+        if ok:
+            assert load_prior(p, golden.model_id).prior_id == golden.prior.prior_id
+        else:
+            with pytest.raises(ModelError, match="hash to prior id"):
+                load_prior(p, golden.model_id)
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("name", STREAMS)
+def test_info_needs_no_model(name, monkeypatch):
+    def no_model(*a, **k):
+        raise AssertionError("info must not load a model")
+
+    for where in ("cli.main.load_model", "cli.common.load_model", "models.io.load_weights", "models.prior.load_prior"):
+        monkeypatch.setattr(where, no_model)
+    s = STREAMS[name]
+    r = CliRunner().invoke(cli, ["info", str(DATA / name)])
+    assert r.exit_code == 0, r.output
+    assert f"{s['size']} ({s['mode']})" in r.output and f"coder:      {s['coder']}" in r.output
+    assert f"model id:   {MANIFEST['tokenizer']['model_id']}" in r.output
+    assert (f"prior id:   {MANIFEST['prior']['prior_id']}" in r.output) == (s["coder"] == "ar")
+
+
+def test_cli_names_the_model_and_prior_a_stream_needs(golden, tmp_path):
+    torch.manual_seed(2)
+    other = tmp_path / "other.safetensors"
+    other_mid = save_weights(build("tiny"), other)
+    torch.manual_seed(2)
+    other_prior = tmp_path / "other-prior.safetensors"
+    save_prior(ARPrior(PRIOR_PRESETS["tiny"]), other_prior, golden.model_id)
+    lq, golden_path = DATA / AR_STREAMS[0], DATA / MANIFEST["tokenizer"]["file"]
+    runner = CliRunner()
+    for args, needs, loaded in (
+        (["--model", str(other)], f"model {MANIFEST['tokenizer']['model_id']}", other_mid.hex()),
+        (["--model", str(golden_path), "--prior", str(other_prior)], f"prior {MANIFEST['prior']['prior_id']}", ""),
+    ):
+        r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "out.png"), *args])
+        assert r.exit_code == 5, r.output
+        assert f"this file needs {needs}" in r.stderr and loaded in r.stderr
+        assert "see MODEL_CARD.md, 'Released models'" in r.stderr
+        assert not (tmp_path / "out.png").exists()
