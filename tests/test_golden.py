@@ -16,6 +16,7 @@ failure message says whether the tokens still match.
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import zlib
 from pathlib import Path
@@ -29,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 import leechcodec
 from cli.main import cli
-from leechcodec import coders, container
+from leechcodec import container
 from leechcodec.errors import ModelError, ModelMismatchError
 from models.io import load_weights, save_weights
 from models.prior import LATER_FIELDS, PRIOR_PRESETS, ARPrior, PriorConfig, load_prior, prior_id_of, save_prior
@@ -55,12 +56,15 @@ def golden(one_thread):
     return model
 
 
-def _tokens(data: bytes, model) -> np.ndarray:
-    header, payload = container.unpack(data)
-    grid = model.tile // model.patch
-    if header.coder == "ar":
-        return coders.decode_ar(payload, header.n_tiles, grid, model.prior)
-    return coders.decode_fixed(payload, header.n_tiles, grid * grid)
+def _load_generator():
+    """tests/data/make_golden.py as a module: its stream → tokens step is the one the hashes were made with."""
+    spec = importlib.util.spec_from_file_location("make_golden", DATA / "make_golden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_tokens = _load_generator().tokens
 
 
 def _resigned(data: bytes, offset: int, value: bytes) -> bytes:
