@@ -290,6 +290,16 @@ def _nearest_structured(zt: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     lb = torch.maximum(torch.maximum(o1, g1), p_score[0]).float()
     o_r, o_o = torch.nonzero(osum > (lb - _EPS)[:, None], as_tuple=True)
     g_r, g_w = torch.nonzero(base > (lb - 4.0 * amax - _EPS)[:, None], as_tuple=True)
+    # tighter: max_j(-s_j z_j) is |z| at the first of the largest |z| where s disagrees with z's
+    # sign (a1 if it disagrees at the largest, else a2 at the second, else at most a3)
+    a_top = ax[rows[:, None], top3]  # (N, 3) float32, descending
+    s_neg = S < 0  # (4096, 24)
+    m_bound = a_top[g_r, 2]
+    for k in (1, 0):
+        j = top3[g_r, k]
+        m_bound = torch.where(s_neg[g_w, j] != neg[g_r, j], a_top[g_r, k], m_bound)
+    keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - _EPS
+    g_r, g_w = g_r[keep], g_w[keep]
     o_idx, o_score = octad_exact(o_r, o_o)
     g_idx, g_score = golay_exact(g_r, g_w)
 

@@ -133,15 +133,15 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu", pri
         if cfg.depth + cfg.dec_depth > len(state):  # each block has several tensors
             raise ValueError(f"{cfg.depth}+{cfg.dec_depth} blocks but only {len(state)} tensors")
         with torch.device("meta"):  # shapes only, no memory
-            expected = LeechTokenizer(cfg).state_dict()
+            model = LeechTokenizer(cfg)
+        expected = model.state_dict()
     except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:  # RuntimeError: RecursionError, torch
         raise ModelError(f"{path} has an invalid model config: {e}") from None
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise ModelError(f"{path}: tensors do not match the stored config {cfg.name!r}")
     if not all(v.is_floating_point() and bool(v.isfinite().all()) for v in state.values()):
         raise ModelError(f"{path}: tensors must be finite floating-point numbers")
-    model = LeechTokenizer(cfg)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)  # meta → the file's tensors
     model.model_id = model_id_of(cfg, state)
     model.prior = None
     if prior is not None:

@@ -137,7 +137,7 @@ class ARPrior(nn.Module):
         # detail | support without context, e.g. which sign patterns an octad favours
         self.codeword_bias = nn.Parameter(torch.zeros(lattice.N_CODEWORDS)) if cfg.codeword_bias else None
         for m in self.modules():
-            if isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear) and not m.weight.is_meta:  # meta init imports torch._dynamo (0.9 s)
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
                 nn.init.zeros_(m.bias)
 

@@ -274,7 +274,8 @@ class LeechTokenizer(nn.Module):
         self.quantizer = LeechQuantizer()
         self.model_id = b"\0" * 8  # set by models.io when weights are loaded
         self.prior = None  # models.prior.ExactPrior for the ar coder, attached by models.io
-        self.apply(_init_weights)
+        if not self.decoder.norm.weight.is_meta:  # on the meta device (shapes only) there is nothing to fill,
+            self.apply(_init_weights)  # and torch's meta init functions import torch._dynamo (0.9 s)
 
     @property
     def tile(self) -> int:

@@ -101,6 +101,20 @@ def test_nearest_matches_brute_force_near_codewords(rng):
             np.testing.assert_array_equal(got, idx)
 
 
+def test_nearest_golay_pruning_on_sign_patterns(rng):
+    """The Golay block's pruning bound reads the signs at the three largest |z|: inputs made of
+    ±1 patterns (every |z| tied), with one or two spikes, or with signs flipped at the largest
+    coordinates, must still give the brute force's answer."""
+    n = 3000
+    z = rng.choice([-1.0, 1.0], (n, 24)).astype(np.float32)
+    spikes = rng.integers(0, 24, (n, 2))
+    z[np.arange(n), spikes[:, 0]] *= rng.choice([1.0, 3.0, -3.0], n).astype(np.float32)
+    z[np.arange(n // 2), spikes[: n // 2, 1]] *= rng.choice([1.5, 2.0, -2.5], n // 2).astype(np.float32)
+    for noise in (0.0, 0.02, 0.3):
+        zz = z + noise * rng.standard_normal(z.shape).astype(np.float32)
+        np.testing.assert_array_equal(lattice.nearest(zz), lattice.nearest_brute(zz))
+
+
 def test_nearest_scale_invariant_and_heavy_tailed(rng):
     z = rng.standard_normal((500, 24)) ** 3  # float64, spiky inputs favour the pair shape
     np.testing.assert_array_equal(lattice.nearest(z * 1e-3), lattice.nearest_brute(z))
