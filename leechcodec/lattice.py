@@ -31,12 +31,14 @@ structure of each block instead of scanning all 196,560 rows:
 * pairs: the two largest |z_i| with matching signs;
 * octads: score = 2·sum of |z| over the octad, minus 4·(smallest |z| in it) when the number
   of negative coordinates in the octad is odd (the signs must have even parity). The bound
-  2·sum|z| for all 759 octads is one matmul; the exact score is taken for the best ``M`` and
-  certified the same way as the Golay words below (rows that fail go to the brute force);
+  2·sum|z| for all 759 octads is one matmul; the exact score is taken for every octad whose
+  bound reaches the lower bound below;
 * Golay words: score(c) = <s, z> + 4·max_j(-s_j z_j). <s, z> for all 4,096 words is one
-  small matmul; the exact score is computed for the best ``K`` of them, and a row is
-  *certified* when the best exact score beats ``<s, z>_(K+1) + 4·max|z|``, an upper bound for
-  every word outside the top K. Rows that fail the certificate are searched in full.
+  small matmul. With a1 ≥ a2 ≥ a3 the largest |z|, max_j(-s_j z_j) is a1 if s disagrees with
+  z's sign at the largest coordinate, else a2 if it disagrees at the second, else at most a3:
+  a word is scored exactly only if <s, z> + 4·(that bound) reaches a lower bound on the best
+  score (one exact candidate of each block). That rules out most words before any exact
+  scoring (the plain bound 4·a1 left about 170 per token on Kodak latents).
 
 The few surviving candidates of each block are then rescored in float64 against the actual
 integer codewords and the largest wins, ties going to the smallest index, exactly like an
