@@ -1,6 +1,7 @@
 """Kodak round trip with the bundled (or given) model: sizes, real bytes, PSNR, MS-SSIM, time.
 
-    python benchmarks/kodak_roundtrip.py --kodak-dir ../shared/data/kodak [--model PATH] [--coder ar|fixed] [--out DIR]
+    python benchmarks/kodak_roundtrip.py --kodak-dir ../shared/data/kodak [--model PATH] [--coder ar|fixed]
+        [--precision auto|fp32|bf16] [--out DIR]
 
 Runs the same `leechcodec.encode`/`leechcodec.decode` the CLI runs, writes the .lq files
 and decoded PNGs under --out, checks each decoded PNG has the original size, and prints a
@@ -18,6 +19,7 @@ from PIL import Image
 
 import leechcodec
 from kodak_eval.metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
+from leechcodec.codec import native_bf16
 from models.io import load_weights
 
 
@@ -28,12 +30,14 @@ def main():
     ap.add_argument("--out", default="out/kodak-roundtrip")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--coder", default="auto", choices=["auto", *leechcodec.CODERS])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="the decoder's (decode --precision)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_weights(args.model)
     leechcodec.decode(leechcodec.encode(Image.new("RGB", (8, 8)), model), model)  # warm-up
-    print(f"model {model.cfg.name} id {model.model_id.hex()}, coder {args.coder}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"model {model.cfg.name} id {model.model_id.hex()}, coder {args.coder}, precision {args.precision} "
+          f"(bf16 native: {native_bf16()}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
     files = sorted(Path(args.kodak_dir).glob("kodim*.png"))[: args.images]
     for f in files:
@@ -41,7 +45,7 @@ def main():
         t0 = time.perf_counter()
         data = leechcodec.encode(img, model, coder=args.coder)
         t1 = time.perf_counter()
-        rec = leechcodec.decode(data, model)
+        rec = leechcodec.decode(data, model, precision=args.precision)
         t2 = time.perf_counter()
         (out / f"{f.stem}.lq").write_bytes(data)
         rec.save(out / f"{f.stem}.png")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+import leechcodec
+from kodak_eval.codecs import ALL_CODECS
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
-from kodak_eval.run import ALL_CODECS, available_coders, benchmark
 
 from .common import handle_errors
 
@@ -74,7 +75,9 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     image in memory (leechcodec through the same encode/decode as the CLI),
     and bpp, PSNR, MS-SSIM and timings are averaged over the images.
     """
-    offered = available_coders()
+    from kodak_eval.run import benchmark  # imports torch: not for `bench --help`
+
+    offered = leechcodec.CODERS
     bad = [c for c in coders if c not in offered]
     if bad:
         raise click.BadParameter(f"unknown coder(s) {', '.join(bad)}; leechcodec offers {', '.join(offered)}",

@@ -13,7 +13,6 @@ import click
 
 import leechcodec
 import leechcodec.container
-import leechcodec.image_io
 
 from .common import (
     OutputError,
@@ -102,6 +101,8 @@ def encode(input, output, coder, effort, keep_orientation, first_frame, device, 
         raise leechcodec.InputImageError(
             f"{_name(input)} is a .lq stream, not an image (restore it: leechcodec decode)"
         )
+    import leechcodec.image_io
+
     image = leechcodec.image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
     model = load_model(model_path, device, prior_path)
     lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels, effort=effort,
@@ -121,6 +122,12 @@ def encode(input, output, coder, effort, keep_orientation, first_frame, device, 
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
                    "e.g. -o /dev/null or a FIFO; overrides the extension.")
+@click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+    help="Arithmetic of the decoder network: 'fp32' is the reference; 'bf16' is about 2.4x faster where "
+    "the hardware has it (AMX CPUs, recent GPUs) and moves pixels by a few levels (−0.003 dB on Kodak); "
+    "'auto' takes bf16 on such hardware, else fp32.",
+)  # fmt: skip
 @device_option
 @model_option
 @prior_option
@@ -128,7 +135,7 @@ def encode(input, output, coder, effort, keep_orientation, first_frame, device, 
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def decode(input, output, fmt_name, device, model_path, prior_path, force, max_pixels, quiet):
+def decode(input, output, fmt_name, precision, device, model_path, prior_path, force, max_pixels, quiet):
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
     The stream records the model it needs (a hash of its weights) and its coder;
@@ -146,7 +153,7 @@ def decode(input, output, fmt_name, device, model_path, prior_path, force, max_p
         raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
     leechcodec.read_header(data, max_pixels)  # validate before loading the model
     model = load_model(model_path, device, prior_path)
-    image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels)
+    image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels, precision=precision)
     write_output(output, lambda f: image.save(f, format=fmt))
 
 

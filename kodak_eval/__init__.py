@@ -4,8 +4,23 @@ Modules: ``dataset`` (download and verify Kodak, holdout folders), ``codecs`` (P
 ``metrics`` (PSNR, MS-SSIM, interpolation, BD-rate), ``report`` (JSON, plot, table), ``run`` (orchestration).
 """
 
-from .dataset import ChecksumError, DownloadError, fetch_kodak, holdout_images, kodak_images, local_kodak
-from .run import ALL_CODECS, available_coders, benchmark, evaluate, write_report
+import importlib
+
+_WHERE = {
+    "ChecksumError": "dataset", "DownloadError": "dataset", "fetch_kodak": "dataset",
+    "holdout_images": "dataset", "kodak_images": "dataset", "local_kodak": "dataset",
+    "ALL_CODECS": "codecs", "available_coders": "run", "benchmark": "run", "evaluate": "run",
+    "write_report": "run",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    # submodules load on first use: `run` and `metrics` import torch, which the CLI's light
+    # commands (and `bench --help`) do without
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'kodak_eval' has no attribute {name!r}")
+
 
 __all__ = [
     "ALL_CODECS",

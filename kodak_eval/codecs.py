@@ -93,3 +93,5 @@ CLASSICAL = {
         ),
     )
 }
+
+ALL_CODECS = (*CLASSICAL, "leechcodec")

@@ -26,12 +26,9 @@ from tqdm import tqdm
 import leechcodec
 from leechcodec.errors import InputImageError
 
-from .codecs import CLASSICAL
+from .codecs import ALL_CODECS, CLASSICAL
 from .metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
 from .report import OURS_PREFIX, RESULT_KEYS, markdown_table, plot_rd, write_json
-
-ALL_CODECS = (*CLASSICAL, "leechcodec")
-
 
 class Point(NamedTuple):
     """Measurements for one image at one sweep point."""

@@ -12,9 +12,7 @@ The library does not import ``models`` or ``click``: any object with ``analysis`
 ``synthesis``, ``model_id``, ``tile`` and ``patch`` can be the model.
 """
 
-from .codec import decode, encode, read_header
-from .coders import CODERS
-from .container import DEFAULT_MAX_PIXELS, Header
+from .container import CODERS, DEFAULT_MAX_PIXELS, Header
 from .errors import (
     FormatError,
     InputImageError,
@@ -26,6 +24,23 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
+    """The validated header of .lq bytes (no model, no torch needed)."""
+    from .container import unpack
+
+    return unpack(data, max_pixels)[0]
+
+
+def __getattr__(name: str):
+    # encode/decode need torch (about 1 s to import): loaded on first use, so that
+    # `leechcodec --help`, `info` and the header functions start in a fraction of that
+    if name in ("encode", "decode"):
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module 'leechcodec' has no attribute {name!r}")
+
 
 __all__ = [
     "CODERS",

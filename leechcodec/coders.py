@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .container import CODERS  # noqa: F401 - re-exported: the coders this module implements
 from .errors import FormatError, ModelMismatchError
 from .lattice import DIM, N_CODEWORDS, codebook
 from .lattice import join_index as _join_t
 from .lattice import split_index as _split_t
 
-CODERS = ("ar", "fixed")
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,6 +21,7 @@ TRAILER = struct.Struct(">I")  # CRC32 of header + payload
 OVERHEAD = HEADER.size + TRAILER.size  # 38 bytes
 
 CODER_IDS = {"fixed": 0, "ar": 1}
+CODERS = ("ar", "fixed")  # in the order the CLI offers them
 CODER_NAMES = {v: k for k, v in CODER_IDS.items()}
 MODE_IDS = {"RGB": 0, "L": 1}
 MODE_NAMES = {v: k for k, v in MODE_IDS.items()}

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -58,3 +59,24 @@ def test_demo_image_ar_is_smaller_and_lossless():
     assert leechcodec.read_header(ar).coder == "ar"
     assert len(ar) <= AR_RATIO_CEILING * len(fixed), len(ar) / len(fixed)
     assert np.array_equal(np.asarray(leechcodec.decode(ar, model)), np.asarray(leechcodec.decode(fixed, model)))
+
+
+def test_bf16_decoding_stays_within_a_few_levels_of_the_reference():
+    """--precision: bf16 decoding (the default where the hardware has it) is a speed-up that
+    leaves the picture within a few levels of the float32 reference, never a different picture."""
+    from leechcodec.codec import native_bf16
+
+    model = load_weights(prior=None)
+    img = Image.open(DEMO_IMAGE).convert("RGB").crop((200, 100, 712, 356))  # 2 × 1 tiles: a halo between them
+    data = leechcodec.encode(img, model, coder="fixed")
+    ref = np.asarray(leechcodec.decode(data, model, precision="fp32"), dtype=np.int16)
+    bf = np.asarray(leechcodec.decode(data, model, precision="bf16"), dtype=np.int16)
+    assert not np.array_equal(ref, bf)  # the option does something
+    assert np.abs(ref - bf).max() <= 8 and np.abs(ref - bf).mean() < 0.6  # measured 3 and 0.29
+    src = np.asarray(img, dtype=np.float64)
+    psnr = [10 * np.log10(255**2 / np.mean((src - x) ** 2)) for x in (ref, bf)]
+    assert abs(psnr[0] - psnr[1]) < 0.05, psnr  # measured 0.008 dB
+    auto = np.asarray(leechcodec.decode(data, model), dtype=np.int16)
+    np.testing.assert_array_equal(auto, bf if native_bf16("cpu") else ref)
+    with pytest.raises(ValueError, match="precision"):
+        leechcodec.decode(data, model, precision="fp8")

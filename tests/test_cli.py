@@ -169,3 +169,23 @@ def test_error_bad_output_place(runner, png, tmp_path, tiny_model_path):
 def test_usage_errors_exit_2(runner):
     assert runner.invoke(cli, ["encode"]).exit_code == 2
     assert runner.invoke(cli, ["encode", "a.png", "-o", "b.lq", "--coder", "zip"]).exit_code == 2
+
+
+LIGHT_COMMANDS = [["--help"], ["--version"], ["encode", "--help"], ["decode", "--help"], ["bench", "--help"],
+                  ["train", "--help"], ["info", str(Path(__file__).parent / "data" / "rgb-301x77.ar.lq")]]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:2]).replace(str(Path(__file__).parent), ""))
+def test_light_commands_do_not_import_torch(args):
+    """Help texts and `info` start in a fraction of a second: torch (about 1 s to import) stays out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['leechcodec', *{args!r}]\n"
+        "try:\n    runpy.run_module('cli', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('exit', code, 'torch' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.stderr.splitlines()[-1] == "exit 0 False False", r.stderr
