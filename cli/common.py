@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
 import stat
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,20 @@ EXIT_BROKEN_PIPE = 141  # like a process killed by SIGPIPE
 logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 
+# in a batch, the file being worked on ("a.png: "), put before its warnings and errors
+_CURRENT_FILE: contextvars.ContextVar[str] = contextvars.ContextVar("current_file", default="")
+
+
+def _say(line: str) -> None:
+    """One line on stderr, above a progress bar if one is showing."""
+    if _CURRENT_FILE.get():
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    else:
+        click.echo(line, err=True)
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"leechcodec: error: {message}", err=True)
     sys.exit(code)
@@ -40,7 +56,7 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         def show_warning(message, category, *rest, **kw):
             if issubclass(category, LeechWarning):
-                click.echo(f"leechcodec: warning: {message}", err=True)
+                _say(f"leechcodec: warning: {_CURRENT_FILE.get()}{message}")
 
         with warnings.catch_warnings():
             warnings.simplefilter("always", LeechWarning)
@@ -65,6 +81,58 @@ def handle_errors(fn):
                 _fail(f"internal error: {e.__class__.__name__}: {e} (LEECHCODEC_DEBUG=1 shows details)", EXIT_INTERNAL)
 
     return wrapper
+
+
+def batch_plan(inputs: tuple[str, ...], output: str, suffix: str) -> list[tuple[str, str]] | None:
+    """Where each input goes when ``output`` is a directory: ``output/STEM{suffix}``.
+
+    None for the plain form, one input to the file (or '-') ``output``. Several inputs need a
+    directory; two inputs with one stem (a/x.png, b/x.jpg) are refused before any work.
+    """
+    if len(inputs) == 1 and not Path(output).is_dir():
+        return None
+    if output == "-" or not Path(output).is_dir():
+        raise click.UsageError(f"{len(inputs)} inputs need -o to be an existing directory, not {output!r}")
+    if "-" in inputs:
+        raise click.UsageError("'-' (stdin) is a single input: it cannot be one of several")
+    plan, seen = [], {}
+    for src in inputs:
+        dst = str(Path(output) / (Path(src).stem + suffix))
+        if dst in seen:
+            raise click.UsageError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src
+        plan.append((src, dst))
+    return plan
+
+
+def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
+    """``one(src, dst)`` for every pair, with a progress bar over files (stderr, off with
+    ``quiet``). A file that fails is reported (one line naming it) and the rest go on; at the
+    end a summary, and a failure exits with the first failed file's exit code."""
+    from tqdm import tqdm
+
+    failed: list[int] = []
+    t0 = time.perf_counter()
+    for src, dst in tqdm(plan, desc=verb, unit="file", disable=quiet, file=sys.stderr, leave=False):
+        token = _CURRENT_FILE.set(f"{src}: ")
+        try:
+            one(src, dst)
+        except LeechError as e:
+            failed.append(e.exit_code)
+            _say(f"leechcodec: error: {src}: {e}")
+        except Exception as e:  # noqa: BLE001 - a bug on one file: report it, go on with the others
+            if os.environ.get("LEECHCODEC_DEBUG") or isinstance(e, (BrokenPipeError, click.exceptions.ClickException)):
+                raise
+            failed.append(EXIT_INTERNAL)
+            _say(f"leechcodec: error: {src}: internal error: {e.__class__.__name__}: {e} (LEECHCODEC_DEBUG=1 shows details)")
+        finally:
+            _CURRENT_FILE.reset(token)
+    seconds = time.perf_counter() - t0
+    done = len(plan) - len(failed)
+    if failed:
+        _fail(f"{len(failed)} of {len(plan)} files failed, {done} {verb}d (exit code of the first failure)", failed[0])
+    if not quiet:
+        click.echo(f"{verb}d {done} file{'s' * (done != 1)} in {seconds:.1f} s ({done / seconds:.2f} files/s)", err=True)
 
 
 def read_input(path: str) -> bytes:

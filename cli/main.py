@@ -7,6 +7,7 @@ Every error leechcodec raises on purpose is a ``LeechError`` with an ``exit_code
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ import leechcodec.container
 
 from .common import (
     OutputError,
+    batch_plan,
     check_output,
     device_option,
     force_option,
@@ -25,6 +27,7 @@ from .common import (
     model_option,
     prior_option,
     read_input,
+    run_batch,
     write_output,
 )
 
@@ -54,8 +57,9 @@ def cli():
 
 
 @cli.command()
-@click.argument("input", metavar="INPUT")
-@click.option("-o", "--output", required=True, metavar="OUTPUT", help="The .lq file to write ('-' for stdout).")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, metavar="OUTPUT",
+              help="The .lq file to write ('-' for stdout), or a directory: each INPUT becomes DIR/NAME.lq.")
 @click.option(
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="How token indices are stored: 'ar' = arithmetic coding with the model's autoregressive prior "
@@ -80,9 +84,13 @@ def cli():
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def encode(input, output, coder, effort, keep_orientation, first_frame, device, model_path, prior_path, force, max_pixels,
+def encode(inputs, output, coder, effort, keep_orientation, first_frame, device, model_path, prior_path, force, max_pixels,
            quiet):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
+
+    Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
+    model once, with a progress bar over the files; a file that fails is reported and
+    the others go on, and the exit code is then the first failure's.
 
     \b
     Any size from 1x1 up to --max-pixels; sides that are not multiples of 256 are
@@ -94,30 +102,38 @@ def encode(input, output, coder, effort, keep_orientation, first_frame, device, 
     Examples:
       leechcodec encode kodim23.png -o kodim23.lq
       leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper
+      leechcodec encode photos/*.png -o compressed/            # many files, one start-up
     """
-    check_output(output, force)
-    data = read_input(input)
-    if data.startswith(leechcodec.container.MAGIC):
-        raise leechcodec.InputImageError(
-            f"{_name(input)} is a .lq stream, not an image (restore it: leechcodec decode)"
-        )
-    import leechcodec.image_io
+    plan = batch_plan(inputs, output, ".lq")
+    model = functools.cache(lambda: load_model(model_path, device, prior_path))
 
-    image = leechcodec.image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
-    model = load_model(model_path, device, prior_path)
-    lq = leechcodec.encode(image, model, coder=coder, device=device, progress=not quiet, max_pixels=max_pixels, effort=effort,
-                           keep_orientation=keep_orientation)  # fmt: skip
-    write_output(output, lambda f: f.write(lq))
-    if not quiet and output != "-":
-        h = leechcodec.read_header(lq, None)
-        click.echo(f"{output}: {h.width}x{h.height}, {len(lq)} bytes, {8 * len(lq) / h.pixels:.4f} bpp", err=True)
+    def one(src: str, dst: str, progress: bool) -> None:
+        check_output(dst, force)
+        data = read_input(src)
+        if data.startswith(leechcodec.container.MAGIC):
+            raise leechcodec.InputImageError(f"{_name(src)} is a .lq stream, not an image (restore it: leechcodec decode)")
+        from leechcodec import image_io
+
+        image = image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
+        lq = leechcodec.encode(image, model(), coder=coder, device=device, progress=progress, max_pixels=max_pixels,
+                               effort=effort, keep_orientation=keep_orientation)  # fmt: skip
+        write_output(dst, lambda f: f.write(lq))
+        if progress and dst != "-":
+            h = leechcodec.read_header(lq, None)
+            click.echo(f"{dst}: {h.width}x{h.height}, {len(lq)} bytes, {8 * len(lq) / h.pixels:.4f} bpp", err=True)
+
+    if plan is None:
+        one(inputs[0], output, not quiet)
+    else:
+        run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "encode")
 
 
 @cli.command()
-@click.argument("input", metavar="INPUT")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o", "--output", required=True, metavar="OUTPUT",
-    help="Image to write; the format follows the extension (.png, .bmp, .tif, …; '-' writes PNG to stdout).",
+    help="Image to write; the format follows the extension (.png, .bmp, .tif, …; '-' writes PNG to stdout). "
+    "A directory: each INPUT becomes DIR/NAME.png (or the --format's extension).",
 )  # fmt: skip
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
@@ -135,26 +151,36 @@ def encode(input, output, coder, effort, keep_orientation, first_frame, device, 
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def decode(input, output, fmt_name, precision, device, model_path, prior_path, force, max_pixels, quiet):
+def decode(inputs, output, fmt_name, precision, device, model_path, prior_path, force, max_pixels, quiet):
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
     The stream records the model it needs (a hash of its weights) and its coder;
     decoding with a different --model (or, for 'ar' streams, --prior) is refused.
+    Several INPUTs (or -o naming a directory) work as in `encode`.
 
     \b
     Examples:
       leechcodec decode kodim23.lq -o kodim23-decoded.png
       leechcodec decode kodim23.lq -o /dev/null --format png     # time it, keep nothing
+      leechcodec decode compressed/*.lq -o restored/
     """
-    check_output(output, force)
-    fmt = _output_format(output, fmt_name)
-    data = read_input(input)
-    if data.startswith(IMAGE_SIGNATURES):
-        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
-    leechcodec.read_header(data, max_pixels)  # validate before loading the model
-    model = load_model(model_path, device, prior_path)
-    image = leechcodec.decode(data, model, device=device, progress=not quiet, max_pixels=max_pixels, precision=precision)
-    write_output(output, lambda f: image.save(f, format=fmt))
+    plan = batch_plan(inputs, output, "." + (fmt_name or "png").lower().lstrip("."))
+    model = functools.cache(lambda: load_model(model_path, device, prior_path))
+
+    def one(src: str, dst: str, progress: bool) -> None:
+        check_output(dst, force)
+        fmt = _output_format(dst, fmt_name)
+        data = read_input(src)
+        if data.startswith(IMAGE_SIGNATURES):
+            raise leechcodec.FormatError(f"{_name(src)} is an image, not a .lq stream (compress it: leechcodec encode)")
+        leechcodec.read_header(data, max_pixels)  # validate before loading the model
+        image = leechcodec.decode(data, model(), device=device, progress=progress, max_pixels=max_pixels, precision=precision)
+        write_output(dst, lambda f: image.save(f, format=fmt))
+
+    if plan is None:
+        one(inputs[0], output, not quiet)
+    else:
+        run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "decode")
 
 
 def _output_format(output: str, name: str | None) -> str:

@@ -160,7 +160,8 @@ def test_error_bad_model_files(runner, png, tmp_path):
 
 def test_error_bad_output_place(runner, png, tmp_path, tiny_model_path):
     _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "no" / "x.lq"), "--model", str(tiny_model_path)]), 8)
-    _one_line_error(runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path), "--model", str(tiny_model_path)]), 8)
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path), "--model", str(tiny_model_path)])
+    assert r.exit_code == 0 and (tmp_path / "in.lq").is_file(), r.output  # a directory: DIR/NAME.lq, like cp
     lq = tmp_path / "a.lq"
     runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])
     _one_line_error(runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "x.weird"), "--model", str(tiny_model_path)]), 8)
@@ -189,3 +190,51 @@ def test_light_commands_do_not_import_torch(args):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert r.stderr.splitlines()[-1] == "exit 0 False False", r.stderr
+
+
+def test_batch_encode_decode_goes_past_bad_files(runner, tmp_path, tiny_model_path, rng):
+    """Several inputs → -o DIR: one model load, a bad file reported by name, the rest written,
+    the first failure's exit code, existing outputs kept unless --force."""
+    src, out, back = tmp_path / "src", tmp_path / "out", tmp_path / "back"
+    for d in (src, out, back):
+        d.mkdir()
+    sizes = {"a": (40, 30), "b": (300, 20), "c": (17, 260)}
+    for name, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"{name}.png")
+    (src / "bad.png").write_bytes(b"not an image")
+    files = [str(src / n) for n in ("a.png", "bad.png", "b.png", "c.png")]
+    model = ["--model", str(tiny_model_path)]
+    r = runner.invoke(cli, ["encode", *files, "-o", str(out), *model])
+    assert r.exit_code == 3, r.output  # InputImageError, from bad.png
+    errors = [line for line in r.stderr.splitlines() if "leechcodec: error:" in line]
+    assert len(errors) == 2 and str(src / "bad.png") in errors[0] and "1 of 4 files failed, 3 encoded" in errors[1]
+    assert sorted(p.name for p in out.iterdir()) == ["a.lq", "b.lq", "c.lq"]
+    before = (out / "a.lq").stat().st_mtime_ns
+    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), *model])
+    assert r.exit_code == 8 and "exists (use --force" in r.stderr and "2 of 2 files failed" in r.stderr
+    assert (out / "a.lq").stat().st_mtime_ns == before
+    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), "--force", "-q", *model])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    r = runner.invoke(cli, ["decode", *sorted(str(p) for p in out.iterdir()), "-o", str(back), *model])
+    assert r.exit_code == 0, r.output
+    assert "decoded 3 files" in r.stderr
+    for name, size in sizes.items():
+        assert Image.open(back / f"{name}.png").size == size
+    r = runner.invoke(cli, ["decode", str(out / "a.lq"), "-o", str(back), "--format", "bmp", *model])
+    assert r.exit_code == 0 and Image.open(back / "a.bmp").format == "BMP"
+
+
+@pytest.mark.parametrize("case", ["no-dir", "stdin", "same-stem"])
+def test_batch_usage_errors_before_any_work(runner, tmp_path, png, case):
+    other = tmp_path / "sub"
+    other.mkdir()
+    (other / "in.jpg").write_bytes(b"")
+    args = {
+        "no-dir": [str(png), str(png), "-o", str(tmp_path / "x.lq")],
+        "stdin": [str(png), "-", "-o", str(tmp_path)],
+        "same-stem": [str(png), str(other / "in.jpg"), "-o", str(tmp_path / "sub")],
+    }[case]
+    r = runner.invoke(cli, ["encode", *args])
+    assert r.exit_code == 2, r.output
+    assert {"no-dir": "existing directory", "stdin": "single input", "same-stem": "would both be written"}[case] in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "sub"]
