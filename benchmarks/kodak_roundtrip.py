@@ -30,7 +30,8 @@ def main():
     ap.add_argument("--out", default="out/kodak-roundtrip")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--coder", default="auto", choices=["auto", *leechcodec.CODERS])
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="the decoder's (decode --precision)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="the networks' arithmetic (encode/decode --precision)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def main():
     for f in files:
         img = Image.open(f).convert("RGB")
         t0 = time.perf_counter()
-        data = leechcodec.encode(img, model, coder=args.coder)
+        data = leechcodec.encode(img, model, coder=args.coder, precision=args.precision)
         t1 = time.perf_counter()
         rec = leechcodec.decode(data, model, precision=args.precision)
         t2 = time.perf_counter()

@@ -25,6 +25,7 @@ from .common import (
     load_model,
     max_pixels_option,
     model_option,
+    precision_option,
     prior_option,
     read_input,
     run_batch,
@@ -77,6 +78,7 @@ def cli():
                    "turned the way viewers show it).")
 @click.option("--first-frame", is_flag=True,
               help="Code the first frame of an animation or multi-page file (refused without this flag).")
+@precision_option
 @device_option
 @model_option
 @prior_option
@@ -84,8 +86,8 @@ def cli():
 @max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def encode(inputs, output, coder, effort, keep_orientation, first_frame, device, model_path, prior_path, force, max_pixels,
-           quiet):  # fmt: skip
+def encode(inputs, output, coder, effort, keep_orientation, first_frame, precision, device, model_path, prior_path,
+           force, max_pixels, quiet):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
@@ -111,12 +113,14 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, device,
         check_output(dst, force)
         data = read_input(src)
         if data.startswith(leechcodec.container.MAGIC):
-            raise leechcodec.InputImageError(f"{_name(src)} is a .lq stream, not an image (restore it: leechcodec decode)")
+            raise leechcodec.InputImageError(
+                f"{_name(src)} is a .lq stream, not an image (restore it: leechcodec decode)"
+            )
         from leechcodec import image_io
 
         image = image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
         lq = leechcodec.encode(image, model(), coder=coder, device=device, progress=progress, max_pixels=max_pixels,
-                               effort=effort, keep_orientation=keep_orientation)  # fmt: skip
+                               effort=effort, keep_orientation=keep_orientation, precision=precision)  # fmt: skip
         write_output(dst, lambda f: f.write(lq))
         if progress and dst != "-":
             h = leechcodec.read_header(lq, None)
@@ -138,12 +142,7 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, device,
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
                    "e.g. -o /dev/null or a FIFO; overrides the extension.")
-@click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-    help="Arithmetic of the decoder network: 'fp32' is the reference; 'bf16' is about 2.4x faster where "
-    "the hardware has it (AMX CPUs, recent GPUs) and moves pixels by a few levels (−0.003 dB on Kodak); "
-    "'auto' takes bf16 on such hardware, else fp32.",
-)  # fmt: skip
+@precision_option
 @device_option
 @model_option
 @prior_option
@@ -174,7 +173,8 @@ def decode(inputs, output, fmt_name, precision, device, model_path, prior_path, 
         if data.startswith(IMAGE_SIGNATURES):
             raise leechcodec.FormatError(f"{_name(src)} is an image, not a .lq stream (compress it: leechcodec encode)")
         leechcodec.read_header(data, max_pixels)  # validate before loading the model
-        image = leechcodec.decode(data, model(), device=device, progress=progress, max_pixels=max_pixels, precision=precision)
+        image = leechcodec.decode(data, model(), device=device, progress=progress, max_pixels=max_pixels,
+                                  precision=precision)  # fmt: skip
         write_output(dst, lambda f: image.save(f, format=fmt))
 
     if plan is None:

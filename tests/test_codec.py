@@ -31,6 +31,10 @@ def test_tile_untile_inverse(w, h, rng):
     if h % 256:
         bottom = tiles[-1, :, h % 256 :, (w - 1) % 256]  # (3, pad) below the last row
         assert (bottom == rgb[h - 1, w - 1][:, None]).all()
+    lazy = codec.Tiles(rgb, 256)  # what encode uses: the same tiles, a batch at a time
+    assert len(lazy) == len(tiles)
+    for sl in (slice(0, len(tiles)), slice(1, 3), slice(len(tiles) - 1, len(tiles) + 5)):
+        np.testing.assert_array_equal(lazy[sl], tiles[sl])
 
 
 def test_indices_round_trip_through_the_model(tiny_model, rng):
@@ -57,11 +61,12 @@ def test_encode_decode_sizes_and_rate(tiny_model, w, h, rng):
 
 
 def test_decode_matches_token_path(tiny_model, rng):
-    """decode(encode(x)) equals synthesis of the encoder's own tokens, cropped."""
+    """decode(encode(x)) equals synthesis of the encoder's own tokens, cropped (float32 reference)."""
     rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
-    data = leechcodec.encode(Image.fromarray(rgb), tiny_model)
+    data = leechcodec.encode(Image.fromarray(rgb), tiny_model, precision="fp32")
     tiles = codec.indices_to_tiles(tiny_model, codec.tiles_to_indices(tiny_model, codec.tile_image(rgb, 256)))
-    np.testing.assert_array_equal(np.asarray(leechcodec.decode(data, tiny_model)), codec.untile_image(tiles, 260, 300))
+    out = leechcodec.decode(data, tiny_model, precision="fp32")
+    np.testing.assert_array_equal(np.asarray(out), codec.untile_image(tiles, 260, 300))
 
 
 def test_mode_policy(tiny_model, rng):
@@ -166,4 +171,26 @@ def test_halo_decoding_is_deterministic_and_bounded(tiny_model, rng, tx, ty):
     b = codec.indices_to_image(m, idx, tx, ty)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (ty * 256, tx * 256, 3)
-    assert len(seen) == 2 * tx * ty and max(seen) <= (32 + 2 * 3) ** 2  # one window per tile, never the whole grid
+    w, h = tx * 256 - 77, ty * 256 - 5  # the picture's own size: the padding is not allocated, the rest is the same
+    np.testing.assert_array_equal(codec.indices_to_image(m, idx, tx, ty, size=(w, h)), a[:h, :w])
+    plain = codec.indices_to_image(tiny_model, idx, tx, ty)  # no halo: tiles on their own, likewise
+    np.testing.assert_array_equal(codec.indices_to_image(tiny_model, idx, tx, ty, size=(w, h)), plain[:h, :w])
+    seen.clear()
+    codec.indices_to_image(m, idx, tx, ty)
+    assert len(seen) == tx * ty and max(seen) <= (32 + 2 * 3) ** 2  # one window per tile, never the whole grid
+
+
+def test_precision_reaches_models_that_take_it_only(tiny_model, rng):
+    """bf16 runs the transformer blocks of a LeechTokenizer in bf16; a duck-typed model whose
+    analysis/synthesis take no ``block_dtype`` is simply run in float32."""
+    import types
+
+    img = Image.fromarray(rng.integers(0, 256, (64, 300, 3), dtype=np.uint8))
+    duck = types.SimpleNamespace(analysis=lambda x: tiny_model.analysis(x), synthesis=lambda q: tiny_model.synthesis(q),
+                                 model_id=tiny_model.model_id, tile=256, patch=8, prior=None)  # fmt: skip
+    ref = leechcodec.encode(img, tiny_model, coder="fixed", precision="fp32")
+    assert leechcodec.encode(img, duck, coder="fixed", precision="bf16") == ref
+    pix = np.asarray(leechcodec.decode(ref, tiny_model, precision="fp32"))
+    np.testing.assert_array_equal(np.asarray(leechcodec.decode(ref, duck, precision="bf16")), pix)
+    bf = np.asarray(leechcodec.decode(ref, tiny_model, precision="bf16"), dtype=np.int16)
+    assert 0 < np.abs(bf - pix).max() <= 16  # the blocks did run in bf16: close, not identical

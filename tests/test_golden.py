@@ -102,7 +102,7 @@ def test_golden_source_reencodes_to_the_same_bytes(golden, name):
     s = STREAMS[name]
     src = DATA / s["source"]
     assert sha256(src.read_bytes()) == s["source_sha256"]
-    assert leechcodec.encode(src, golden, coder=s["coder"]) == (DATA / name).read_bytes()
+    assert leechcodec.encode(src, golden, coder=s["coder"], precision="fp32") == (DATA / name).read_bytes()
 
 
 # ----------------------------------------------------------------------------- stable ids
