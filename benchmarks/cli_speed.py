@@ -53,7 +53,8 @@ out = codec.indices_to_image(model, back, tx, ty, precision=precision, size=(w, 
 import io
 from PIL import Image
 Image.fromarray(out).save(io.BytesIO(), format="PNG"); mark("write PNG")
-print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])]))
+info = f"torch {torch.__version__} ({torch.get_num_threads()} threads), bf16 native: {codec.native_bf16()}"
+print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])] + [info]))
 """
 
 
@@ -104,15 +105,13 @@ def main() -> None:
     ap.add_argument("--big-from", type=Path, help="make --big as a 4000x3000 mosaic of the photos in this folder")
     args = ap.parse_args()
     image = args.image.resolve()
-    import torch
-
-    print(f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"precision {args.precision}, image {image.name}")  # fmt: skip
-
+    # torch is imported in the children only: a forked child's peak memory counts its parent's
     out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    phases = json.loads(out)
+    print(f"{os.cpu_count()} CPUs, {phases.pop()}, precision {args.precision}, image {image.name}")
     print("\nphases of one encode + decode in one process (s):")
-    for name, sec in json.loads(out):
+    for name, sec in phases:
         print(f"  {name:28s} {sec:6.3f}")
 
     tmp = Path(tempfile.mkdtemp(prefix="cli-speed-"))

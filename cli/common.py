@@ -136,11 +136,14 @@ def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
         click.echo(f"{verb}d {done} file{'s' * (done != 1)} in {seconds:.1f} s ({done / seconds:.2f} files/s)", err=True)
 
 
-def read_input(path: str) -> bytes:
-    """Bytes of a file, or of stdin for '-'."""
+def read_input(path: str, limit: int | None = None) -> bytes:
+    """Bytes of a file (its first ``limit`` bytes if given), or all of stdin for '-'."""
     if path == "-":
         return sys.stdin.buffer.read()
     try:
+        if limit is not None:
+            with open(path, "rb") as f:
+                return f.read(limit)
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise leechcodec.InputImageError(f"no such file: {path}") from None

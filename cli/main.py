@@ -111,14 +111,15 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
 
     def one(src: str, dst: str, progress: bool) -> None:
         check_output(dst, force)
-        data = read_input(src)
+        regular = src != "-" and Path(src).is_file()  # Pillow reads a regular file itself, not all at once;
+        data = read_input(src, limit=16 if regular else None)  # stdin, a FIFO: read once, here
         if data.startswith(leechcodec.container.MAGIC):
             raise leechcodec.InputImageError(
                 f"{_name(src)} is a .lq stream, not an image (restore it: leechcodec decode)"
             )
         from leechcodec import image_io
 
-        image = image_io.read_image(data, max_pixels, first_frame)  # validate before loading the model
+        image = image_io.read_image(src if regular else data, max_pixels, first_frame)  # before loading the model
         lq = leechcodec.encode(image, model(), coder=coder, device=device, progress=progress, max_pixels=max_pixels,
                                effort=effort, keep_orientation=keep_orientation, precision=precision)  # fmt: skip
         write_output(dst, lambda f: f.write(lq))

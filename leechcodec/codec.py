@@ -75,21 +75,28 @@ def tile_image(rgb: np.ndarray, tile: int) -> np.ndarray:
 
 class Tiles:
     """``tile_image(rgb, tile)`` made on demand: ``len`` and ``[slice]`` give what the array
-    would, one batch at a time, so that a big picture is never copied whole."""
+    would, one batch at a time, so that a big picture is never copied whole. ``rgb`` is an
+    (H, W, 3) uint8 array or an RGB PIL image (cropped tile by tile)."""
 
-    def __init__(self, rgb: np.ndarray, tile: int):
+    def __init__(self, rgb: np.ndarray | Image.Image, tile: int):
         self.rgb, self.tile = rgb, tile
-        self.tx, self.ty = container.tile_grid(rgb.shape[1], rgb.shape[0], tile)
+        self.w, self.h = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
+        self.tx, self.ty = container.tile_grid(self.w, self.h, tile)
 
     def __len__(self) -> int:
         return self.tx * self.ty
 
+    def _crop(self, r: int, c: int) -> np.ndarray:
+        t = self.tile
+        if isinstance(self.rgb, Image.Image):
+            return np.asarray(self.rgb.crop((c * t, r * t, min(self.w, (c + 1) * t), min(self.h, (r + 1) * t))))
+        return self.rgb[r * t : (r + 1) * t, c * t : (c + 1) * t]
+
     def __getitem__(self, sl: slice) -> np.ndarray:
-        t, h, w = self.tile, self.rgb.shape[0], self.rgb.shape[1]
+        t = self.tile
         out = []
         for i in range(*sl.indices(len(self))):
-            r, c = divmod(i, self.tx)
-            part = self.rgb[r * t : (r + 1) * t, c * t : (c + 1) * t]
+            part = self._crop(*divmod(i, self.tx))
             if part.shape[:2] != (t, t):  # the right or bottom edge: replicate the last column/row
                 part = np.pad(part, ((0, t - part.shape[0]), (0, t - part.shape[1]), (0, 0)), mode="edge")
             out.append(part.transpose(2, 0, 1))
@@ -166,9 +173,12 @@ def indices_to_image(
     progress: bool = False,
     precision: str = "fp32",
     size: tuple[int, int] | None = None,
-) -> np.ndarray:
+    into: Image.Image | None = None,
+) -> np.ndarray | Image.Image:
     """(T, tokens) indices of a ``tx`` × ``ty`` tile grid → (ty·tile, tx·tile, 3) uint8, or
-    (height, width, 3) for ``size`` = (width, height): the padding is never allocated.
+    (height, width, 3) for ``size`` = (width, height): the padding is never allocated. With
+    ``into`` (an RGB PIL image of the picture's size) the tiles are pasted into it instead,
+    and it is returned: no second copy of a big picture.
 
     With ``model.decode_halo`` = h > 0 each tile is decoded from a window of the whole token
     grid that reaches h tokens into its neighbours (fewer at the image border), and only the
@@ -179,15 +189,25 @@ def indices_to_image(
     halo = max(0, int(getattr(model, "decode_halo", 0)))
     dtype = block_dtype(device, precision)
     g, p, t = model.tile // model.patch, model.patch, model.tile
-    width, height = size or (tx * t, ty * t)
-    out = np.empty((height, width, 3), np.uint8)
+    if into is not None:
+        width, height = into.size
+        out = into
+    else:
+        width, height = size or (tx * t, ty * t)
+        out = np.empty((height, width, 3), np.uint8)
+
+    def put(r: int, c: int, tile_hwc: np.ndarray) -> None:
+        part = tile_hwc[: height - r * t, : width - c * t]  # the picture's own pixels of tile (r, c)
+        if into is not None:
+            into.paste(Image.fromarray(np.ascontiguousarray(part), "RGB"), (c * t, r * t))
+        else:
+            out[r * t : r * t + part.shape[0], c * t : c * t + part.shape[1]] = part
+
     if halo == 0:  # tiles on their own, TILE_BATCH per network call
         for sl in _batches(len(indices), progress, "decode"):
             tiles = indices_to_tiles(model, indices[sl], device, False, precision)  # (B, 3, t, t)
             for i, tile in zip(range(sl.start, sl.stop), tiles):
-                r, c = divmod(i, tx)
-                part = out[r * t : (r + 1) * t, c * t : (c + 1) * t]
-                part[...] = tile.transpose(1, 2, 0)[: part.shape[0], : part.shape[1]]
+                put(*divmod(i, tx), tile.transpose(1, 2, 0))
         return out
     grid = token_grid(torch.from_numpy(indices), tx, ty)
     bar = tqdm(total=tx * ty, desc="decode", unit="tile", disable=not progress or tx * ty <= TILE_BATCH, leave=False)
@@ -197,9 +217,8 @@ def indices_to_image(
             q = lattice.vectors(grid[r0:r1, c0:c1].to(device))[None]  # (1, h, w, 24)
             y = _net(model.synthesis, q, dtype)[0]  # (3, h·p, w·p)
             oy, ox = (r * g - r0) * p, (c * g - c0) * p
-            part = out[r * t : (r + 1) * t, c * t : (c + 1) * t]
-            y = y[:, oy : oy + part.shape[0], ox : ox + part.shape[1]].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-            part[...] = y.permute(1, 2, 0).cpu().numpy()
+            y = y[:, oy : oy + t, ox : ox + t].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            put(r, c, y.permute(1, 2, 0).cpu().numpy())
             bar.update(1)
     bar.close()
     return out
@@ -260,12 +279,14 @@ def encode(
     block_dtype(device, precision)  # a bad precision fails before any work
     im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
-    rgb, mode = to_rgb_array(im)
-    h, w, _ = rgb.shape
-    tiles = Tiles(rgb, model.tile)
+    w, h = im.size
+    # an RGB picture is cropped tile by tile (no array of the whole picture); other modes go
+    # through the mode policy of image_io, and --effort works on the whole array
+    src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
+    tiles = Tiles(src, model.tile)
     indices = tiles_to_indices(model, tiles, device, progress, precision)
     if effort > 0:
-        indices = _refined(model, rgb, tile_image(rgb, model.tile), indices, effort, device, progress)
+        indices = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress)
     if coder == "ar":
         payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch, progress and len(tiles) > TILE_BATCH)
     else:
@@ -340,7 +361,6 @@ def decode(
         indices = coders.decode_fixed(payload, header.n_tiles, tokens)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
-    full = indices_to_image(model, indices, header.tiles_x, header.tiles_y, device, progress, precision,
-                            (header.width, header.height))  # fmt: skip
-    im = Image.fromarray(full, "RGB")
+    im = Image.new("RGB", (header.width, header.height))
+    indices_to_image(model, indices, header.tiles_x, header.tiles_y, device, progress, precision, into=im)
     return im.convert("L") if header.mode == "L" else im

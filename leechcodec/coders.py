@@ -132,12 +132,22 @@ def _index_crc(indices: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(indices, dtype=">u4").tobytes())
 
 
+CHUNK = 2048  # rows of logits per call to the coder: bounded memory however many tiles a wavefront spans
+
+
+def _chunks(positions: np.ndarray):
+    """``positions`` in consecutive pieces of at most CHUNK: the coder sees the same symbols in
+    the same order, and the integer logits of a row do not depend on the rows beside it."""
+    for i in range(0, len(positions), CHUNK):
+        yield positions[i : i + CHUNK]
+
+
 def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "") -> np.ndarray:
     """Visit every token of ``tiles`` grids in coding order.
 
     ``code(kind, logits, pos, sel)`` returns the symbols of one batch: ``kind`` is "class",
     "support" or "detail", ``pos`` the (rows, cols) of this wavefront, ``sel`` the positions
-    (tile-major) of the class being coded (None: all). The encoder looks the symbols up, the
+    (tile-major) being coded, at most CHUNK of them. The encoder looks the symbols up, the
     decoder decodes them; both see the same logits in the same order.
     """
     nb = prior.neighbours
@@ -153,15 +163,17 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
         ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
         h = prior.features(ctx.reshape(-1, ctx.shape[-1]))
         pos = (rows.cpu().numpy(), cols.cpu().numpy())
-        cls = code("class", prior.class_logits(h), pos, None)
+        cls = np.zeros(h.shape[0], dtype=np.int64)
         a = np.zeros_like(cls)
         b = np.zeros_like(cls)
+        for sel in _chunks(np.arange(len(cls))):
+            cls[sel] = code("class", prior.class_logits(h[sel]), pos, sel)
         groups = [(k, np.flatnonzero(cls == k)) for k in range(prior.classes)]
-        for k, sel in groups:
-            if len(sel):
+        for k, group in groups:
+            for sel in _chunks(group):
                 a[sel] = code("support", prior.support_logits(h[sel], k), pos, sel)
-        for k, sel in groups:
-            if len(sel):
+        for k, group in groups:
+            for sel in _chunks(group):
                 b[sel] = code("detail", prior.detail_logits(h[sel], k, torch.from_numpy(a[sel])), pos, sel)
         idx = _join(cls, a, b)
         out[:, pos[0], pos[1]] = idx.reshape(tiles, -1)
@@ -179,9 +191,7 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> 
     family = constriction.stream.model.Categorical(perfect=False)
 
     def code(kind, logits, pos, sel):
-        sym = parts[kind][:, pos[0], pos[1]].reshape(-1)
-        if sel is not None:
-            sym = sym[sel]
+        sym = parts[kind][:, pos[0], pos[1]].reshape(-1)[sel]
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
 

@@ -31,10 +31,11 @@ def test_tile_untile_inverse(w, h, rng):
     if h % 256:
         bottom = tiles[-1, :, h % 256 :, (w - 1) % 256]  # (3, pad) below the last row
         assert (bottom == rgb[h - 1, w - 1][:, None]).all()
-    lazy = codec.Tiles(rgb, 256)  # what encode uses: the same tiles, a batch at a time
-    assert len(lazy) == len(tiles)
-    for sl in (slice(0, len(tiles)), slice(1, 3), slice(len(tiles) - 1, len(tiles) + 5)):
-        np.testing.assert_array_equal(lazy[sl], tiles[sl])
+    for source in (rgb, Image.fromarray(rgb)):  # what encode uses: the same tiles, a batch at a time
+        lazy = codec.Tiles(source, 256)
+        assert len(lazy) == len(tiles)
+        for sl in (slice(0, len(tiles)), slice(1, 3), slice(len(tiles) - 1, len(tiles) + 5)):
+            np.testing.assert_array_equal(lazy[sl], tiles[sl])
 
 
 def test_indices_round_trip_through_the_model(tiny_model, rng):
@@ -175,6 +176,9 @@ def test_halo_decoding_is_deterministic_and_bounded(tiny_model, rng, tx, ty):
     np.testing.assert_array_equal(codec.indices_to_image(m, idx, tx, ty, size=(w, h)), a[:h, :w])
     plain = codec.indices_to_image(tiny_model, idx, tx, ty)  # no halo: tiles on their own, likewise
     np.testing.assert_array_equal(codec.indices_to_image(tiny_model, idx, tx, ty, size=(w, h)), plain[:h, :w])
+    for model, full in ((m, a), (tiny_model, plain)):  # pasted into a PIL image (what decode does)
+        im = codec.indices_to_image(model, idx, tx, ty, into=Image.new("RGB", (w, h)))
+        np.testing.assert_array_equal(np.asarray(im), full[:h, :w])
     seen.clear()
     codec.indices_to_image(m, idx, tx, ty)
     assert len(seen) == tx * ty and max(seen) <= (32 + 2 * 3) ** 2  # one window per tile, never the whole grid

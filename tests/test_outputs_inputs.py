@@ -50,6 +50,26 @@ def test_fifo_is_written_into_and_stays_a_fifo(runner, lq, tmp_path, tiny_model_
     assert Image.open(io.BytesIO(got["data"])).size == (56, 40)
 
 
+def test_fifo_input_is_read_once(runner, tmp_path, tiny_model_path):
+    """A regular file is handed to Pillow by name (not read whole into memory); a FIFO, like
+    `encode <(curl …)`, can be read only once, so it is read whole first."""
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 70, 3), dtype=np.uint8)).save(png, format="PNG")
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(png.getvalue()))
+    writer.start()
+    out = tmp_path / "a.lq"
+    r = runner.invoke(cli, ["encode", str(fifo), "-o", str(out), "--model", str(tiny_model_path), "-q"])
+    writer.join(60)
+    assert r.exit_code == 0, r.output
+    regular = tmp_path / "same.png"
+    regular.write_bytes(png.getvalue())
+    r = runner.invoke(cli, ["encode", str(regular), "-o", str(tmp_path / "b.lq"), "--model", str(tiny_model_path), "-q"])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == (tmp_path / "b.lq").read_bytes()
+
+
 def test_device_node_stays_a_device(runner, lq, tmp_path, tiny_model_path):
     node = tmp_path / "null"
     try:
