@@ -163,8 +163,10 @@ def run_blocks(blocks: nn.ModuleList, h: torch.Tensor, dtype: torch.dtype | None
     """The transformer blocks, their matrix products in ``dtype`` (autocast) if given.
 
     The residual stream and the layer norms stay float32, and so do the layers around the
-    blocks (stem, output projection, linear skip, head): in bf16 those move the encoder's
-    latents enough to pick other tokens (−0.26 dB on Kodak), the blocks alone do not.
+    blocks (stem, output projection, linear skip, the head's refinement): in bf16 those move
+    the encoder's latents enough to pick other tokens (−0.26 dB on Kodak), the blocks alone do
+    not. The decoder's overlapping head (a transposed convolution as costly as a block) follows
+    the blocks: −0.0004 dB on 8 Kodak images, 12 % faster decoding.
     """
     if dtype is None:
         for blk in blocks:
@@ -255,8 +257,13 @@ class Decoder(nn.Module):
         h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
         h = run_blocks(self.blocks, h, block_dtype)
         h = self.norm(h)
-        if self.cfg.head == "overlap":
-            h = self.out(h.transpose(1, 2).reshape(B, -1, gh, gw))  # (B, C, H, W)
+        if self.cfg.head == "overlap":  # the transposed convolution is the head's bulk: with the blocks' dtype
+            x = h.transpose(1, 2).reshape(B, -1, gh, gw)
+            if block_dtype is None:  # (an outer autocast, as in GPU training, applies as it is)
+                h = self.out(x)  # (B, C, H, W)
+            else:
+                with torch.autocast(h.device.type, dtype=block_dtype):
+                    h = self.out(x).float()
         else:
             h = _unpatchify(self.out(h), B, gh, gw, self.cfg.patch)  # (B, C, H, W)
         if self.refine is not None:
