@@ -1,7 +1,7 @@
 """What a user waits for: whole `leechcodec` processes, timed from the shell's point of view.
 
     python benchmarks/cli_speed.py [--image docs/kodim23.png] [--runs 5] [--kodak-dir ../shared/data/kodak]
-                                   [--big PHOTO | --big-from DIR] [--precision auto]
+                                   [--big PHOTO | --big-from DIR] [--precision auto] [--model PATH]
 
 Prints, on this machine:
 
@@ -40,7 +40,7 @@ import torch; mark("import torch")
 import numpy as np, leechcodec
 from leechcodec import codec, coders, container, image_io
 from models.io import load_weights; mark("import leechcodec, models")
-model = load_weights(None); mark("load tokenizer + prior")
+model = load_weights(sys.argv[3] or None); mark("load tokenizer + prior")
 data = open(sys.argv[1], "rb").read()
 im = image_io.prepare(image_io.read_image(data)); rgb, _ = image_io.to_rgb_array(im); mark("read image")
 precision = sys.argv[2]
@@ -100,14 +100,15 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=REPO / "docs" / "kodim23.png")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--model", type=Path, help="tokenizer weights (its prior beside it) [default: the bundled model]")
     ap.add_argument("--kodak-dir", type=Path)
     ap.add_argument("--big", type=Path, help="a large photo to encode and decode once")
     ap.add_argument("--big-from", type=Path, help="make --big as a 4000x3000 mosaic of the photos in this folder")
     args = ap.parse_args()
     image = args.image.resolve()
     # torch is imported in the children only: a forked child's peak memory counts its parent's
-    out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision, str(args.model or "")],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
     phases = json.loads(out)
     print(f"{os.cpu_count()} CPUs, {phases.pop()}, precision {args.precision}, image {image.name}")
     print("\nphases of one encode + decode in one process (s):")
@@ -116,7 +117,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="cli-speed-"))
     try:
-        p = ["--precision", args.precision]
+        p = ["--precision", args.precision, *(["--model", str(args.model.resolve())] if args.model else [])]
         lq_ar, lq_fixed = tmp / "ar.lq", tmp / "fixed.lq"
         rows = [
             ("leechcodec --help", [*CLI, "--help"]),
