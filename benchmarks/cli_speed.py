@@ -121,12 +121,12 @@ def main() -> None:
         lq_ar, lq_fixed = tmp / "ar.lq", tmp / "fixed.lq"
         rows = [
             ("leechcodec --help", [*CLI, "--help"]),
-            ("encode (ar)", [*CLI, "encode", str(image), "-o", str(lq_ar), "-f", "-q", *p]),
+            ("encode (ar)", [*CLI, "encode", str(image), "-o", str(lq_ar), "-f", "--quiet", *p]),
             ("info", [*CLI, "info", str(lq_ar)]),
-            ("decode (ar)", [*CLI, "decode", str(lq_ar), "-o", str(tmp / "a.png"), "-f", "-q", *p]),
-            ("encode --coder fixed", [*CLI, "encode", str(image), "-o", str(lq_fixed), "-f", "-q", "--coder", "fixed",
+            ("decode (ar)", [*CLI, "decode", str(lq_ar), "-o", str(tmp / "a.png"), "-f", "--quiet", *p]),
+            ("encode --coder fixed", [*CLI, "encode", str(image), "-o", str(lq_fixed), "-f", "--quiet", "--coder", "fixed",
                                       *p]),  # fmt: skip
-            ("decode (fixed)", [*CLI, "decode", str(lq_fixed), "-o", str(tmp / "f.png"), "-f", "-q", *p]),
+            ("decode (fixed)", [*CLI, "decode", str(lq_fixed), "-o", str(tmp / "f.png"), "-f", "--quiet", *p]),
         ]
         print(f"\nwhole processes, median of {args.runs} (s), peak memory (MiB):")
         for name, cmd in rows:
@@ -141,8 +141,8 @@ def main() -> None:
                 back = tmp / f"back-{coder}"
                 d.mkdir()
                 back.mkdir()
-                enc, mib_e = run([*CLI, "encode", *files, "-o", str(d), "-q", "--coder", coder, *p])
-                dec, mib_d = run([*CLI, "decode", *sorted(map(str, d.iterdir())), "-o", str(back), "-q", *p])
+                enc, mib_e = run([*CLI, "encode", *files, "-o", str(d), "--quiet", "--coder", coder, *p])
+                dec, mib_d = run([*CLI, "decode", *sorted(map(str, d.iterdir())), "-o", str(back), "--quiet", *p])
                 n = len(files)
                 print(f"  {coder:5s} encode {enc:6.1f} s ({n / enc:.2f} images/s, {mib_e:.0f} MiB)   "
                       f"decode {dec:6.1f} s ({n / dec:.2f} images/s, {mib_d:.0f} MiB)")  # fmt: skip
@@ -157,8 +157,8 @@ def main() -> None:
             with Image.open(big) as im:
                 size = im.size
             lq = tmp / "big.lq"
-            enc, mib_e = run([*CLI, "encode", str(big), "-o", str(lq), "-q", *p])
-            dec, mib_d = run([*CLI, "decode", str(lq), "-o", str(tmp / "big.png"), "-q", *p])
+            enc, mib_e = run([*CLI, "encode", str(big), "-o", str(lq), "--quiet", *p])
+            dec, mib_d = run([*CLI, "decode", str(lq), "-o", str(tmp / "big.png"), "--quiet", *p])
             mp = size[0] * size[1] / 1e6
             print(f"\nlarge photo {size[0]}x{size[1]} ({mp:.1f} MP), ar: encode {enc:.1f} s, {mib_e:.0f} MiB peak; "
                   f"decode {dec:.1f} s, {mib_d:.0f} MiB peak; {8 * lq.stat().st_size / (mp * 1e6):.4f} bpp")  # fmt: skip

@@ -10,7 +10,7 @@ import leechcodec
 from kodak_eval.codecs import ALL_CODECS
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
-from .common import handle_errors
+from .common import handle_errors, version_option
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -64,6 +64,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
+@version_option
 @handle_errors
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")

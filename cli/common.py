@@ -31,14 +31,20 @@ logging.getLogger("PIL").addHandler(logging.NullHandler())
 _CURRENT_FILE: contextvars.ContextVar[str] = contextvars.ContextVar("current_file", default="")
 
 
-def _say(line: str) -> None:
-    """One line on stderr, above a progress bar if one is showing."""
+def say(line: str) -> None:
+    """One line on stderr, above a progress bar if one is showing (stdout stays for ``-o -``)."""
     if _CURRENT_FILE.get():
         from tqdm import tqdm
 
         tqdm.write(line, file=sys.stderr)
     else:
         click.echo(line, err=True)
+
+
+def note(message: str, quiet: bool = False) -> None:
+    """``leechcodec: note: …``: an option or default that does not apply, said instead of ignored silently."""
+    if not quiet:
+        say(f"leechcodec: note: {message}")
 
 
 def _fail(message: str, code: int) -> None:
@@ -56,7 +62,7 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         def show_warning(message, category, *rest, **kw):
             if issubclass(category, LeechWarning):
-                _say(f"leechcodec: warning: {_CURRENT_FILE.get()}{message}")
+                say(f"leechcodec: warning: {_CURRENT_FILE.get()}{message}")
 
         with warnings.catch_warnings():
             warnings.simplefilter("always", LeechWarning)
@@ -119,12 +125,12 @@ def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
             one(src, dst)
         except LeechError as e:
             failed.append(e.exit_code)
-            _say(f"leechcodec: error: {src}: {e}")
+            say(f"leechcodec: error: {src}: {e}")
         except Exception as e:  # noqa: BLE001 - a bug on one file: report it, go on with the others
             if os.environ.get("LEECHCODEC_DEBUG") or isinstance(e, (BrokenPipeError, click.ClickException)):
                 raise
             failed.append(EXIT_INTERNAL)
-            _say(f"leechcodec: error: {src}: internal error: {e.__class__.__name__}: {e} "
+            say(f"leechcodec: error: {src}: internal error: {e.__class__.__name__}: {e} "
                  "(LEECHCODEC_DEBUG=1 shows details)")
         finally:
             _CURRENT_FILE.reset(token)
@@ -193,7 +199,8 @@ def write_output(path: str, writer) -> None:
         raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def load_model(path: str | None, device: str, prior: str | None = None):
+def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True):
+    """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it)."""
     from models.io import load_weights
 
     if device == "cuda":
@@ -201,7 +208,7 @@ def load_model(path: str | None, device: str, prior: str | None = None):
 
         if not torch.cuda.is_available():
             raise leechcodec.LeechError("--device cuda: no CUDA device is available")
-    return load_weights(path, device=device, prior=prior or "auto")
+    return load_weights(path, device=device, prior=(prior or "auto") if use_prior else None)
 
 
 model_option = click.option(
@@ -221,6 +228,16 @@ precision_option = click.option(
 device_option = click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the network runs."
 )
+quiet_option = click.option(
+    "--quiet", is_flag=True,
+    help="No progress bar, summary line or notes on stderr (warnings and errors still print).",
+)  # fmt: skip
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True,
+    help="Also print the model, prior, coder and precision used and the seconds of each phase "
+    "(and a summary line for every file of a batch).",
+)  # fmt: skip
+version_option = click.version_option(leechcodec.__version__, "--version", prog_name="leechcodec")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=leechcodec.DEFAULT_MAX_PIXELS, show_default=True,

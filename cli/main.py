@@ -8,6 +8,7 @@ Every error leechcodec raises on purpose is a ``LeechError`` with an ``exit_code
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import click
@@ -25,10 +26,15 @@ from .common import (
     load_model,
     max_pixels_option,
     model_option,
+    note,
     precision_option,
     prior_option,
+    quiet_option,
     read_input,
     run_batch,
+    say,
+    verbose_option,
+    version_option,
     write_output,
 )
 
@@ -84,10 +90,12 @@ def cli():
 @prior_option
 @force_option
 @max_pixels_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
+@verbose_option
+@version_option
 @handle_errors
 def encode(inputs, output, coder, effort, keep_orientation, first_frame, precision, device, model_path, prior_path,
-           force, max_pixels, quiet):  # fmt: skip
+           force, max_pixels, quiet, verbose):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
@@ -107,9 +115,20 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
       leechcodec encode photos/*.png -o compressed/            # many files, one start-up
     """
     plan = batch_plan(inputs, output, ".lq")
-    model = functools.cache(lambda: load_model(model_path, device, prior_path))
+    if coder == "fixed" and prior_path:
+        note("--prior is not used by the fixed coder", quiet)
+    models = functools.cache(lambda: load_model(model_path, device, prior_path, use_prior=coder != "fixed"))
 
-    def one(src: str, dst: str, progress: bool) -> None:
+    @functools.cache
+    def model():
+        m = models()
+        if coder == "auto" and m.prior is None:  # said once, also in a batch
+            note(f"model {m.model_id.hex()} has no AR prior: the fixed coder is used, files about 2.7x larger "
+                 "(NAME.prior.safetensors beside the weights, or --prior, gives the ar coder)", quiet)  # fmt: skip
+        return m
+
+    def one(src: str, dst: str, single: bool) -> None:
+        t0 = time.perf_counter()
         check_output(dst, force)
         regular = src != "-" and Path(src).is_file()  # Pillow reads a regular file itself, not all at once;
         data = read_input(src, limit=16 if regular else None)  # stdin, a FIFO: read once, here
@@ -120,15 +139,28 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
         from leechcodec import image_io
 
         image = image_io.read_image(src if regular else data, max_pixels, first_frame)  # before loading the model
-        lq = leechcodec.encode(image, model(), coder=coder, device=device, progress=progress, max_pixels=max_pixels,
-                               effort=effort, keep_orientation=keep_orientation, precision=precision)  # fmt: skip
+        t1 = time.perf_counter()
+        m = model()
+        t2 = time.perf_counter()
+        stats: dict = {}
+        lq = leechcodec.encode(image, m, coder=coder, device=device, progress=single and not quiet,
+                               max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
+                               precision=precision, stats=stats)  # fmt: skip
+        t3 = time.perf_counter()
         write_output(dst, lambda f: f.write(lq))
-        if progress and dst != "-":
-            h = leechcodec.read_header(lq, None)
-            click.echo(f"{dst}: {h.width}x{h.height}, {len(lq)} bytes, {8 * len(lq) / h.pixels:.4f} bpp", err=True)
+        t4 = time.perf_counter()
+        h = leechcodec.read_header(lq, None)
+        if (single or verbose) and not quiet:
+            say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
+                f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder, {t4 - t0:.2f} s")  # fmt: skip
+        if verbose:
+            prior = getattr(m.prior, "prior_id", b"").hex() if stats["coder"] == "ar" else "-"
+            phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
+            say(f"  model {m.model_id.hex()}, prior {prior}, precision {stats['precision']}, {device}; read "
+                f"{t1 - t0:.2f} s, start-up (torch, weights) {t2 - t1:.2f} s, {phases}, write {t4 - t3:.2f} s")  # fmt: skip
 
     if plan is None:
-        one(inputs[0], output, not quiet)
+        one(inputs[0], output, True)
     else:
         run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "encode")
 
@@ -143,15 +175,21 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
                    "e.g. -o /dev/null or a FIFO; overrides the extension.")
+@click.option("--quality", type=click.IntRange(1, 100), metavar="1-100",
+              help="Quality of a lossy output format (JPEG, WebP, AVIF). Without it such an output is written at "
+                   "Pillow's default quality, with a warning saying which.")
 @precision_option
 @device_option
 @model_option
 @prior_option
 @force_option
 @max_pixels_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
+@verbose_option
+@version_option
 @handle_errors
-def decode(inputs, output, fmt_name, precision, device, model_path, prior_path, force, max_pixels, quiet):
+def decode(inputs, output, fmt_name, quality, precision, device, model_path, prior_path, force, max_pixels, quiet,
+           verbose):  # fmt: skip
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
     The stream records the model it needs (a hash of its weights) and its coder;
@@ -165,23 +203,66 @@ def decode(inputs, output, fmt_name, precision, device, model_path, prior_path, 
       leechcodec decode compressed/*.lq -o restored/
     """
     plan = batch_plan(inputs, output, "." + (fmt_name or "png").lower().lstrip("."))
-    model = functools.cache(lambda: load_model(model_path, device, prior_path))
+    model = functools.cache(lambda ar: load_model(model_path, device, prior_path, use_prior=ar))
 
-    def one(src: str, dst: str, progress: bool) -> None:
+    said = set()  # notes said once per command, also in a batch
+
+    def once(text: str) -> None:
+        if text not in said:
+            said.add(text)
+            say(text)
+
+    def one(src: str, dst: str, single: bool) -> None:
+        t0 = time.perf_counter()
         check_output(dst, force)
         fmt = _output_format(dst, fmt_name)
         data = read_input(src)
         if data.startswith(IMAGE_SIGNATURES):
             raise leechcodec.FormatError(f"{_name(src)} is an image, not a .lq stream (compress it: leechcodec encode)")
-        leechcodec.read_header(data, max_pixels)  # validate before loading the model
-        image = leechcodec.decode(data, model(), device=device, progress=progress, max_pixels=max_pixels,
-                                  precision=precision)  # fmt: skip
-        write_output(dst, lambda f: image.save(f, format=fmt))
+        h = leechcodec.read_header(data, max_pixels)  # validate before loading the model
+        if h.coder == "fixed" and prior_path and not quiet:
+            once(f"leechcodec: note: --prior is not used: {_name(src)} is coded with the fixed coder")
+        save = _save_options(fmt, quality, once, quiet)
+        t1 = time.perf_counter()
+        m = model(h.coder == "ar")
+        t2 = time.perf_counter()
+        stats: dict = {}
+        image = leechcodec.decode(data, m, device=device, progress=single and not quiet, max_pixels=max_pixels,
+                                  precision=precision, stats=stats)  # fmt: skip
+        t3 = time.perf_counter()
+        write_output(dst, lambda f: image.save(f, format=fmt, **save))
+        t4 = time.perf_counter()
+        if (single or verbose) and not quiet:
+            say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "
+                f"bytes ({8 * len(data) / h.pixels:.4f} bpp, {h.coder} coder), {t4 - t0:.2f} s")  # fmt: skip
+        if verbose:
+            prior = data[leechcodec.container.HEADER.size :][:8].hex() if h.coder == "ar" else "-"
+            phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
+            say(f"  model {m.model_id.hex()}, prior {prior}, precision {stats['precision']}, {device}; read "
+                f"{t1 - t0:.2f} s, start-up (torch, weights) {t2 - t1:.2f} s, {phases}, write {t4 - t3:.2f} s")  # fmt: skip
 
     if plan is None:
-        one(inputs[0], output, not quiet)
+        one(inputs[0], output, True)
     else:
         run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "decode")
+
+
+# Pillow's default quality of the lossy formats it writes (JPEG 75, WebP 80, AVIF 75)
+LOSSY_DEFAULT_QUALITY = {"JPEG": 75, "WEBP": 80, "AVIF": 75}
+
+
+def _save_options(fmt: str, quality: int | None, once, quiet: bool) -> dict:
+    """Pillow save options for ``--quality``: lossy formats get it, or a warning with the default."""
+    if fmt in LOSSY_DEFAULT_QUALITY:
+        if quality is None:
+            once(f"leechcodec: warning: {fmt} is lossy: written at Pillow's default quality "
+                 f"{LOSSY_DEFAULT_QUALITY[fmt]} on top of the codec's loss (--quality sets it; PNG keeps the decode "
+                 "exactly)")  # fmt: skip
+            return {}
+        return {"quality": quality}
+    if quality is not None and not quiet:
+        once(f"leechcodec: note: --quality is not used: {fmt} is written losslessly")
+    return {}
 
 
 def _output_format(output: str, name: str | None) -> str:
@@ -207,6 +288,7 @@ def _output_format(output: str, name: str | None) -> str:
 
 @cli.command()
 @click.argument("input", metavar="FILE")
+@version_option
 @handle_errors
 def info(input):
     """Print the header of a .lq FILE: size, colour mode, coder, model (and prior) id, bpp."""

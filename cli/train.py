@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import OutputError, check_output, force_option, handle_errors, write_output
+from .common import OutputError, check_output, force_option, handle_errors, version_option, write_output
 
 
 @click.command()
@@ -49,7 +49,8 @@ from .common import OutputError, check_output, force_option, handle_errors, writ
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False), help="Start from these release weights (same preset).")
 @click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@version_option
 @handle_errors
 def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
           loss, msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
@@ -109,6 +110,7 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, help="Release weights to write (.safetensors).")
 @force_option
+@version_option
 @handle_errors
 def export(checkpoint, output, force):
     """Write the EMA weights of a training CHECKPOINT as release weights.

@@ -14,6 +14,7 @@ bottom by replicating its last column/row; decode crops the padding away exactly
 from __future__ import annotations
 
 import inspect
+import time
 
 import numpy as np
 import torch
@@ -224,6 +225,20 @@ def indices_to_image(
     return out
 
 
+class _Clock:
+    """Seconds of each phase into ``stats`` (a caller's dict, or nothing)."""
+
+    def __init__(self, stats: dict | None, **facts):
+        self.stats = stats if stats is not None else {}
+        self.stats.update(facts)
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stats[name] = now - self.t
+        self.t = now
+
+
 def pick_coder(model, coder: str = "auto") -> str:
     """Resolve ``"auto"``: the ``ar`` coder when the model has a prior, else ``fixed``."""
     if coder == "auto":
@@ -251,6 +266,7 @@ def encode(
     keep_orientation: bool = False,
     first_frame: bool = False,
     precision: str = "auto",
+    stats: dict | None = None,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -269,6 +285,8 @@ def encode(
             refusing it.
         precision: the encoder network's transformer blocks in "fp32", "bf16" or "auto"
             (bf16 where the hardware has it; ``block_dtype``). Any choice gives a valid stream.
+        stats: a dict to fill with what was done: ``coder``, ``precision`` ("fp32"/"bf16")
+            and the seconds of each phase (``prepare_s``, ``network_s``, ``refine_s``, ``coder_s``).
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
@@ -276,7 +294,8 @@ def encode(
         ModelError: ``coder="ar"`` with a model that has no prior.
     """
     coder = pick_coder(model, coder)
-    block_dtype(device, precision)  # a bad precision fails before any work
+    dtype = block_dtype(device, precision)  # a bad precision fails before any work
+    clock = _Clock(stats, coder=coder, precision="bf16" if dtype else "fp32")
     im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
     w, h = im.size
@@ -284,13 +303,17 @@ def encode(
     # through the mode policy of image_io, and --effort works on the whole array
     src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
     tiles = Tiles(src, model.tile)
+    clock.lap("prepare_s")
     indices = tiles_to_indices(model, tiles, device, progress, precision)
+    clock.lap("network_s")
     if effort > 0:
         indices = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress)
+        clock.lap("refine_s")
     if coder == "ar":
         payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch, progress and len(tiles) > TILE_BATCH)
     else:
         payload = coders.encode_fixed(indices)
+    clock.lap("coder_s")
     tx, ty = container.tile_grid(w, h, model.tile)
     header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
     return container.pack(header, payload)
@@ -329,11 +352,13 @@ def decode(
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     precision: str = "auto",
+    stats: dict | None = None,
 ) -> Image.Image:
     """Decompress .lq bytes into a PIL image of the original size and colour mode.
 
     ``precision``: the decoder network's arithmetic, "fp32" (the reference), "bf16" or "auto"
-    (bf16 transformer blocks where the hardware has it; ``block_dtype``).
+    (bf16 transformer blocks where the hardware has it; ``block_dtype``). ``stats``: a dict
+    to fill with ``coder``, ``precision`` and the seconds of ``coder_s`` and ``network_s``.
 
     Raises:
         FormatError: malformed or corrupted stream.
@@ -341,8 +366,9 @@ def decode(
         ModelError: an ar stream and a model without a prior.
         LimitError: the image is over ``max_pixels``.
     """
-    block_dtype(device, precision)  # a bad precision fails before any work
+    dtype = block_dtype(device, precision)  # a bad precision fails before any work
     header, payload = container.unpack(data, max_pixels)
+    clock = _Clock(stats, coder=header.coder, precision="bf16" if dtype else "fp32")
     if header.model_id != bytes(model.model_id):
         raise ModelMismatchError(
             f"this file needs model {header.model_id.hex()}, the loaded model is {bytes(model.model_id).hex()}; "
@@ -361,6 +387,8 @@ def decode(
         indices = coders.decode_fixed(payload, header.n_tiles, tokens)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
+    clock.lap("coder_s")
     im = Image.new("RGB", (header.width, header.height))
     indices_to_image(model, indices, header.tiles_x, header.tiles_y, device, progress, precision, into=im)
+    clock.lap("network_s")
     return im.convert("L") if header.mode == "L" else im

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import leechcodec
 from cli.main import cli
 
 
@@ -204,16 +205,16 @@ def test_batch_encode_decode_goes_past_bad_files(runner, tmp_path, tiny_model_pa
     (src / "bad.png").write_bytes(b"not an image")
     files = [str(src / n) for n in ("a.png", "bad.png", "b.png", "c.png")]
     model = ["--model", str(tiny_model_path)]
-    r = runner.invoke(cli, ["encode", *files, "-o", str(out), *model])
+    r = runner.invoke(cli, ["encode", *files, "-o", str(out), "--coder", "fixed", *model])
     assert r.exit_code == 3, r.output  # InputImageError, from bad.png
     errors = [line for line in r.stderr.splitlines() if "leechcodec: error:" in line]
     assert len(errors) == 2 and str(src / "bad.png") in errors[0] and "1 of 4 files failed, 3 encoded" in errors[1]
     assert sorted(p.name for p in out.iterdir()) == ["a.lq", "b.lq", "c.lq"]
     before = (out / "a.lq").stat().st_mtime_ns
-    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), *model])
+    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), "--coder", "fixed", *model])
     assert r.exit_code == 8 and "exists (use --force" in r.stderr and "2 of 2 files failed" in r.stderr
     assert (out / "a.lq").stat().st_mtime_ns == before
-    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), "--force", "-q", *model])
+    r = runner.invoke(cli, ["encode", files[0], files[2], "-o", str(out), "--force", "--quiet", "--coder", "fixed", *model])
     assert r.exit_code == 0 and r.stderr == "", r.output
     r = runner.invoke(cli, ["decode", *sorted(str(p) for p in out.iterdir()), "-o", str(back), *model])
     assert r.exit_code == 0, r.output
@@ -238,3 +239,70 @@ def test_batch_usage_errors_before_any_work(runner, tmp_path, png, case):
     assert r.exit_code == 2, r.output
     assert {"no-dir": "existing directory", "stdin": "single input", "same-stem": "would both be written"}[case] in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "sub"]
+
+
+# ----------------------------------------------------------------------------- habits (issue 16)
+def test_quiet_is_long_only_and_verbose_names_what_was_used(runner, png, tmp_path):
+    """-q is left for a quality knob (cwebp, avifenc); --quiet silences the summary, -v adds
+    the model, prior, coder, precision and the phases."""
+    lq = tmp_path / "a.lq"
+    model = ["--model", str(Path(__file__).parent / "data" / "tiny.safetensors")]  # it has a prior beside it
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "-q", *model])
+    assert r.exit_code == 2 and "No such option '-q'" in r.output
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--quiet", *model])
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "-f", "-v", *model])
+    assert r.exit_code == 0, r.output
+    summary, detail = r.stderr.splitlines()
+    assert summary.startswith(f"{lq}: 90x70, ") and f"{lq.stat().st_size:,} bytes" in summary and "ar coder" in summary
+    tiny = leechcodec.read_header(lq.read_bytes())
+    assert tiny.model_id.hex() in detail and "prior " in detail and "precision " in detail and "network " in detail
+    out = tmp_path / "b.png"
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(out), "-v", *model])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[0].startswith(f"{out}: 90x70 RGB PNG, from {lq.stat().st_size:,} bytes")
+    assert "ar coder" in r.stderr and "network " in r.stderr.splitlines()[1]
+    r = runner.invoke(cli, ["decode", str(lq), "-o", "-", *model])  # the summary is on stderr: stdout is the image
+    assert r.exit_code == 0 and r.stdout_bytes.startswith(b"\x89PNG") and "stdout: 90x70" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "info", "bench", "train", "export"])
+def test_version_on_every_command(runner, command):
+    r = runner.invoke(cli, [command, "--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"leechcodec, version {leechcodec.__version__}"
+
+
+def test_python_dash_m_leechcodec():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "leechcodec", "--help"], capture_output=True, text=True,
+                       cwd=Path(__file__).parents[1])  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("Usage: leechcodec [OPTIONS] COMMAND")
+
+
+def test_no_silent_changes(runner, png, tmp_path, tiny_model_path):
+    """The coder's fallback is said; --prior where it cannot apply is a note, not a failure;
+    a lossy output format is written at --quality or with a warning naming the default."""
+    lq = tmp_path / "a.lq"
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--model", str(tiny_model_path)])  # no prior beside it
+    assert r.exit_code == 0 and "note: model " in r.stderr and "no AR prior: the fixed coder is used" in r.stderr
+    assert leechcodec.read_header(lq.read_bytes()).coder == "fixed"
+    r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "-f", "--coder", "fixed", "--prior", "nosuch.safetensors",
+                            "--model", str(tiny_model_path)])  # fmt: skip
+    assert r.exit_code == 0 and "note: --prior is not used by the fixed coder" in r.stderr, r.output
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "x.png"), "--prior", "nosuch.safetensors",
+                            "--model", str(tiny_model_path)])  # fmt: skip
+    assert r.exit_code == 0 and "note: --prior is not used" in r.stderr, r.output
+    sizes = {}
+    for q in (None, 20, 95):
+        out = tmp_path / f"x{q}.jpg"
+        r = runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--model", str(tiny_model_path),
+                                *(["--quality", str(q)] if q else [])])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert ("JPEG is lossy: written at Pillow's default quality 75" in r.stderr) == (q is None)
+        sizes[q] = out.stat().st_size
+    assert sizes[20] < sizes[None] < sizes[95]
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "y.png"), "--quality", "90",
+                            "--model", str(tiny_model_path)])  # fmt: skip
+    assert r.exit_code == 0 and "note: --quality is not used: PNG is written losslessly" in r.stderr

@@ -162,10 +162,10 @@ def test_cli_encodes_exotic_files(runner, tmp_path, rgb, tiny_model_path, mode, 
     src = tmp_path / f"in.{fmt.lower()}"
     src.write_bytes(_save(im, fmt))
     lq, out = tmp_path / "a.lq", tmp_path / "b.png"
-    r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "-q", "--model", str(tiny_model_path)])
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "--quiet", "--model", str(tiny_model_path)])
     assert r.exit_code == 0, r.output
     assert ("leechcodec: warning:" in r.stderr) == POLICY[mode][1], r.stderr
-    r = runner.invoke(cli, ["decode", str(lq), "-o", str(out), "-q", "--model", str(tiny_model_path)])
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--quiet", "--model", str(tiny_model_path)])
     assert r.exit_code == 0, r.output
     assert Image.open(out).mode == decoded and Image.open(out).size == im.size
 
@@ -459,7 +459,7 @@ def test_cli_closed_pipe_exits_141_quietly(tmp_path, lq_bytes, tiny_model_path):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        args = _leechcodec_exe() + ["decode", str(src), "-o", "-", "--model", str(tiny_model_path), "-q"]
+        args = _leechcodec_exe() + ["decode", str(src), "-o", "-", "--model", str(tiny_model_path), "--quiet"]
         p = subprocess.run(args, stdout=write_end, stderr=subprocess.PIPE, timeout=120, env=env)
     finally:
         os.close(write_end)

@@ -28,12 +28,12 @@ def lq(tmp_path, tiny_model_path, runner):
     src = tmp_path / "src.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "a.lq"
-    assert runner.invoke(cli, ["encode", str(src), "-o", str(out), "--model", str(tiny_model_path), "-q"]).exit_code == 0
+    assert runner.invoke(cli, ["encode", str(src), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]).exit_code == 0
     return out
 
 
 def _decode(runner, lq, out, model, *extra):
-    return runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--model", str(model), "-q", *extra])
+    return runner.invoke(cli, ["decode", str(lq), "-o", str(out), "--model", str(model), "--quiet", *extra])
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -60,12 +60,12 @@ def test_fifo_input_is_read_once(runner, tmp_path, tiny_model_path):
     writer = threading.Thread(target=lambda: fifo.write_bytes(png.getvalue()))
     writer.start()
     out = tmp_path / "a.lq"
-    r = runner.invoke(cli, ["encode", str(fifo), "-o", str(out), "--model", str(tiny_model_path), "-q"])
+    r = runner.invoke(cli, ["encode", str(fifo), "-o", str(out), "--model", str(tiny_model_path), "--quiet"])
     writer.join(60)
     assert r.exit_code == 0, r.output
     regular = tmp_path / "same.png"
     regular.write_bytes(png.getvalue())
-    r = runner.invoke(cli, ["encode", str(regular), "-o", str(tmp_path / "b.lq"), "--model", str(tiny_model_path), "-q"])
+    r = runner.invoke(cli, ["encode", str(regular), "-o", str(tmp_path / "b.lq"), "--model", str(tiny_model_path), "--quiet"])
     assert r.exit_code == 0, r.output
     assert out.read_bytes() == (tmp_path / "b.lq").read_bytes()
 
@@ -81,7 +81,7 @@ def test_device_node_stays_a_device(runner, lq, tmp_path, tiny_model_path):
     r = _decode(runner, lq, node, tiny_model_path, "--format", "png")
     assert r.exit_code == 0, r.output
     assert stat.S_ISCHR(os.stat(node).st_mode)
-    r = runner.invoke(cli, ["encode", str(tmp_path / "src.png"), "-o", str(node), "--model", str(tiny_model_path), "-q"])
+    r = runner.invoke(cli, ["encode", str(tmp_path / "src.png"), "-o", str(node), "--model", str(tiny_model_path), "--quiet"])
     assert r.exit_code == 0, r.output
     assert stat.S_ISCHR(os.stat(node).st_mode)
 
@@ -145,7 +145,7 @@ def test_exif_orientation_is_applied(runner, tmp_path, tiny_model_path):
     Image.fromarray(stored).save(src, quality=95, exif=exif)
     for extra, size in (((), (32, 64)), (("--keep-orientation",), (64, 32))):
         lq, out = tmp_path / "o.lq", tmp_path / "o.png"
-        r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "--model", str(tiny_model_path), "-q", "-f", *extra])
+        r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "--model", str(tiny_model_path), "--quiet", "-f", *extra])
         assert r.exit_code == 0, r.output
         assert ("orientation 6" in r.stderr) == (not extra)
         assert _decode(runner, lq, out, tiny_model_path, "-f").exit_code == 0
@@ -161,7 +161,7 @@ def test_several_frames_need_first_frame(runner, tmp_path, tiny_model_path):
     out = tmp_path / "a.lq"
     r = runner.invoke(cli, ["encode", str(gif), "-o", str(out), "--model", str(tiny_model_path)])
     assert r.exit_code == 3 and "3 frames" in r.stderr and "--first-frame" in r.stderr and not out.exists()
-    r = runner.invoke(cli, ["encode", str(gif), "-o", str(out), "--model", str(tiny_model_path), "--first-frame", "-q"])
+    r = runner.invoke(cli, ["encode", str(gif), "-o", str(out), "--model", str(tiny_model_path), "--first-frame", "--quiet"])
     assert r.exit_code == 0 and "first of 3 frames" in r.stderr
 
 

@@ -224,11 +224,11 @@ def test_cli_ar(tiny_pair, tmp_path, one_thread):
     path, model = tiny_pair
     img = tmp_path / "a.png"
     Image.fromarray((np.random.default_rng(8).random((64, 64, 3)) * 255).astype(np.uint8)).save(img)
-    r = CliRunner().invoke(cli, ["encode", str(img), "-o", str(tmp_path / "a.lq"), "--model", str(path), "--coder", "ar", "-q"])
+    r = CliRunner().invoke(cli, ["encode", str(img), "-o", str(tmp_path / "a.lq"), "--model", str(path), "--coder", "ar", "--quiet"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["info", str(tmp_path / "a.lq")])
     assert "coder:      ar" in r.output and f"prior id:   {model.prior.prior_id.hex()}" in r.output
-    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "b.png"), "--model", str(path), "-q"])
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "b.png"), "--model", str(path), "--quiet"])
     assert r.exit_code == 0, r.output
     # a tokenizer without a prior beside it: ar is refused in one line, exit 6
     lone = tmp_path / "lone.safetensors"
@@ -296,7 +296,7 @@ def test_thread_count_does_not_change_the_stream(tiny_pair, tmp_path):
     (tmp_path / "a.lq").write_bytes(data)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "cli", "decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "a.png"),
-                        "--model", str(path), "-q"], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)  # fmt: skip
+                        "--model", str(path), "--quiet"], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), want)
 

@@ -85,9 +85,9 @@ def test_cli_effort(tiny_model_path, tmp_path):
 
     _photo(70, 50).save(tmp_path / "a.png")
     r = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.lq"), "--effort", "2",
-                                 "--model", str(tiny_model_path), "--coder", "fixed", "-q"])  # fmt: skip
+                                 "--model", str(tiny_model_path), "--coder", "fixed", "--quiet"])  # fmt: skip
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "b.png"), "--model", str(tiny_model_path), "-q"])
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "b.png"), "--model", str(tiny_model_path), "--quiet"])
     assert r.exit_code == 0 and Image.open(tmp_path / "b.png").size == (70, 50)
     r = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "c.lq"), "--effort", "-1"])
     assert r.exit_code != 0 and not (tmp_path / "c.lq").exists()
