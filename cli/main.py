@@ -291,8 +291,20 @@ def _output_format(output: str, name: str | None) -> str:
 @version_option
 @handle_errors
 def info(input):
-    """Print the header of a .lq FILE: size, colour mode, coder, model (and prior) id, bpp."""
+    """Print the header of a .lq FILE: size, colour mode, coder, model (and prior) id, bpp.
+
+    A damaged file is described field by field (each value, and what is wrong with it)
+    and the command exits with 4.
+    """
     data = read_input(input)
+    rows = leechcodec.container.describe(data)
+    problems = [(name, problem) for name, _, problem in rows if problem]
+    if problems:  # field by field: what is valid, where it breaks
+        for name, value, problem in rows:
+            click.echo(f"{name + ':':16s}{value}" + (f"   <- {problem}" if problem else ""))
+        first = f"{problems[0][0]}: {problems[0][1]}"
+        more = f" (and {len(problems) - 1} more, above)" if len(problems) > 1 else ""
+        raise leechcodec.FormatError(f"{_name(input)} is not a valid .lq stream: {first}{more}")
     h = leechcodec.read_header(data, None)
     click.echo(f"size:       {h.width}x{h.height} ({h.mode})")
     click.echo(f"tiles:      {h.tiles_x}x{h.tiles_y} of {h.tile}px")

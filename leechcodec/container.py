@@ -142,3 +142,69 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     check_size(w, h, tile, max_pixels)
     header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen)
     return header, data[HEADER.size : HEADER.size + plen]
+
+
+# (name, offset, struct format) of each header field, in order: what ``describe`` walks
+FIELDS = (("magic", 0, "4s"), ("version", 4, "B"), ("coder", 5, "B"), ("mode", 6, "B"), ("flags", 7, "B"),
+          ("model id", 8, "8s"), ("width", 16, "I"), ("height", 20, "I"), ("tile", 24, "H"), ("tiles_x", 26, "H"),
+          ("tiles_y", 28, "H"), ("payload length", 30, "I"))  # fmt: skip
+
+
+def describe(data: bytes) -> list[tuple[str, str, str | None]]:
+    """Every header field, the payload and the checksum of (possibly damaged) .lq bytes, each
+    as ``(name, value, problem)`` with problem None where the field is valid: what a reader
+    needs to see where a file breaks. Never raises; ``unpack`` is the validating reader.
+    """
+    data = bytes(data)
+    rows: list[tuple[str, str, str | None]] = []
+    got: dict[str, int | bytes] = {}
+    for name, off, fmt in FIELDS:
+        size = struct.calcsize(">" + fmt)
+        if len(data) < off + size:
+            missing = f"(bytes {off}-{off + size - 1} missing)"
+            rows.append((name, missing, f"truncated: the file ends after {len(data)} bytes"))
+            continue
+        (v,) = struct.unpack_from(">" + fmt, data, off)
+        got[name] = v
+        rows.append((name, *_field(name, v, got, len(data))))
+        if name == "magic" and rows[-1][2]:  # not a .lq stream at all: the rest would be noise
+            return rows
+    plen = got.get("payload length")
+    body_end = len(data) - TRAILER.size
+    if isinstance(plen, int) and len(data) >= OVERHEAD:
+        if got.get("coder") == CODER_IDS["ar"] and plen >= 8 and body_end >= HEADER.size + 8:
+            rows.append(("prior id", data[HEADER.size : HEADER.size + 8].hex(), None))
+        (crc,) = TRAILER.unpack_from(data, body_end)
+        want = zlib.crc32(data[:body_end])
+        rows.append(("crc32", f"{crc:08x}", None if crc == want else f"the bytes before it hash to {want:08x}: corrupted"))
+    elif len(data) < OVERHEAD:
+        rows.append(("crc32", "(missing)", f"truncated: a stream has at least {OVERHEAD} bytes"))
+    return rows
+
+
+def _field(name: str, v, got: dict, n_bytes: int) -> tuple[str, str | None]:
+    """(value as text, problem or None) of one header field; ``got``: the fields read so far."""
+    if name == "magic":
+        return repr(v)[1:], None if v == MAGIC else f"not {MAGIC!r}: not a .lq stream"
+    if name == "version":
+        return str(v), None if v == VERSION else f"this leechcodec reads version {VERSION}"
+    if name == "coder":
+        return CODER_NAMES.get(v, str(v)), None if v in CODER_NAMES else "unknown coder kind (0 fixed, 1 ar)"
+    if name == "mode":
+        return MODE_NAMES.get(v, str(v)), None if v in MODE_NAMES else "unknown colour mode (0 RGB, 1 L)"
+    if name == "flags":
+        return f"{v:#04x}", None if v == 0 else "reserved flags are set"
+    if name == "model id":
+        return v.hex(), None
+    if name in ("width", "height"):
+        return str(v), None if v >= 1 else "an image has at least 1 pixel"
+    if name == "tile":
+        return str(v), None if v == TILE else f"version {VERSION} has {TILE}px tiles"
+    if name in ("tiles_x", "tiles_y"):
+        w, h, t = got.get("width"), got.get("height"), got.get("tile")
+        if not (isinstance(w, int) and isinstance(h, int) and w >= 1 and h >= 1 and t == TILE):
+            return str(v), None
+        want = tile_grid(w, h, TILE)[name == "tiles_y"]
+        return str(v), None if v == want else f"a {w}x{h} image has {want}"
+    want = n_bytes - OVERHEAD  # payload length
+    return str(v), None if v == want else f"the file carries {max(want, 0)} payload bytes"

@@ -306,3 +306,35 @@ def test_no_silent_changes(runner, png, tmp_path, tiny_model_path):
     r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "y.png"), "--quality", "90",
                             "--model", str(tiny_model_path)])  # fmt: skip
     assert r.exit_code == 0 and "note: --quality is not used: PNG is written losslessly" in r.stderr
+
+
+def test_info_describes_a_damaged_file_field_by_field(runner, tmp_path):
+    """info: a valid file as before; a bit-flipped or truncated one field by field, the bad
+    fields marked, one error line and exit 4; no torch needed (test_light_commands_...)."""
+    good = (Path(__file__).parent / "data" / "rgb-301x77.ar.lq").read_bytes()
+    ok = tmp_path / "ok.lq"
+    ok.write_bytes(good)
+    r = runner.invoke(cli, ["info", str(ok)])
+    assert r.exit_code == 0 and "size:       301x77 (RGB)" in r.stdout and "coder:      ar" in r.stdout
+    flipped = bytearray(good)
+    flipped[17] ^= 0x01  # width 301 → 65837
+    bad = tmp_path / "flip.lq"
+    bad.write_bytes(bytes(flipped))
+    r = runner.invoke(cli, ["info", str(bad)])
+    assert r.exit_code == 4, r.output
+    lines = dict(line.split(":", 1) for line in r.stdout.splitlines())
+    assert lines["width"].split()[0] == str(301 ^ (1 << 16)) and "<-" not in lines["height"]
+    assert "a 65837x77 image has 258" in lines["tiles_x"] and "corrupted" in lines["crc32"]
+    assert "<-" not in lines["model id"] and "<-" not in lines["payload length"]
+    errors = [line for line in r.stderr.splitlines() if line]
+    assert errors == [f"leechcodec: error: {bad} is not a valid .lq stream: tiles_x: a 65837x77 image has 258 "
+                      "(and 1 more, above)"]  # fmt: skip
+    short = tmp_path / "short.lq"
+    short.write_bytes(good[:21])
+    r = runner.invoke(cli, ["info", str(short)])
+    assert r.exit_code == 4 and "width:          301" in r.stdout
+    assert "height:         (bytes 20-23 missing)   <- truncated: the file ends after 21 bytes" in r.stdout
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    r = runner.invoke(cli, ["info", str(png)])
+    assert r.exit_code == 4 and r.stdout.count("\n") == 1 and "not a .lq stream" in r.stderr
