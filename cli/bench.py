@@ -10,7 +10,7 @@ import leechcodec
 from kodak_eval.codecs import ALL_CODECS
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
-from .common import handle_errors, version_option
+from .common import OutputError, check_device, device_option, force_option, handle_errors, version_option
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -35,6 +35,8 @@ Outputs in --output-dir: kodak.json (CompressAI schema: name, description,
 results.bpp / psnr-rgb / ms-ssim-rgb / encoding_time / decoding_time, one value
 per sweep point, averaged over images), kodak.png (PSNR and MS-SSIM vs bpp),
 and a Markdown table on stdout; --holdout writes holdout.json / holdout.png.
+Results already there are kept unless --force; files are replaced atomically,
+and --update-readme rewrites only the block between its bench markers.
 PSNR is computed on 8-bit RGB per image, then averaged.
 
 \b
@@ -60,7 +62,8 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
               help="Comma-separated subset of codecs to run.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="leechcodec weights (.safetensors) [default: the bundled model].")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for leechcodec.")
+@device_option
+@force_option
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
@@ -68,7 +71,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @handle_errors
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
-def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, coders,
+def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, force, coders,
           update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
@@ -86,6 +89,12 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     use_kodak = kodak if kodak is not None else (holdout is None or kodak_dir is not None)
     if not use_kodak and holdout is None:
         raise click.UsageError("nothing to run: give --kodak, --kodak-dir or --holdout DIR")
+    stems = (["kodak"] if use_kodak else []) + (["holdout"] if holdout is not None else [])
+    existing = [str(output_dir / f"{stem}.{ext}") for stem in stems for ext in ("json", "png")
+                if (output_dir / f"{stem}.{ext}").exists()]  # fmt: skip
+    if existing and not force:  # before any work: results are not replaced by accident
+        raise OutputError(f"{', '.join(existing)} exist{'s' * (len(existing) == 1)} (use --force to overwrite)")
+    check_device(device)
     net = None
     if "leechcodec" in codecs:  # before any download: a bad --model fails fast
         from models.io import load_weights

@@ -203,12 +203,17 @@ def load_model(path: str | None, device: str, prior: str | None = None, use_prio
     """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it)."""
     from models.io import load_weights
 
+    check_device(device)
+    return load_weights(path, device=device, prior=(prior or "auto") if use_prior else None)
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` on a machine without CUDA: a LeechError (exit 1), before any work."""
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise leechcodec.LeechError("--device cuda: no CUDA device is available")
-    return load_weights(path, device=device, prior=(prior or "auto") if use_prior else None)
 
 
 model_option = click.option(

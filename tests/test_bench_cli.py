@@ -106,3 +106,26 @@ def test_missing_model_exits_6_before_any_download(tmp_path):
     )
     assert result.exit_code == 6 and result.stderr.startswith("leechcodec: error: model file not found")
     assert not (tmp_path / "cache").exists()
+
+
+def test_device_is_checked_and_results_are_not_overwritten_without_force(crops, tmp_path):
+    """--device like the other commands (a choice; cuda without CUDA is exit 1, one line);
+    existing results are kept without --force, refused before any work."""
+    import torch
+
+    runner = CliRunner()
+    args = ["--no-kodak", "--holdout", str(crops), "--images", "1", "--codecs", "jpeg"]
+    r = runner.invoke(bench, [*args, "--device", "gpu", "--output-dir", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "'gpu' is not one of 'cpu', 'cuda'" in r.output
+    if not torch.cuda.is_available():
+        r = runner.invoke(bench, [*args, "--device", "cuda", "--output-dir", str(tmp_path / "a")])
+        assert r.exit_code == 1 and r.stderr == "leechcodec: error: --device cuda: no CUDA device is available\n"
+    out = tmp_path / "out"
+    assert runner.invoke(bench, [*args, "--output-dir", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = runner.invoke(bench, [*args, "--output-dir", str(out)])
+    assert r.exit_code == 8 and "holdout.json" in r.stderr and "use --force" in r.stderr and "| JPEG" not in r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    r = runner.invoke(bench, [*args, "--output-dir", str(out), "--force"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["holdout.json", "holdout.png"]  # no temp files left
