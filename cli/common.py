@@ -160,7 +160,11 @@ def read_input(path: str, limit: int | None = None) -> bytes:
 
 
 class OutputError(LeechError):
-    """The output cannot be written (exists without --force, directory missing, …)."""
+    """The output cannot be written: it exists (use `--force`; for `bench`, the results of an
+    earlier run), is a directory or a socket, its folder does not exist, an unknown image
+    extension or one Pillow cannot write (`.psd`) without a `--format` it can, a mode the format
+    cannot hold (`.xbm`), or the write itself failed (disk full, permission denied).
+    """
 
     exit_code = 8
 

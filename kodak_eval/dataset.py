@@ -31,13 +31,16 @@ _CHUNK = 1 << 16
 
 
 class DownloadError(LeechError):
-    """A Kodak image could not be downloaded (offline, HTTP error, repeated timeouts)."""
+    """`leechcodec bench`: a Kodak image could not be downloaded (offline, HTTP error, repeated
+    timeouts).
+    """
 
     exit_code = 9
 
 
 class ChecksumError(LeechError):
-    """An image's SHA-256 differs from the one shipped in kodak_eval/SHA256SUMS."""
+    """`leechcodec bench`: a downloaded Kodak image's SHA-256 differs from `kodak_eval/SHA256SUMS`.
+    """
 
     exit_code = 10
 

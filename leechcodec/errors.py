@@ -1,38 +1,69 @@
-"""Typed exceptions. The CLI maps each to one line on stderr and an exit code (README)."""
+"""Typed exceptions. The CLI maps each to one line on stderr and its ``exit_code``.
+
+The docstring of each class is its row in the README's table of exit codes, which
+``python -m cli.errors_table --update README.md`` writes (tests/test_cli.py checks it).
+"""
 
 
 class LeechError(Exception):
-    """Base class of every error leechcodec raises on purpose."""
+    """The base class of every error leechcodec raises on purpose, and itself one without a more
+    specific class: `--device cuda` with no CUDA device.
+    """
 
     exit_code = 1
 
 
 class InputImageError(LeechError):
-    """The input image cannot be read or is outside the supported sizes/modes."""
+    """The input cannot be read as an image: no such file, a directory, not an image, a truncated
+    PNG/JPEG, a 0×0 image, a mode Pillow cannot convert, a `.lq` file given to `encode`, several
+    frames (an animation, a multi-page file) without `--first-frame`.
+    """
 
     exit_code = 3
 
 
 class FormatError(LeechError):
-    """A .lq stream is malformed: bad magic, version, header field, length or checksum."""
+    """The input is not a valid `.lq` stream: bad magic (e.g. a PNG given to `decode`), truncated,
+    unsupported format version, payload length field that disagrees with the file, checksum
+    mismatch, unknown coder or colour mode, reserved flags set, invalid size, a tile size other
+    than 256 or a tile grid that does not match the size, payload values out of range, a coder
+    or tile size this build/model cannot decode; for `ar` streams: a malformed payload, a
+    range-coder stream that cannot be decoded, decoded tokens whose checksum differs from the
+    encoder's, or words other than the ones the encoder writes for those tokens (trailing bytes,
+    even with the length and CRC fixed up: streams are canonical, docs/FORMAT.md).
+    """
 
     exit_code = 4
 
 
 class ModelMismatchError(LeechError):
-    """The stream was encoded with a different model than the one given for decoding."""
+    """The stream was encoded with a different model (its model id differs from the `--model`
+    weights) or, for `ar` streams, a different prior (`--prior`).
+    """
 
     exit_code = 5
 
 
 class ModelError(LeechError):
-    """A weights file is missing, not safetensors, or does not describe a known model."""
+    """The `--model` weights are unusable: file missing, not safetensors (pickle, zip, random
+    bytes, header length over 100 MB), not a leechcodec tokenizer (no `leechcodec-tokenizer`
+    metadata), invalid config JSON (unknown fields, wrong types, non-positive or non-finite
+    values, a tile other than 256 px, more than 4,096 tokens per tile), tensors whose names or
+    shapes do not match the config, non-finite or non-float tensors; for the AR prior
+    (`--prior`, `NAME.prior.safetensors`): the same checks, integer tensors within their bounds,
+    trained for this tokenizer; `--coder ar` (or an `ar` stream) with a model that has no prior.
+    """
 
     exit_code = 6
 
 
 class LimitError(LeechError):
-    """An image or stream exceeds a configured resource limit (e.g. maximum pixels)."""
+    """A resource limit: the image (or the size a `.lq` header claims) is over `--max-pixels`
+    (default 64 megapixels), the image padded to whole 256-px tiles is over 4 × `--max-pixels`
+    (very thin strips), more than 65,535 tiles across or down (the format's limit), or Pillow's
+    own decompression-bomb guard. The pixel limit is checked from the image or `.lq` header,
+    before any pixels are decoded; the padding and tile limits before anything is padded.
+    """
 
     exit_code = 7
 

@@ -40,7 +40,10 @@ PCA_INIT_CROPS = 64  # crops whose 8×8 patches initialise a linear skip path (m
 
 
 class TrainError(LeechError):
-    """Bad training input: no images, unreadable checkpoint, mismatched resume."""
+    """`leechcodec train`/`export`: bad training input: no images, an unreadable checkpoint or
+    `--config`, a `--resume` that does not match, `--crop` not a multiple of 8, `--tokenizer`
+    without `--prior`.
+    """
 
     exit_code = 11
 

@@ -338,3 +338,18 @@ def test_info_describes_a_damaged_file_field_by_field(runner, tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     r = runner.invoke(cli, ["info", str(png)])
     assert r.exit_code == 4 and r.stdout.count("\n") == 1 and "not a .lq stream" in r.stderr
+
+
+def test_readme_errors_table_is_made_from_the_exception_classes():
+    """One errors table, in README.md, equal to what cli.errors_table builds from the classes
+    (codes, names and docstrings): a new error class or code cannot be left out of it."""
+    from cli import errors_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split(errors_table.START, 1)[1].split(errors_table.END, 1)[0].strip()
+    assert block == errors_table.table()
+    classes = errors_table.error_classes()
+    assert {c.__name__ for c in classes} >= {"LeechError", "FormatError", "OutputError", "TrainError", "ChecksumError"}
+    codes = [c.exit_code for c in classes]
+    assert len(set(codes)) == len(codes) and not set(codes) & set(errors_table.OTHER_CODES)
+    assert not (Path(__file__).parents[1] / "docs" / "ERRORS.md").exists()  # no second copy to drift

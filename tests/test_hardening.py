@@ -423,7 +423,7 @@ def test_real_process_fails_fast_with_one_line(tmp_path, tiny_model_path, args_o
 
 def test_cli_internal_error_exits_70_and_debug_shows_the_traceback(runner, tmp_path, lq_bytes, monkeypatch):
     """An unexpected exception (a bug) is one line and exit 70; LEECHCODEC_DEBUG=1 lets it through
-    with its traceback instead (docs/ERRORS.md)."""
+    with its traceback instead (README, "Errors and exit codes")."""
     src = tmp_path / "a.lq"
     src.write_bytes(lq_bytes)
 

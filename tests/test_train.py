@@ -198,7 +198,7 @@ def test_cli_export_writes_weights_that_load(image_dir, tmp_path):
 
 
 def test_cli_train_and_export_errors_exit_11(image_dir, tmp_path, tiny_model_path):
-    """A TrainError through the CLI: one 'leechcodec: error:' line and exit 11 (docs/ERRORS.md)."""
+    """A TrainError through the CLI: one 'leechcodec: error:' line and exit 11 (README, "Errors and exit codes")."""
     from click.testing import CliRunner
 
     from cli.main import cli
