@@ -16,7 +16,7 @@ from .common import OutputError, check_output, force_option, handle_errors, vers
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
 @click.option("--preset", default=None,
               help="Model preset: tiny, small, small-skip, shot (default; the GPU shots' preset), medium or base; "
-                   "with --prior: tiny or small (default).")
+                   "with --prior: tiny, small (default) or small-cb (small plus a bias per codeword).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of model config fields (overrides --preset).")
 @click.option("--prior", "prior", is_flag=True,
               help="Train the autoregressive prior for the ar coder instead, on the token grids of --tokenizer "
@@ -29,7 +29,8 @@ from .common import OutputError, check_output, force_option, handle_errors, vers
 @click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--min-lr", default=1e-5, show_default=True, help="Learning rate at the end of the cosine.")
 @click.option("--warmup", default=200, show_default=True, help="Linear warmup steps.")
-@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option("--weight-decay", default=0.05, show_default=True,
+              help="AdamW weight decay of the weight matrices and kernels (biases and norms get none).")
 @click.option("--clip", default=1.0, show_default=True, help="Gradient-norm clipping.")
 @click.option("--ema", default=0.999, show_default=True, help="EMA decay of the weights that get exported.")
 @click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
@@ -38,13 +39,15 @@ from .common import OutputError, check_output, force_option, handle_errors, vers
 @click.option("--mix", default=0.0, show_default=True,
               help="Fraction of tokens the decoder sees unquantized at the start; decays to 0 (see --mix-until).")
 @click.option("--mix-until", default=0.5, show_default=True, help="Fraction of --steps at which --mix reaches 0.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the initial weights and of the crops each step draws.")
 @click.option("--ckpt-minutes", default=5.0, show_default=True, help="Save the full training state this often.")
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Images for periodic validation (centre crops), e.g. Kodak.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
 @click.option("--max-minutes", type=float, help="Stop (with a checkpoint) after this many minutes; resume later.")
 @click.option("--stop-at", type=int, help="Stop (with a checkpoint) at this step; the schedule still runs to --steps.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train: 'auto' takes CUDA when there is a GPU, else the CPU.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (worth it on a GPU).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False), help="Start from these release weights (same preset).")
