@@ -297,6 +297,8 @@ def info(input):
     and the command exits with 4.
     """
     data = read_input(input)
+    if data.startswith(IMAGE_SIGNATURES):  # the words decode uses
+        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
     rows = leechcodec.container.describe(data)
     problems = [(name, problem) for name, _, problem in rows if problem]
     if problems:  # field by field: what is valid, where it breaks

@@ -336,7 +336,13 @@ def test_info_describes_a_damaged_file_field_by_field(runner, tmp_path):
     assert "height:         (bytes 20-23 missing)   <- truncated: the file ends after 21 bytes" in r.stdout
     png = tmp_path / "x.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
-    r = runner.invoke(cli, ["info", str(png)])
+    for command in ("info", "decode"):  # an image is worded alike by both
+        r = runner.invoke(cli, [command, str(png), *(["-o", str(tmp_path / "y.png")] if command == "decode" else [])])
+        assert r.exit_code == 4 and r.stdout == ""
+        assert r.stderr == f"leechcodec: error: {png} is an image, not a .lq stream (compress it: leechcodec encode)\n"
+    junk = tmp_path / "junk.lq"
+    junk.write_bytes(b"GARBAGE" * 10)
+    r = runner.invoke(cli, ["info", str(junk)])
     assert r.exit_code == 4 and r.stdout.count("\n") == 1 and "not a .lq stream" in r.stderr
 
 
