@@ -154,15 +154,10 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
                 f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder, {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
-            prior = getattr(m.prior, "prior_id", b"").hex() if stats["coder"] == "ar" else "-"
-            phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
-            say(f"  model {m.model_id.hex()}, prior {prior}, precision {stats['precision']}, {device}; read "
-                f"{t1 - t0:.2f} s, start-up (torch, weights) {t2 - t1:.2f} s, {phases}, write {t4 - t3:.2f} s")  # fmt: skip
+            _details(m, getattr(m.prior, "prior_id", b"") if stats["coder"] == "ar" else None, stats, device,
+                     (t0, t1, t2, t3, t4))  # fmt: skip
 
-    if plan is None:
-        one(inputs[0], output, True)
-    else:
-        run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "encode")
+    _run(plan, inputs, output, one, quiet, "encode")
 
 
 @cli.command()
@@ -236,15 +231,26 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "
                 f"bytes ({8 * len(data) / h.pixels:.4f} bpp, {h.coder} coder), {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
-            prior = data[leechcodec.container.HEADER.size :][:8].hex() if h.coder == "ar" else "-"
-            phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
-            say(f"  model {m.model_id.hex()}, prior {prior}, precision {stats['precision']}, {device}; read "
-                f"{t1 - t0:.2f} s, start-up (torch, weights) {t2 - t1:.2f} s, {phases}, write {t4 - t3:.2f} s")  # fmt: skip
+            prior = data[leechcodec.container.HEADER.size :][:8] if h.coder == "ar" else None
+            _details(m, prior, stats, device, (t0, t1, t2, t3, t4))
 
+    _run(plan, inputs, output, one, quiet, "decode")
+
+
+def _run(plan, inputs, output, one, quiet: bool, verb: str) -> None:
+    """One input to ``output`` (progress bar and summary line), or a batch (``run_batch``)."""
     if plan is None:
         one(inputs[0], output, True)
     else:
-        run_batch(plan, lambda src, dst: one(src, dst, False), quiet, "decode")
+        run_batch(plan, lambda src, dst: one(src, dst, False), quiet, verb)
+
+
+def _details(model, prior_id: bytes | None, stats: dict, device: str, t: tuple) -> None:
+    """The -v line: what was used, and the seconds of each phase (``t``: the CLI's five clock readings)."""
+    phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
+    say(f"  model {model.model_id.hex()}, prior {prior_id.hex() if prior_id else '-'}, precision "
+        f"{stats['precision']}, {device}; read {t[1] - t[0]:.2f} s, start-up (torch, weights) {t[2] - t[1]:.2f} s, "
+        f"{phases}, write {t[4] - t[3]:.2f} s")  # fmt: skip
 
 
 # Pillow's default quality of the lossy formats it writes (JPEG 75, WebP 80, AVIF 75)
