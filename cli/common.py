@@ -47,6 +47,10 @@ def note(message: str, quiet: bool = False) -> None:
         say(f"leechcodec: note: {message}")
 
 
+def _internal(e: Exception) -> str:
+    return f"internal error: {e.__class__.__name__}: {e} (LEECHCODEC_DEBUG=1 shows details)"
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"leechcodec: error: {message}", err=True)
     sys.exit(code)
@@ -84,7 +88,7 @@ def handle_errors(fn):
             except Exception as e:  # noqa: BLE001 - the CLI promises no tracebacks
                 if os.environ.get("LEECHCODEC_DEBUG"):
                     raise
-                _fail(f"internal error: {e.__class__.__name__}: {e} (LEECHCODEC_DEBUG=1 shows details)", EXIT_INTERNAL)
+                _fail(_internal(e), EXIT_INTERNAL)
 
     return wrapper
 
@@ -130,8 +134,7 @@ def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
             if os.environ.get("LEECHCODEC_DEBUG") or isinstance(e, (BrokenPipeError, click.ClickException)):
                 raise
             failed.append(EXIT_INTERNAL)
-            say(f"leechcodec: error: {src}: internal error: {e.__class__.__name__}: {e} "
-                 "(LEECHCODEC_DEBUG=1 shows details)")
+            say(f"leechcodec: error: {src}: {_internal(e)}")
         finally:
             _CURRENT_FILE.reset(token)
     seconds = time.perf_counter() - t0
