@@ -192,8 +192,12 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> 
     enc = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
 
+    wave: dict[str, tuple] = {}  # kind → (pos, that wavefront's symbols): gathered once, not per chunk
+
     def code(kind, logits, pos, sel):
-        sym = parts[kind][:, pos[0], pos[1]].reshape(-1)[sel]
+        if kind not in wave or wave[kind][0] is not pos:  # `is`: the entry keeps its pos alive
+            wave[kind] = (pos, parts[kind][:, pos[0], pos[1]].reshape(-1))
+        sym = wave[kind][1][sel]
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
 
