@@ -10,7 +10,7 @@ import leechcodec
 from kodak_eval.codecs import ALL_CODECS
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
-from .common import OutputError, check_device, device_option, force_option, handle_errors, version_option
+from .common import OutputError, check_device, device_option, force_option, handle_errors, note, quiet_option, version_option
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -31,13 +31,18 @@ Examples:
   leechcodec bench --no-kodak --holdout photos/   # any folder of PNGs
 
 \b
-Outputs in --output-dir: kodak.json (CompressAI schema: name, description,
-results.bpp / psnr-rgb / ms-ssim-rgb / encoding_time / decoding_time, one value
-per sweep point, averaged over images), kodak.png (PSNR and MS-SSIM vs bpp),
-and a Markdown table on stdout; --holdout writes holdout.json / holdout.png.
+Outputs in --output-dir: kodak/*.json, one file per codec in CompressAI's schema
+(name, description, results.bpp / psnr-rgb / ms-ssim-rgb / encoding_time /
+decoding_time, one value per sweep point, averaged over images), so
+`python -m compressai.utils.plot -f bench-out/kodak/*.json` overlays them;
+kodak.json (all codecs in one list, with the grid-artefact ratios), kodak.png
+(PSNR and MS-SSIM vs bpp, CompressAI's published Kodak curves dashed), and a
+Markdown table on stdout; --holdout writes the same under holdout*.
 Results already there are kept unless --force; files are replaced atomically,
 and --update-readme rewrites only the block between its bench markers.
-PSNR is computed on 8-bit RGB per image, then averaged.
+PSNR is computed on 8-bit RGB per image, then averaged. A progress bar per
+stage (each codec's sweep, leechcodec per coder) goes to stderr; --quiet
+silences it.
 
 \b
 Exit codes: 3 unreadable/missing image, 6 bad model file,
@@ -62,8 +67,14 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
               help="Comma-separated subset of codecs to run.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
               help="leechcodec weights (.safetensors) [default: the bundled model].")
+@click.option("--published", "published_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of published Kodak results (CompressAI's per-codec JSON) to draw dashed and "
+                   "compare in the table [default: the bundled copy of CompressAI's learned codecs, VTM, HM, "
+                   "BPG and AV1; kodak_eval/published/README.md].")
+@click.option("--no-published", is_flag=True, help="Draw no published curves.")
 @device_option
 @force_option
+@quiet_option
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
@@ -71,15 +82,16 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @handle_errors
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
-def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, device, force, coders,
-          update_readme):
+def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
+          no_published, device, force, quiet, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
     image in memory (leechcodec through the same encode/decode as the CLI),
     and bpp, PSNR, MS-SSIM and timings are averaged over the images.
     """
-    from kodak_eval.run import benchmark  # imports torch: not for `bench --help`
+    from kodak_eval.report import PAPER_POINT, PUBLISHED_DIR, load_published
+    from kodak_eval.run import benchmark, outputs  # imports torch: not for `bench --help`
 
     offered = leechcodec.CODERS
     bad = [c for c in coders if c not in offered]
@@ -89,12 +101,14 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     use_kodak = kodak if kodak is not None else (holdout is None or kodak_dir is not None)
     if not use_kodak and holdout is None:
         raise click.UsageError("nothing to run: give --kodak, --kodak-dir or --holdout DIR")
+    if published_dir is not None and (no_published or not use_kodak):
+        raise click.UsageError("--published draws Kodak results: it needs a Kodak run and no --no-published")
     stems = (["kodak"] if use_kodak else []) + (["holdout"] if holdout is not None else [])
-    existing = [str(output_dir / f"{stem}.{ext}") for stem in stems for ext in ("json", "png")
-                if (output_dir / f"{stem}.{ext}").exists()]  # fmt: skip
+    existing = [str(p) for stem in stems for p in outputs(output_dir, stem) if p.exists()]
     if existing and not force:  # before any work: results are not replaced by accident
         raise OutputError(f"{', '.join(existing)} exist{'s' * (len(existing) == 1)} (use --force to overwrite)")
     check_device(device)
+    published = [] if no_published or not use_kodak else load_published(published_dir or PUBLISHED_DIR)
     net = None
     if "leechcodec" in codecs:  # before any download: a bad --model fails fast
         from models.io import load_weights
@@ -113,6 +127,8 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         paths = holdout_images(holdout, count=count)
         sets.append(("holdout", f"holdout {holdout} ({len(paths)} images)", paths))
     for stem, title, paths in sets:
-        benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo,
-                  codecs=codecs, model=net, coders=coders, device=device, jobs=jobs,
-                  readme=update_readme if stem == "kodak" else None)
+        kodak_set = stem == "kodak"
+        benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo, note=lambda m: note(m, quiet),
+                  codecs=codecs, model=net, coders=coders, device=device, jobs=jobs, progress=not quiet,
+                  reference=PAPER_POINT if kodak_set else None, published=published if kodak_set else [],
+                  readme=update_readme if kodak_set else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from leechcodec.output import write_file
@@ -14,6 +15,8 @@ from .metrics import bd_rate, bpp_at_quality, interp_log_bpp
 PAPER_POINT = (0.2747, 29.63)  # (bpp, PSNR dB) reported for the reference leechcodec model on Kodak
 OURS_PREFIX = "leechcodec"
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time", "grid-8px", "grid-tile")
+CODEC_FILE_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")  # CompressAI's per-codec schema
+PUBLISHED_DIR = Path(__file__).with_name("published")  # CompressAI's published Kodak curves (BSD 3-Clause Clear)
 
 
 def is_ours(entry: dict) -> bool:
@@ -46,15 +49,78 @@ def write_json(entries: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_rd(entries: list[dict], path: str | os.PathLike, title: str, reference: tuple[float, float] = PAPER_POINT) -> Path:
-    """Two panels, PSNR vs bpp and MS-SSIM vs bpp; leechcodec points marked, the paper's point as reference.
+def slug(name: str) -> str:
+    """A file-name stem for a codec name: "JPEG2000 (OpenJPEG)" → "jpeg2000-openjpeg"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "codec"
+
+
+def write_codec_files(entries: list[dict], folder: str | os.PathLike) -> list[Path]:
+    """One JSON file per codec in ``folder``, in the schema CompressAI's plotting tool reads.
+
+    Each file is ``{"name", "description", "results": {bpp, psnr-rgb, ms-ssim-rgb, encoding_time,
+    decoding_time}}`` (one value per sweep point), so that ``python -m compressai.utils.plot -f
+    folder/*.json`` and most papers' scripts overlay them with their own curves.
 
     Args:
-        entries: results entries as written by ``write_json``.
-        path: output PNG.
-        title: figure title (image set and count).
-        reference: (bpp, PSNR) marker drawn on the PSNR panel.
+        entries: results of ``run.evaluate``.
+        folder: created if missing; files are named after ``slug(name)``.
+
+    Returns:
+        The paths written, in the order of ``entries``; other ``.json`` files in ``folder`` (an
+        earlier run's codecs) are removed, so that the folder holds one run.
     """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for e in entries:
+        one = {"name": e["name"], "description": e["description"],
+               "results": {k: e["results"][k] for k in CODEC_FILE_KEYS if k in e["results"]}}
+        text = json.dumps(_clean(one), indent=2, allow_nan=False) + "\n"
+        path = folder / f"{slug(e['name'])}.json"
+        write_file(path, lambda f, text=text: f.write(text.encode()))
+        paths.append(path)
+    for stale in set(folder.glob("*.json")) - set(paths):
+        stale.unlink()
+    return paths
+
+
+def load_published(folder: str | os.PathLike = PUBLISHED_DIR) -> list[dict]:
+    """Published curves from a folder of per-codec JSON files (CompressAI's schema), sorted by file name.
+
+    Each entry is ``{"name": "<name> (published)", "description", "results"}`` with at least
+    ``bpp`` and ``psnr-rgb`` of equal length, points sorted by rate.
+
+    Raises:
+        LeechError: the folder holds no JSON file, or a file is not such a result.
+    """
+    from leechcodec.errors import LeechError
+
+    entries = []
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise LeechError(f"--published {folder}: no .json result files there")
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+            results = data.get("results", data)
+            bpp, psnr = [float(v) for v in results["bpp"]], [float(v) for v in results["psnr-rgb"]]
+            if len(bpp) != len(psnr) or len(bpp) < 2 or not all(map(math.isfinite, bpp + psnr)):
+                raise ValueError("bpp and psnr-rgb need ≥ 2 finite values each, as many of one as of the other")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise LeechError(f"--published: {f} is not a CompressAI result file ({e})") from None
+        order = sorted(range(len(bpp)), key=bpp.__getitem__)
+        ms = results.get("ms-ssim-rgb")
+        res = {"bpp": [bpp[i] for i in order], "psnr-rgb": [psnr[i] for i in order]}
+        if isinstance(ms, list) and len(ms) == len(bpp):
+            res["ms-ssim-rgb"] = [ms[i] for i in order]
+        entries.append({"name": f"{data.get('name', f.stem)} (published)",
+                        "description": str(data.get("description", "")), "results": res})
+    return entries
+
+
+def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | None = PAPER_POINT,
+              published: list[dict] = ()):
+    """The matplotlib figure ``plot_rd`` saves (arguments as there); the caller closes it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,15 +134,48 @@ def plot_rd(entries: list[dict], path: str | os.PathLike, title: str, reference:
         ax_p.plot(r["bpp"], r["psnr-rgb"], label=e["name"], **style)
         msssim = [float("nan") if v is None else v for v in r["ms-ssim-rgb"]]
         ax_m.plot(r["bpp"], msssim, label=e["name"], **style)
-    ax_p.plot(*reference, marker="X", color="black", markersize=10, linestyle="none", zorder=6,
-              label=f"paper: {reference[0]} bpp, {reference[1]} dB")
+    if reference is not None:
+        ax_p.plot(*reference, marker="X", color="black", markersize=10, linestyle="none", zorder=6,
+                  label=f"paper: {reference[0]} bpp, {reference[1]} dB")
+    if published:
+        measured = [b for e in entries for b in e["results"]["bpp"]] + ([reference[0]] if reference else [])
+        xmax = 1.1 * max(measured, default=1.0)
+        ylims = ax_p.get_ylim(), ax_m.get_ylim()
+        for e in published:
+            r = e["results"]
+            style = dict(linestyle="--", linewidth=1, marker=".", markersize=3, alpha=0.8, zorder=1)
+            ax_p.plot(r["bpp"], r["psnr-rgb"], label=e["name"], **style)
+            if "ms-ssim-rgb" in r:
+                ax_m.plot(r["bpp"], r["ms-ssim-rgb"], label=e["name"], **style)
+        for ax, ylim in zip((ax_p, ax_m), ylims):  # the measured range decides the axes
+            ax.set_xlim(0, xmax)
+            ax.set_ylim(*ylim)
     ax_p.set(xlabel="bits per pixel", ylabel="PSNR-RGB (dB, mean over images)", title="PSNR")
     ax_m.set(xlabel="bits per pixel", ylabel="MS-SSIM-RGB (mean over images)", title="MS-SSIM")
     for ax in (ax_p, ax_m):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7 if published else 8)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_rd(entries: list[dict], path: str | os.PathLike, title: str,
+            reference: tuple[float, float] | None = PAPER_POINT, published: list[dict] = ()) -> Path:
+    """Two panels, PSNR vs bpp and MS-SSIM vs bpp; leechcodec points marked, published curves dashed.
+
+    Args:
+        entries: results entries as written by ``write_json`` (measured here).
+        path: output PNG.
+        title: figure title (image set and count).
+        reference: (bpp, PSNR) marker drawn on the PSNR panel (the paper's Kodak point; None for
+            other image sets).
+        published: curves from ``load_published``, drawn dashed and thin, labelled "(published)",
+            within the rate range of the measured curves.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = rd_figure(entries, title, reference, published)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file(path, lambda f: fig.savefig(f, format="png", dpi=120))
@@ -122,32 +221,46 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     write_file(p, lambda f: f.write(new.encode()))
 
 
-def markdown_table(entries: list[dict], title: str, reference: tuple[float, float] = PAPER_POINT) -> str:
-    """Each codec read off at leechcodec's rate, with PSNR gap and BD-rate, as Markdown.
+def markdown_table(entries: list[dict], title: str, reference: tuple[float, float] | None = PAPER_POINT,
+                   published: list[dict] = ()) -> str:
+    """Each codec read off at leechcodec's rate, with PSNR gap (and BD-rate for a curve), as Markdown.
 
-    For every leechcodec entry, each classical curve gives its PSNR and MS-SSIM at our bpp (linear
-    in log bpp), the rate it needs for our PSNR, and the Bjøntegaard delta rate (PCHIP) of ours
-    against it, which needs ≥ 2 of our points. Without a leechcodec entry the codecs are read at
-    the paper's reference rate instead.
+    For every leechcodec entry, each other curve gives its PSNR and MS-SSIM at our bpp (linear in
+    log bpp) and the rate it needs for our PSNR; when our entry is a curve (≥ 2 points) a column
+    gives the Bjøntegaard delta rate (PCHIP) of ours against each codec. Published curves
+    (``load_published``) follow the measured codecs, named "(published)". Without a leechcodec
+    entry the codecs are read at the paper's reference rate instead (none: no comparison).
 
     Args:
-        entries: results entries.
+        entries: results entries measured by the bench.
         title: heading (image set and count).
-        reference: (bpp, PSNR) used when no leechcodec entry is present.
+        reference: (bpp, PSNR) used when no leechcodec entry is present; None for image sets
+            the paper did not report on.
+        published: curves not measured here (CompressAI's published Kodak results).
     """
     ours = [e for e in entries if is_ours(e)]
-    others = [e for e in entries if not is_ours(e)]
+    others = [e for e in entries if not is_ours(e)] + list(published)
     lines = [f"## {title}", "", f"_{provenance()}_", "",
              "PSNR on 8-bit RGB, computed per image then averaged; MS-SSIM likewise; "
              "bpp from real byte counts. Codecs are read off their curves at our bpp, linearly in log(bpp)."]
+    if published:
+        lines[-1] += (" Rows marked (published) are CompressAI's published Kodak results, not measured here"
+                      " (kodak_eval/published/README.md).")
     targets = []
     for e in ours:
         r = e["results"]
         for i, bpp in enumerate(r["bpp"]):
             tag = e["name"] if len(r["bpp"]) == 1 else f"{e['name']} point {i + 1}"
             targets.append((tag, bpp, r["psnr-rgb"][i], r["ms-ssim-rgb"][i], e))
-    if not targets:
+    if not targets and reference is not None:
         targets.append(("paper reference", reference[0], reference[1], None, None))
+    if not targets:  # no rate to read the codecs at: say what each curve spans
+        lines += ["", "No leechcodec run in these results; each codec's measured range:", "",
+                  "| codec | bpp | PSNR |", "|---|---|---|"]
+        for o in others:
+            r = o["results"]
+            lines.append(f"| {o['name']} | {min(r['bpp']):.4f} – {max(r['bpp']):.4f} "
+                         f"| {min(r['psnr-rgb']):.2f} – {max(r['psnr-rgb']):.2f} dB |")
     for tag, bpp, psnr, msssim, e in targets:
         ms = "" if msssim is None or not math.isfinite(msssim) else f", MS-SSIM {msssim:.4f}"
         grid = ""
@@ -157,26 +270,23 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
             grid = f", grid error ratio {_fmt(g8, '.2f', missing='n/a')} (8-px lines) / {_fmt(gt, '.2f', missing='n/a')} (tile lines)"
         lines += ["", f"### {tag}: {bpp:.4f} bpp, PSNR {psnr:.2f} dB{ms}{grid}", ""]
         who = "paper" if e is None else "ours"
+        curve = e is not None and len(e["results"]["bpp"]) >= 2  # a BD-rate needs a curve of ours
         lines += [
             f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR ({who} − codec) | MS-SSIM @ {bpp:.4f} bpp "
-            f"| codec bpp at {psnr:.2f} dB ({who} vs codec) | BD-rate (ours vs codec) |",
-            "|---|---|---|---|---|---|",
+            f"| codec bpp at {psnr:.2f} dB ({who} vs codec) |" + (" BD-rate (ours vs codec) |" if curve else ""),
+            "|---|---|---|---|---|" + ("---|" if curve else ""),
         ]
         for o in others:
             r = o["results"]
             p = interp_log_bpp(r["bpp"], r["psnr-rgb"], bpp)
-            ms_points = [(b, m) for b, m in zip(r["bpp"], r["ms-ssim-rgb"]) if m is not None and math.isfinite(m)]
+            ms_points = [(b, m) for b, m in zip(r["bpp"], r.get("ms-ssim-rgb", ())) if m is not None and math.isfinite(m)]
             m = interp_log_bpp(*zip(*ms_points), bpp) if ms_points else None
             b = bpp_at_quality(r["bpp"], r["psnr-rgb"], psnr)
-            if e is None:
-                bd = "—"
-            elif len(e["results"]["bpp"]) < 2:
-                bd = "n/a (1 point)"
-            else:
-                bd = _fmt(bd_rate(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"]), "+.1f", " %", "n/a (no overlap)")
             rate = "n/a (out of range)" if b is None else f"{b:.4f} ({100 * (bpp / b - 1):+.1f} %)"
-            lines.append(
-                f"| {o['name']} | {_fmt(p, '.2f', ' dB')} | {_fmt(None if p is None else psnr - p, '+.2f', ' dB')} "
-                f"| {_fmt(m, '.4f')} | {rate} | {bd} |"
-            )
+            row = (f"| {o['name']} | {_fmt(p, '.2f', ' dB')} | {_fmt(None if p is None else psnr - p, '+.2f', ' dB')} "
+                   f"| {_fmt(m, '.4f', missing='n/a')} | {rate} |")
+            if curve:
+                bd = bd_rate(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"])
+                row += f" {_fmt(bd, '+.1f', ' %', 'n/a (no overlap)')} |"
+            lines.append(row)
     return "\n".join(lines)

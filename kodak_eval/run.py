@@ -28,7 +28,7 @@ from leechcodec.errors import InputImageError
 
 from .codecs import ALL_CODECS, CLASSICAL
 from .metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
-from .report import OURS_PREFIX, RESULT_KEYS, markdown_table, plot_rd, write_json
+from .report import OURS_PREFIX, PAPER_POINT, RESULT_KEYS, markdown_table, plot_rd, write_codec_files, write_json
 
 class Point(NamedTuple):
     """Measurements for one image at one sweep point."""
@@ -142,7 +142,8 @@ def evaluate(
         coders: leechcodec entropy coders to run, one entry each.
         device: torch device for leechcodec.
         jobs: worker processes for the classical encodes (1: in this process).
-        progress: tqdm bar over images × codecs (None: only on a terminal).
+        progress: a tqdm bar on stderr per stage (each classical codec's sweep, leechcodec per
+            coder), each with its time left (None: only on a terminal).
         set_name: image set name for the descriptions.
 
     Returns:
@@ -176,61 +177,81 @@ def evaluate(
     if jobs > 1:
         common += f" (classical codecs timed while {jobs} worker processes shared the CPU)"
     entries = []
-    bar = tqdm(total=n * (len(classical) + len(run_coders)), desc=f"bench {set_name}", unit="img×codec",
-               disable=None if progress is None else not progress)
-    with bar:
-        per_codec: dict[str, list] = {c: [None] * n for c in classical}
-        tasks = [(i, c, tuple(sweeps.get(c, CLASSICAL[c].sweep))) for c in classical for i in range(n)]
-        if jobs > 1 and tasks:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = {pool.submit(measure_classical, paths[i], c, v): (i, c) for i, c, v in tasks}
-                for fut in as_completed(futures):
-                    i, c = futures[fut]
-                    per_codec[c][i] = fut.result()
-                    bar.update()
-        else:
-            for i, c, v in tasks:
-                per_codec[c][i] = measure_classical(paths[i], c, v)
-                bar.update()
+    disable = None if progress is None else not progress
+
+    def bar(total: int, desc: str) -> tqdm:  # one bar per stage, with its own time-left estimate
+        return tqdm(total=total, desc=desc, unit="image", disable=disable, dynamic_ncols=True)
+
+    pool = None
+    if jobs > 1 and classical:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init)
+    try:
         for c in classical:
             values = tuple(sweeps.get(c, CLASSICAL[c].sweep))
-            entries.append(_entry(CLASSICAL[c].label, CLASSICAL[c].describe(values) + common, per_codec[c]))
-        if run_coders:
-            images = [load_rgb(p) for p in paths]
-            cfg_name = getattr(getattr(model, "cfg", None), "name", "model")
-            model_id = getattr(model, "model_id", b"")
-            for coder in run_coders:
-                per_image = []
+            per_image: list = [None] * n
+            with bar(n, f"{CLASSICAL[c].label}, {len(values)} settings") as b:
+                if pool is not None:
+                    futures = {pool.submit(measure_classical, paths[i], c, values): i for i in range(n)}
+                    for fut in as_completed(futures):
+                        per_image[futures[fut]] = fut.result()
+                        b.update()
+                else:
+                    for i in range(n):
+                        per_image[i] = measure_classical(paths[i], c, values)
+                        b.update()
+            entries.append(_entry(CLASSICAL[c].label, CLASSICAL[c].describe(values) + common, per_image))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if run_coders:
+        images = [load_rgb(p) for p in paths]
+        cfg_name = getattr(getattr(model, "cfg", None), "name", "model")
+        model_id = getattr(model, "model_id", b"")
+        for coder in run_coders:
+            per_image = []
+            with bar(n, f"leechcodec, {coder} coder") as b:
                 for image in images:
                     per_image.append([measure_leechcodec(image, model, coder, device)])
-                    bar.update()
-                desc = (
-                    f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}; real .lq "
-                    f"bytes through leechcodec.encode/decode (the CLI's code path)"
-                )
-                entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
+                    b.update()
+            desc = (
+                f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}; real .lq "
+                f"bytes through leechcodec.encode/decode (the CLI's code path)"
+            )
+            entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
     return entries, notes
 
 
 def write_report(
-    entries: list[dict], output_dir: str | os.PathLike, stem: str, title: str
+    entries: list[dict], output_dir: str | os.PathLike, stem: str, title: str,
+    reference: tuple[float, float] | None = PAPER_POINT, published: list[dict] = (),
 ) -> tuple[Path, Path, str]:
-    """Write ``<stem>.json`` and ``<stem>.png`` into ``output_dir`` and build the Markdown table.
+    """Write ``<stem>.json``, one file per codec in ``<stem>/`` and ``<stem>.png``, and build the table.
 
     Args:
         entries: results of ``evaluate``.
         output_dir: created if missing.
         stem: file name stem ("kodak", "holdout").
         title: plot and table heading.
+        reference: the paper's (bpp, PSNR) point, for Kodak only (None elsewhere).
+        published: curves not measured here (``report.load_published``), drawn dashed and
+            compared in the table.
 
     Returns:
         (json path, png path, Markdown table).
     """
     out = Path(output_dir)
     json_path = write_json(entries, out / f"{stem}.json")
-    png_path = plot_rd(entries, out / f"{stem}.png", title)
-    return json_path, png_path, markdown_table(entries, title)
+    write_codec_files(entries, out / stem)
+    png_path = plot_rd(entries, out / f"{stem}.png", title, reference, published)
+    return json_path, png_path, markdown_table(entries, title, reference, published)
+
+
+def outputs(output_dir: str | os.PathLike, stem: str, crops: bool = False) -> list[Path]:
+    """The files ``benchmark`` writes for ``stem`` (the per-codec folder counts as one)."""
+    out = Path(output_dir)
+    names = [f"{stem}.json", f"{stem}.png", stem] + ([f"{stem}-crops.png"] if crops else [])
+    return [out / name for name in names]
 
 
 def benchmark(
@@ -240,30 +261,35 @@ def benchmark(
     stem: str,
     title: str,
     echo: Callable[[str], None] = print,
+    note: Callable[[str], None] | None = None,
     readme: str | os.PathLike | None = None,
+    reference: tuple[float, float] | None = PAPER_POINT,
+    published: list[dict] = (),
     **kwargs,
 ) -> list[dict]:
     """``evaluate`` then ``write_report``; prints notes and the table with ``echo``.
 
     Args:
         paths: the images.
-        output_dir: where ``<stem>.json`` and ``<stem>.png`` go.
+        output_dir: where ``<stem>.json``, ``<stem>/<codec>.json`` and ``<stem>.png`` go.
         stem: output file stem.
         title: heading for the plot and table.
-        echo: where text goes.
+        echo: where the table and the list of files go.
+        note: where notes (codecs skipped) go [default: ``echo``, prefixed "note: "].
         readme: if given, the table replaces the bench section of this README.
+        reference: the paper's point (Kodak only; None for other sets).
+        published: published curves to draw and compare (Kodak only).
         **kwargs: passed to ``evaluate``.
     """
     entries, notes = evaluate(paths, set_name=stem, **kwargs)
-    for note in notes:
-        echo(f"note: {note}")
-    json_path, png_path, table = write_report(entries, output_dir, stem, title)
+    for text in notes:
+        (note or (lambda m: echo(f"note: {m}")))(text)
+    json_path, png_path, table = write_report(entries, output_dir, stem, title, reference, published)
     echo(table)
-    echo(f"\nwrote {json_path} and {png_path}")
+    echo(f"\nwrote {json_path}, {png_path} and one file per codec in {Path(output_dir) / stem}")
     if readme is not None:
         from .report import update_readme
 
         update_readme(readme, table)
         echo(f"updated the results in {readme}")
     return entries
-

@@ -46,7 +46,7 @@ def test_holdout_run_writes_json_plot_and_table(crops, tmp_path):
     assert [e["name"] for e in data] == ["JPEG (libjpeg)", "WebP (libwebp)"]
     assert all(len(e["results"]["bpp"]) > 2 for e in data)
     assert (out / "holdout.png").stat().st_size > 0
-    assert "| JPEG (libjpeg) |" in result.output and not (out / "kodak.json").exists()
+    assert "| JPEG (libjpeg) |" in result.stdout and not (out / "kodak.json").exists()
 
 
 def test_corrupted_local_kodak_exits_10(kodak, tmp_path):
@@ -95,7 +95,8 @@ def test_leechcodec_in_the_cli_run(crops, tmp_path, tiny_model_path):
     assert result.exit_code == 0, result.output
     names = [e["name"] for e in json.loads((out / "holdout.json").read_text())]
     assert names == ["JPEG (libjpeg)", "leechcodec (tiny, fixed)"]
-    assert "### leechcodec (tiny, fixed):" in result.output and "n/a (1 point)" in result.output
+    # one point of ours: no BD-rate column (a BD-rate needs a curve)
+    assert "### leechcodec (tiny, fixed):" in result.stdout and "BD-rate" not in result.stdout
 
 
 def test_missing_model_exits_6_before_any_download(tmp_path):
@@ -122,10 +123,32 @@ def test_device_is_checked_and_results_are_not_overwritten_without_force(crops, 
         assert r.exit_code == 1 and r.stderr == "leechcodec: error: --device cuda: no CUDA device is available\n"
     out = tmp_path / "out"
     assert runner.invoke(bench, [*args, "--output-dir", str(out)]).exit_code == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    files = lambda: {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
     r = runner.invoke(bench, [*args, "--output-dir", str(out)])
     assert r.exit_code == 8 and "holdout.json" in r.stderr and "use --force" in r.stderr and "| JPEG" not in r.output
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert files() == before
+    (out / "holdout" / "webp-libwebp.json").write_text("{}")  # a codec not in the new run: not left behind
     r = runner.invoke(bench, [*args, "--output-dir", str(out), "--force"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["holdout.json", "holdout.png"]  # no temp files left
+    assert sorted(files()) == ["holdout.json", "holdout.png", "holdout/jpeg-libjpeg.json"]  # no temp files left
+
+
+def test_progress_per_stage_on_stderr_and_silent_with_quiet(crops, tmp_path):
+    args = ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg,webp", "--jobs", "2"]
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    for stage in ("JPEG (libjpeg), 10 settings", "WebP (libwebp), 10 settings"):
+        assert f"{stage}: 100%" in r.stderr and "2/2" in r.stderr  # a bar per stage, run to its end
+    assert "<" in r.stderr  # tqdm's "elapsed<left" time estimate
+    assert "| JPEG (libjpeg) |" in r.stdout and "%|" not in r.stdout  # the table on stdout, bars not
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "b"), "--quiet"])
+    assert r.exit_code == 0 and r.stderr == "" and "| JPEG (libjpeg) |" in r.stdout
+
+
+def test_published_curves_only_for_kodak(crops, tmp_path):
+    r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--published", str(tmp_path)])
+    assert r.exit_code == 2 and "--published draws Kodak results" in r.output
+    r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg", "--quiet",
+                                   "--output-dir", str(tmp_path / "o")])
+    assert r.exit_code == 0 and "(published)" not in r.stdout and "paper" not in r.stdout

@@ -348,9 +348,11 @@ def test_table_reads_codecs_at_our_rate():
     row = next(line for line in table.splitlines() if line.startswith("| A |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:3] == ["29.50 dB", "+0.50 dB"]
-    assert cells[3] == "0.9250" and cells[-1] == "n/a (1 point)"
+    assert cells[3] == "0.9250" and len(cells) == 5 and "BD-rate" not in table  # one point: no BD column
     entries[1]["results"] = {"bpp": [0.18, 0.36], "psnr-rgb": [28.0, 31.0], "ms-ssim-rgb": [0.9, 0.95]}
-    assert "-10.0 %" in markdown_table(entries, "t")
+    table = markdown_table(entries, "t")
+    row = next(line for line in table.splitlines() if line.startswith("| A |"))
+    assert "BD-rate (ours vs codec)" in table and row.endswith("| -10.0 % |")
 
 
 def test_leechcodec_through_the_public_codec_api(small_pngs, tiny_model):
@@ -413,3 +415,69 @@ def test_grid_ratios_by_construction():
     g8, gt = grid_ratios(ref, np.clip(noise.astype(int) + tiles - ref, 0, 255).astype(np.uint8))
     assert g8 == pytest.approx(1.0, abs=0.1) and gt > 2
     assert math.isnan(grid_ratios(ref[:200, :200], noise[:200, :200])[1])  # no tile line
+
+
+# ---------------------------------------------------------------- results people can overlay
+
+
+def compressai_style_read(path: Path, metric: str) -> dict:
+    """What CompressAI's plotting tool (compressai.utils.plot) does with one ``-f`` file, restated:
+    the dict's ``results`` (or the dict itself), the metric must be there, MS-SSIM goes to dB as
+    -10·log10(1 - v), the name is the file's ``name`` or its stem; x = bpp, y = the metric."""
+    data = json.loads(path.read_text())
+    results = data["results"] if "results" in data else data
+    if metric not in results:
+        raise ValueError(f"{path}: no {metric}")
+    ys = np.array(results[metric], dtype=np.float64)
+    if metric.startswith("ms-ssim"):
+        ys = -10 * np.log10(1 - ys)
+    return {"name": data.get("name", path.name.split(".")[0]), "xs": np.array(results["bpp"], dtype=np.float64), "ys": ys}
+
+
+def test_one_file_per_codec_reads_like_compressai(small_pngs, tmp_path):
+    paths = holdout_images(small_pngs)
+    sweeps = {"jpeg": (5, 15), "webp": (2, 10)}
+    entries, _ = evaluate(paths, codecs=tuple(sweeps), sweeps=sweeps, progress=False, set_name="crops")
+    write_report(entries, tmp_path, "holdout", "crops", reference=None)
+    files = sorted((tmp_path / "holdout").glob("*.json"))
+    assert [f.name for f in files] == ["jpeg-libjpeg.json", "webp-libwebp.json"]
+    for f, e in zip(files, entries):
+        data = json.loads(f.read_text())
+        assert isinstance(data, dict) and set(data) == {"name", "description", "results"}
+        assert set(data["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
+        for metric in ("psnr-rgb", "ms-ssim-rgb"):
+            curve = compressai_style_read(f, metric)
+            assert curve["name"] == e["name"] and len(curve["xs"]) == len(curve["ys"]) == 2
+            assert np.all(np.isfinite(curve["ys"])) and np.all(np.diff(curve["xs"]) > 0)
+        assert curve["ys"][1] > curve["ys"][0] > 5  # MS-SSIM in dB rises with rate
+        assert data["results"]["psnr-rgb"] == e["results"]["psnr-rgb"]
+
+
+def test_published_curves_are_drawn_dashed_and_compared_at_our_rate(tmp_path):
+    from kodak_eval.report import PUBLISHED_DIR, load_published, rd_figure
+
+    published = load_published()
+    names = [e["name"] for e in published]
+    assert len(names) == len(list(PUBLISHED_DIR.glob("*.json"))) >= 10 and all(n.endswith(" (published)") for n in names)
+    assert "VTM (published)" in names and not any(n.startswith(("JPEG", "WebP")) for n in names)
+    assert (PUBLISHED_DIR / "LICENSE.CompressAI").read_text().startswith("Copyright (c) 2021-2024, InterDigital")
+    vtm = next(e for e in published if e["name"] == "VTM (published)")["results"]
+    ours = {"name": "leechcodec (x, ar)", "description": "", "results": {"bpp": [0.15], "psnr-rgb": [27.0], "ms-ssim-rgb": [0.9]}}
+    table = markdown_table([ours], "Kodak", published=published)
+    row = next(line for line in table.splitlines() if line.startswith("| VTM (published) |"))
+    at_ours = interp_log_bpp(vtm["bpp"], vtm["psnr-rgb"], 0.15)
+    assert f"| {at_ours:.2f} dB | {27.0 - at_ours:+.2f} dB |" in row
+    assert "not measured here" in table
+    fig = rd_figure([ours], "Kodak", published=published)
+    lines = [line for ax in fig.axes for line in ax.get_lines() if line.get_label() == "VTM (published)"]
+    assert len(lines) == 2 and all(line.get_linestyle() == "--" for line in lines)
+    assert fig.axes[0].get_xlim()[1] == pytest.approx(1.1 * 0.2747)  # our range (and the paper point) decides
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert any(label.startswith("paper:") for label in labels)
+    held = rd_figure([ours], "holdout", reference=None)  # the paper's Kodak point is for Kodak plots only
+    assert not any(line.get_label().startswith("paper") for line in held.axes[0].get_lines())
+    (tmp_path / "bad.json").write_text('{"results": {"bpp": [0.1]}}')
+    with pytest.raises(LeechError, match="bad.json is not a CompressAI result file"):
+        load_published(tmp_path)
+    with pytest.raises(LeechError, match="no .json"):
+        load_published(tmp_path / "bad.json")
