@@ -326,11 +326,13 @@ def info(input):
 
 
 from .bench import bench  # noqa: E402 - commands live in their own modules
+from .compare import compare  # noqa: E402
 from .train import export, train  # noqa: E402
 
 cli.add_command(train)
 cli.add_command(export)
 cli.add_command(bench)
+cli.add_command(compare)
 
 
 def main():  # console-script entry point

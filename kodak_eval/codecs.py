@@ -31,8 +31,8 @@ class ClassicalCodec:
     sweep: tuple[int, ...]
     settings: str
 
-    def save_options(self, value: int) -> dict:
-        """Keyword arguments for ``Image.save`` at sweep value ``value``."""
+    def save_options(self, value: int | float) -> dict:
+        """Keyword arguments for ``Image.save`` at sweep value ``value`` (jpeg2000 also takes a float ratio)."""
         if self.name == "jpeg2000":
             # irreversible 9/7 wavelet, RGB→YCbCr (mct=1), one layer at the given compression ratio,
             # raw J2K codestream (no JP2 boxes)
@@ -55,7 +55,7 @@ class ClassicalCodec:
         values = list(self.sweep if sweep is None else sweep)
         return f"{self.label} {version} via Pillow {PIL.__version__}; {self.settings}; {self.param} ∈ {values}"
 
-    def encode(self, image: Image.Image, value: int) -> bytes:
+    def encode(self, image: Image.Image, value: int | float) -> bytes:
         """Compress an RGB image at sweep value ``value``; returns the file bytes."""
         buf = io.BytesIO()
         image.save(buf, self.pil_format, **self.save_options(value))
