@@ -39,6 +39,8 @@ def error_classes() -> list[type]:
     found, todo = [], [LeechError]
     while todo:
         cls = todo.pop(0)
+        if cls.__module__ == "leechcodec.pillow":  # its OSError twins, for Pillow users: never a CLI exit
+            continue
         found.append(cls)
         todo.extend(cls.__subclasses__())
     return found

@@ -86,7 +86,7 @@ def make_corpus(folder: Path, model) -> None:
 
     seeds["truncated"] = b"\0" + lq[:100]
     seeds["bitflip-payload"] = b"\0" + lq[:200] + bytes([lq[200] ^ 4]) + lq[201:]
-    seeds["version-2"] = field(4, b"\2")
+    seeds["version-3"] = field(4, b"\3")
     seeds["coder-ar"] = field(5, b"\1")
     seeds["mode-9"] = field(6, b"\x09")
     seeds["flags"] = field(7, b"\x80")

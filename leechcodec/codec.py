@@ -310,10 +310,12 @@ def encode(
     if effort > 0:
         indices = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress)
         clock.lap("refine_s")
+    extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
     if coder == "ar":
-        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch, progress and len(tiles) > TILE_BATCH)
+        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch,
+                                   progress and len(tiles) > TILE_BATCH, extents)
     else:
-        payload = coders.encode_fixed(indices)
+        payload = coders.encode_fixed(indices, extents)
     clock.lap("coder_s")
     tx, ty = container.tile_grid(w, h, model.tile)
     header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
@@ -378,14 +380,15 @@ def decode(
     if header.tile != model.tile:
         raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")
     tokens = (model.tile // model.patch) ** 2
+    # version 1 stores every token of the padded tiles, version 2 those that touch the image
+    extents = None if header.version == 1 else container.token_extents(header.width, header.height, model.tile, model.patch)
     if header.coder == "ar":
         if getattr(model, "prior", None) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
-        indices = coders.decode_ar(
-            payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device), progress and header.n_tiles > TILE_BATCH
-        )
+        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device),
+                                   progress and header.n_tiles > TILE_BATCH, extents)
     elif header.coder == "fixed":
-        indices = coders.decode_fixed(payload, header.n_tiles, tokens)
+        indices = coders.decode_fixed(payload, header.n_tiles, tokens, extents)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
     clock.lap("coder_s")

@@ -60,40 +60,76 @@ def _checked(indices, tokens: int | None = None) -> np.ndarray:
     return indices
 
 
-def encode_fixed(indices: np.ndarray) -> bytes:
-    """(T, n) indices in [0, 196560) → T·fixed_tile_bytes(n) bytes."""
+def stored_mask(extents, grid: int) -> np.ndarray:
+    """(T, grid, grid) bool: the positions a stream stores, from per-tile (rows, cols) extents
+    (``container.token_extents``): the top-left ``rows × cols`` of each tile's grid."""
+    e = np.asarray(extents, dtype=np.int64).reshape(-1, 2)
+    r = np.arange(grid)
+    return (r[None, :, None] < e[:, 0, None, None]) & (r[None, None, :] < e[:, 1, None, None])
+
+
+def fill_padding(indices: np.ndarray, extents, grid: int) -> np.ndarray:
+    """(T, grid²) indices with every padding token (outside its tile's extent) replaced by the
+    token at (min(r, rows − 1), min(c, cols − 1)) of its tile: the last stored token of its row
+    or column, as the image's edge is replicated into the padding."""
+    e = np.asarray(extents, dtype=np.int64).reshape(-1, 2)
+    g = np.arange(grid)
+    ri = np.minimum(g[None, :], e[:, :1] - 1)  # (T, grid)
+    ci = np.minimum(g[None, :], e[:, 1:] - 1)
+    idx = np.asarray(indices).reshape(-1, grid, grid)
+    return idx[np.arange(len(e))[:, None, None], ri[:, :, None], ci[:, None, :]].reshape(len(e), -1)
+
+
+def _stored_counts(extents, tiles: int, n: int) -> list[int]:
+    return [n] * tiles if extents is None else [int(r) * int(c) for r, c in extents]
+
+
+def encode_fixed(indices: np.ndarray, extents=None) -> bytes:
+    """(T, n) indices in [0, 196560) → per tile, its stored indices (all n, or those inside its
+    ``extents`` entry, raster order) as one integer in ``fixed_tile_bytes(k)`` bytes."""
     indices = _checked(indices)
-    nbytes = fixed_tile_bytes(indices.shape[1])
+    grid = int(round(indices.shape[1] ** 0.5))
+    keep = None if extents is None else stored_mask(extents, grid).reshape(len(indices), -1)
     out = bytearray()
-    for row in indices.tolist():
+    for t, row in enumerate(indices):
+        digits = (row if keep is None else row[keep[t]]).tolist()
         value = 0
-        for d in reversed(row):  # little-endian digits: row[0] is the least significant
+        for d in reversed(digits):  # little-endian digits: digits[0] is the least significant
             value = value * N_CODEWORDS + d
-        out += value.to_bytes(nbytes, "big")
+        out += value.to_bytes(fixed_tile_bytes(len(digits)), "big")
     return bytes(out)
 
 
-def decode_fixed(payload: bytes, tiles: int, n: int) -> np.ndarray:
-    """Inverse of ``encode_fixed``: bytes → (tiles, n) int64 indices.
+def decode_fixed(payload: bytes, tiles: int, n: int, extents=None) -> np.ndarray:
+    """Inverse of ``encode_fixed``: bytes → (tiles, n) int64 indices, padding tokens filled
+    (``fill_padding``) when ``extents`` is given.
 
     Raises:
         FormatError: wrong payload length, or a tile value that no index sequence produces.
     """
-    nbytes = fixed_tile_bytes(n)
-    if len(payload) != tiles * nbytes:
-        raise FormatError(f"fixed-rate payload is {len(payload)} bytes, expected {tiles} tiles x {nbytes}")
-    limit = _radix_power(n)
-    out = np.empty((tiles, n), dtype=np.int64)
-    for t in range(tiles):
-        value = int.from_bytes(payload[t * nbytes : (t + 1) * nbytes], "big")
-        if value >= limit:
+    counts = _stored_counts(extents, tiles, n)
+    want = sum(fixed_tile_bytes(k) for k in counts)
+    if len(payload) != want:
+        raise FormatError(f"fixed-rate payload is {len(payload)} bytes, expected {want} for {tiles} tiles")
+    grid = int(round(n**0.5))
+    keep = None if extents is None else stored_mask(extents, grid).reshape(tiles, -1)
+    out = np.zeros((tiles, n), dtype=np.int64)
+    at = 0
+    for t, k in enumerate(counts):
+        nbytes = fixed_tile_bytes(k)
+        value = int.from_bytes(payload[at : at + nbytes], "big")
+        at += nbytes
+        if value >= _radix_power(k):
             raise FormatError(f"tile {t}: payload value out of range (corrupted stream)")
         digits = []
-        for _ in range(n):
+        for _ in range(k):
             value, d = divmod(value, N_CODEWORDS)
             digits.append(d)
-        out[t] = digits
-    return out
+        if keep is None:
+            out[t] = digits
+        else:
+            out[t, keep[t]] = digits
+    return out if extents is None else fill_padding(out, extents, grid)
 
 
 # ----------------------------------------------------------------------------- ar
@@ -142,13 +178,17 @@ def _chunks(positions: np.ndarray):
         yield positions[i : i + CHUNK]
 
 
-def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "") -> np.ndarray:
+def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "",
+                   extents=None) -> np.ndarray:
     """Visit every token of ``tiles`` grids in coding order.
 
     ``code(kind, logits, pos, sel)`` returns the symbols of one batch: ``kind`` is "class",
     "support" or "detail", ``pos`` the (rows, cols) of this wavefront, ``sel`` the positions
     (tile-major) being coded, at most CHUNK of them. The encoder looks the symbols up, the
-    decoder decodes them; both see the same logits in the same order.
+    decoder decodes them; both see the same logits in the same order. With ``extents``
+    (per-tile stored rows and columns) only stored positions are coded; a padding token takes
+    its value from its source (``fill_padding``), which lies in an earlier wavefront, and the
+    contexts see it like any other token.
     """
     nb = prior.neighbours
     top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
@@ -158,36 +198,49 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     vec = torch.zeros(tiles, grid + top, grid + 2 * side, DIM, dtype=torch.int8, device=dev)
     book = torch.from_numpy(codebook()).to(dev, torch.int8)
     out = np.zeros((tiles, grid, grid), dtype=np.int64)
+    ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
     w = prior.wave
     for t in tqdm(range(w * (grid - 1) + grid), desc=desc, unit="wave", disable=not progress, leave=False):
         rows = torch.tensor([r for r in range(grid) if 0 <= t - w * r < grid], device=dev)
         cols = t - w * rows
-        ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1).double()  # (T, P, 288)
-        h = prior.features(ctx.reshape(-1, ctx.shape[-1]))
         pos = (rows.cpu().numpy(), cols.cpu().numpy())
-        cls = np.zeros(h.shape[0], dtype=np.int64)
+        stored = ((pos[0][None, :] < ext[:, :1]) & (pos[1][None, :] < ext[:, 1:])).reshape(-1)  # (T·P,)
+        coded = np.flatnonzero(stored)
+        row_of = np.full(stored.shape, -1, np.int64)  # position → its row of h (stored positions only)
+        row_of[coded] = np.arange(len(coded))
+        ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
+        h = prior.features(ctx.reshape(-1, ctx.shape[-1])[torch.from_numpy(coded).to(dev)].double())
+        cls = np.zeros(stored.shape, dtype=np.int64)
         a = np.zeros_like(cls)
         b = np.zeros_like(cls)
-        for sel in _chunks(np.arange(len(cls))):
-            cls[sel] = code("class", prior.class_logits(h[sel]), pos, sel)
-        groups = [(k, np.flatnonzero(cls == k)) for k in range(prior.classes)]
+        for sel in _chunks(coded):
+            cls[sel] = code("class", prior.class_logits(h[row_of[sel]]), pos, sel)
+        groups = [(k, np.flatnonzero((cls == k) & stored)) for k in range(prior.classes)]
         for k, group in groups:
             for sel in _chunks(group):
-                a[sel] = code("support", prior.support_logits(h[sel], k), pos, sel)
+                a[sel] = code("support", prior.support_logits(h[row_of[sel]], k), pos, sel)
         for k, group in groups:
             for sel in _chunks(group):
-                b[sel] = code("detail", prior.detail_logits(h[sel], k, torch.from_numpy(a[sel])), pos, sel)
-        idx = _join(cls, a, b)
-        out[:, pos[0], pos[1]] = idx.reshape(tiles, -1)
-        vec[:, rows + top, cols + side] = book[torch.from_numpy(idx).to(dev)].reshape(tiles, len(rows), DIM)
+                b[sel] = code("detail", prior.detail_logits(h[row_of[sel]], k, torch.from_numpy(a[sel])), pos, sel)
+        idx = _join(cls, a, b).reshape(tiles, -1)
+        if len(coded) < stored.size:  # padding tokens: copies of tokens of earlier wavefronts
+            rr = np.minimum(pos[0][None, :], ext[:, :1] - 1)
+            cc = np.minimum(pos[1][None, :], ext[:, 1:] - 1)
+            idx = np.where(stored.reshape(tiles, -1), idx, out[np.arange(tiles)[:, None], rr, cc])
+        out[:, pos[0], pos[1]] = idx
+        vec[:, rows + top, cols + side] = book[torch.from_numpy(idx.reshape(-1)).to(dev)].reshape(tiles, len(rows), DIM)
     return out.reshape(tiles, -1)
 
 
-def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> bytes:
-    """(T, grid²) indices → ar payload (see the module docstring)."""
+def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, extents=None) -> bytes:
+    """(T, grid²) indices → ar payload (see the module docstring); with ``extents`` (per-tile
+    stored rows and columns, format version 2) only stored tokens are coded, and the padding
+    tokens the decoder will rebuild (``fill_padding``) are what the CRC and contexts see."""
     import constriction
 
     indices = _checked(indices, grid * grid)
+    if extents is not None:
+        indices = fill_padding(indices, extents, grid)
     parts = _split(indices.reshape(-1, grid, grid))
     enc = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
@@ -201,13 +254,13 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False) -> 
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
 
-    _run_wavefront(prior, len(indices), grid, code, progress, "ar encode")
+    _run_wavefront(prior, len(indices), grid, code, progress, "ar encode", extents)
     words = enc.get_compressed().astype("<u4").tobytes()
     return bytes(prior.prior_id) + _index_crc(indices).to_bytes(4, "big") + words
 
 
-def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False) -> np.ndarray:
-    """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices.
+def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False, extents=None) -> np.ndarray:
+    """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices (``extents`` as there).
 
     A stream may name any of ``prior.ids`` (if the prior has them: the current id first,
     then older recipes' ids of the same weights), else ``prior.prior_id``.
@@ -243,7 +296,7 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
         enc.encode(sym, family, freq)
         return sym.astype(np.int64)
 
-    indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode")
+    indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode", extents)
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
     _check_canonical(words, enc.get_compressed())

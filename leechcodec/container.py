@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from .errors import FormatError, LimitError
 
 MAGIC = b"LQ24"
-VERSION = 1
-TILE = 256  # the one tile edge of version 1: every decoder is built for it
+VERSION = 2  # what the encoder writes: only the tokens whose patch touches the image are stored
+VERSIONS = (1, 2)  # what the decoder reads: version 1 stores every token of every whole tile
+TILE = 256  # the one tile edge of every version: every decoder is built for it
 HEADER = struct.Struct(">4sBBBB8sIIHHHI")  # 34 bytes
 TRAILER = struct.Struct(">I")  # CRC32 of header + payload
 OVERHEAD = HEADER.size + TRAILER.size  # 38 bytes
@@ -42,6 +43,7 @@ class Header:
     tiles_x: int
     tiles_y: int
     payload_length: int
+    version: int = VERSION
 
     @property
     def n_tiles(self) -> int:
@@ -55,6 +57,23 @@ class Header:
 def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
     """Tiles across and down for an image; the image is edge-padded up to this grid."""
     return math.ceil(width / tile), math.ceil(height / tile)
+
+
+def token_extents(width: int, height: int, tile: int, patch: int, version: int = VERSION) -> list[tuple[int, int]]:
+    """Per tile (row-major), the rows and columns of its token grid that a stream stores.
+
+    Version 2 stores the tokens whose ``patch`` × ``patch`` block touches the image: tile (R, C)
+    keeps rows ``r < min(g, ceil((height − R·tile) / patch))`` and columns likewise, with
+    ``g = tile // patch``; the others (padding tokens) are not stored (``coders.fill_padding``).
+    Version 1 stores all ``g × g`` of every tile.
+    """
+    g = tile // patch
+    tx, ty = tile_grid(width, height, tile)
+    if version == 1:
+        return [(g, g)] * (tx * ty)
+    rows = [min(g, -(-(height - r * tile) // patch)) for r in range(ty)]
+    cols = [min(g, -(-(width - c * tile) // patch)) for c in range(tx)]
+    return [(nr, nc) for nr in rows for nc in cols]
 
 
 def check_size(width: int, height: int, tile: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
@@ -87,10 +106,12 @@ def pack(header: Header, payload: bytes) -> bytes:
     if header.payload_length != len(payload):
         raise ValueError(f"payload_length {header.payload_length} != len(payload) {len(payload)}")
     if header.tile != TILE:  # unpack refuses it
-        raise ValueError(f"tile {header.tile}: .lq version {VERSION} has {TILE}px tiles")
+        raise ValueError(f"tile {header.tile}: .lq files have {TILE}px tiles")
+    if header.version not in VERSIONS:
+        raise ValueError(f"version {header.version}: this leechcodec writes {VERSIONS}")
     head = HEADER.pack(
         MAGIC,
-        VERSION,
+        header.version,
         CODER_IDS[header.coder],
         MODE_IDS[header.mode],
         0,
@@ -120,8 +141,8 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     if len(data) < OVERHEAD:
         raise FormatError(f"truncated .lq stream ({len(data)} bytes, the header alone is {OVERHEAD})")
     magic, version, coder, mode, flags, model_id, w, h, tile, tx, ty, plen = HEADER.unpack_from(data)
-    if version != VERSION:
-        raise FormatError(f"unsupported .lq format version {version} (this leechcodec reads {VERSION})")
+    if version not in VERSIONS:
+        raise FormatError(f"unsupported .lq format version {version} (this leechcodec reads {_versions()})")
     if plen != len(data) - OVERHEAD:
         raise FormatError(f"payload length field says {plen} bytes but the stream carries {len(data) - OVERHEAD}")
     (crc,) = TRAILER.unpack_from(data, len(data) - TRAILER.size)
@@ -136,12 +157,16 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     if w < 1 or h < 1:
         raise FormatError(f"invalid image size {w}x{h}")
     if tile != TILE:
-        raise FormatError(f"unsupported tile size {tile} (.lq version {VERSION} has {TILE}px tiles)")
+        raise FormatError(f"unsupported tile size {tile} (.lq version {version} has {TILE}px tiles)")
     if (tx, ty) != tile_grid(w, h, tile):
         raise FormatError(f"tile grid {tx}x{ty} does not match a {w}x{h} image with {tile}px tiles")
     check_size(w, h, tile, max_pixels)
-    header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen)
+    header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen, version)
     return header, data[HEADER.size : HEADER.size + plen]
+
+
+def _versions() -> str:
+    return " and ".join(map(str, VERSIONS))
 
 
 # (name, offset, struct format) of each header field, in order: what ``describe`` walks
@@ -187,7 +212,7 @@ def _field(name: str, v, got: dict, n_bytes: int) -> tuple[str, str | None]:
     if name == "magic":
         return repr(v)[1:], None if v == MAGIC else f"not {MAGIC!r}: not a .lq stream"
     if name == "version":
-        return str(v), None if v == VERSION else f"this leechcodec reads version {VERSION}"
+        return str(v), None if v in VERSIONS else f"this leechcodec reads versions {_versions()}"
     if name == "coder":
         return CODER_NAMES.get(v, str(v)), None if v in CODER_NAMES else "unknown coder kind (0 fixed, 1 ar)"
     if name == "mode":
@@ -199,7 +224,7 @@ def _field(name: str, v, got: dict, n_bytes: int) -> tuple[str, str | None]:
     if name in ("width", "height"):
         return str(v), None if v >= 1 else "an image has at least 1 pixel"
     if name == "tile":
-        return str(v), None if v == TILE else f"version {VERSION} has {TILE}px tiles"
+        return str(v), None if v == TILE else f"a .lq file has {TILE}px tiles"
     if name in ("tiles_x", "tiles_y"):
         w, h, t = got.get("width"), got.get("height"), got.get("tile")
         if not (isinstance(w, int) and isinstance(h, int) and w >= 1 and h >= 1 and t == TILE):

@@ -56,7 +56,7 @@ def test_stdin_stdout(runner, png, tiny_model_path):
 
 
 def test_help_teaches(runner):
-    for cmd in ([], ["encode"], ["decode"], ["info"], ["train"], ["export"]):
+    for cmd in ([], ["encode"], ["decode"], ["info"], ["train"], ["export"], ["compare"]):
         r = runner.invoke(cli, cmd + ["--help"])
         assert r.exit_code == 0
     assert "Example" in runner.invoke(cli, ["encode", "--help"]).output
@@ -64,7 +64,7 @@ def test_help_teaches(runner):
 
 def test_help_lists_every_command(runner):
     """No command may vanish quietly (bench once did, behind an ImportError): the list is explicit."""
-    expected = {"encode", "decode", "info", "bench", "train", "export"}
+    expected = {"encode", "decode", "info", "bench", "train", "export", "compare"}
     assert set(cli.commands) == expected  # a new command: add it here
     r = runner.invoke(cli, ["--help"])
     assert r.exit_code == 0
@@ -174,7 +174,9 @@ def test_usage_errors_exit_2(runner):
 
 
 LIGHT_COMMANDS = [["--help"], ["--version"], ["encode", "--help"], ["decode", "--help"], ["bench", "--help"],
-                  ["train", "--help"], ["info", str(Path(__file__).parent / "data" / "rgb-301x77.ar.lq")]]  # fmt: skip
+                  ["train", "--help"], ["compare", "--help"], ["export", "--help"],
+                  ["info", str(Path(__file__).parent / "data" / "rgb-301x77.ar.lq")],
+                  ["info", str(Path(__file__).parent / "data" / "rgb-301x77.ar.v2.lq")]]  # fmt: skip
 
 
 @pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:2]).replace(str(Path(__file__).parent), ""))
@@ -266,7 +268,7 @@ def test_quiet_is_long_only_and_verbose_names_what_was_used(runner, png, tmp_pat
     assert r.exit_code == 0 and r.stdout_bytes.startswith(b"\x89PNG") and "stdout: 90x70" in r.stderr
 
 
-@pytest.mark.parametrize("command", ["encode", "decode", "info", "bench", "train", "export"])
+@pytest.mark.parametrize("command", ["encode", "decode", "info", "bench", "train", "export", "compare"])
 def test_version_on_every_command(runner, command):
     r = runner.invoke(cli, [command, "--version"])
     assert r.exit_code == 0 and r.output.strip() == f"leechcodec, version {leechcodec.__version__}"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import leechcodec
-from leechcodec import codec
+from leechcodec import codec, coders, container
 from leechcodec.errors import InputImageError, LeechWarning, LimitError, ModelMismatchError
 
 
@@ -53,8 +53,13 @@ def test_encode_decode_sizes_and_rate(tiny_model, w, h, rng):
     img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     data = leechcodec.encode(img, tiny_model)
     hdr = leechcodec.read_header(data)
-    assert (hdr.width, hdr.height, hdr.mode, hdr.coder) == (w, h, "RGB", "fixed")
-    assert len(data) == 38 + hdr.n_tiles * 2251
+    assert (hdr.width, hdr.height, hdr.mode, hdr.coder, hdr.version) == (w, h, "RGB", "fixed", 2)
+    # only the tokens whose 8x8 patch touches the image are stored: per tile rows × cols of them
+    rows = [min(32, -(-(h - 256 * r) // 8)) for r in range(-(-h // 256))]
+    cols = [min(32, -(-(w - 256 * c) // 8)) for c in range(-(-w // 256))]
+    assert len(data) == 38 + sum(coders.fixed_tile_bytes(nr * nc) for nr in rows for nc in cols)
+    if (w, h) == (256, 256):
+        assert len(data) == 38 + 2251
     out = leechcodec.decode(data, tiny_model)
     assert out.size == (w, h) and out.mode == "RGB"
     # the decoded image re-encodes to the same tokens only approximately; but decoding twice is exact
@@ -62,10 +67,14 @@ def test_encode_decode_sizes_and_rate(tiny_model, w, h, rng):
 
 
 def test_decode_matches_token_path(tiny_model, rng):
-    """decode(encode(x)) equals synthesis of the encoder's own tokens, cropped (float32 reference)."""
+    """decode(encode(x)) equals synthesis of the encoder's own tokens, padding tokens replaced
+    by the stored tokens they copy (format version 2), cropped (float32 reference)."""
     rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
     data = leechcodec.encode(Image.fromarray(rgb), tiny_model, precision="fp32")
-    tiles = codec.indices_to_tiles(tiny_model, codec.tiles_to_indices(tiny_model, codec.tile_image(rgb, 256)))
+    idx = codec.tiles_to_indices(tiny_model, codec.tile_image(rgb, 256))
+    filled = coders.fill_padding(idx, container.token_extents(260, 300, 256, 8), 32)
+    assert (filled != idx).any() and (filled.reshape(4, 32, 32)[0] == idx.reshape(4, 32, 32)[0]).all()
+    tiles = codec.indices_to_tiles(tiny_model, filled)
     out = leechcodec.decode(data, tiny_model, precision="fp32")
     np.testing.assert_array_equal(np.asarray(out), codec.untile_image(tiles, 260, 300))
 

@@ -20,9 +20,11 @@ def test_pack_unpack_round_trip():
     h = _header()
     data = container.pack(h, b"hello")
     assert len(data) == container.OVERHEAD + 5
-    assert data[:4] == b"LQ24" and data[4] == 1
+    assert data[:4] == b"LQ24" and data[4] == 2 == h.version == container.VERSION
     h2, payload = container.unpack(data)
     assert h2 == h and payload == b"hello"
+    old = _header(version=1)  # version 1 files still read, and say so
+    assert container.unpack(container.pack(old, b"hello"))[0].version == 1
     assert int.from_bytes(data[16:20], "big") == 768  # explicit big-endian width
 
 
@@ -31,7 +33,8 @@ def test_pack_unpack_round_trip():
     [
         (lambda d: b"PNG!" + d[4:], "bad magic"),
         (lambda d: d[:20], "truncated"),
-        (lambda d: d[:4] + b"\x02" + d[5:], "version"),
+        (lambda d: d[:4] + b"\x03" + d[5:], "version 3 .*reads 1 and 2"),
+        (lambda d: d[:4] + b"\x00" + d[5:], "version 0"),
         (lambda d: d[:-6] + d[-4:], "payload length"),
         (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "checksum"),
         (lambda d: d[:35] + bytes([d[35] ^ 0x10]) + d[36:], "checksum"),

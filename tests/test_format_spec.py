@@ -10,6 +10,7 @@ other bytes than the document says (pyproject pins the releases checked with thi
 import hashlib
 import itertools
 import json
+import math
 import zlib
 from decimal import Decimal, getcontext
 from functools import lru_cache
@@ -235,10 +236,13 @@ def spec_split(idx: int) -> tuple[int, int, int]:
     return (k, *divmod(idx - BASES[k], DETAIL[k]))
 
 
-def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None):
-    """Code ``tokens`` (tiles, g·g) or decode ``words`` in FORMAT.md's order with its integer prior.
+def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None, extents=None):
+    """Code ``tokens`` (tiles, g·g) or decode ``words`` in FORMAT.md's order with its integer prior;
+    with ``extents`` (version 2: per tile the rows and columns it stores) only stored positions
+    are coded and each padding token copies the token at (min(r, rows − 1), min(c, cols − 1)).
 
     Returns the tokens and the encoder (coding) or the decoder (decoding)."""
+    extents = extents or [(g, g)] * tiles
     book = spec_codebook()
     coder = SpecEncoder() if tokens is not None else SpecDecoder(words)
     grid = np.full((tiles, g, g), -1, dtype=np.int64)
@@ -252,11 +256,14 @@ def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None):
 
     zero = np.zeros(24, dtype=np.int64)
     for t in range(WAVE * (g - 1) + g):
-        pos = [(k, r, t - WAVE * r) for k in range(tiles) for r in range(g) if 0 <= t - WAVE * r < g]
+        wave = [(k, r, t - WAVE * r) for k in range(tiles) for r in range(g) if 0 <= t - WAVE * r < g]
+        pos = [(k, r, c) for k, r, c in wave if r < extents[k][0] and c < extents[k][1]]
+
         def vec(k: int, r: int, c: int) -> np.ndarray:  # a neighbour outside the tile is zero
             return book[grid[k, r, c]] if r >= 0 and 0 <= c < g else zero
 
         ctx = np.array([np.concatenate([vec(k, r + dr, c + dc) for dr, dc in NEIGHBOURS]) for k, r, c in pos])
+        ctx = ctx.reshape(len(pos), 24 * len(NEIGHBOURS)).astype(np.int64)  # a wavefront may store nothing
         h = spec_features(w, layers, ctx)
         want = [spec_split(int(tokens[k, r * g + c])) if tokens is not None else (None, None, None) for k, r, c in pos]
         cls_logits = spec_head(w, h, "cls_head")
@@ -283,6 +290,10 @@ def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None):
                 b = code(logits, want[i][2])
                 kk, r, c = pos[i]
                 grid[kk, r, c] = BASES[k] + sup[i] * DETAIL[k] + b
+        for k, r, c in wave:  # padding tokens of this wavefront: their sources are coded already
+            rows, cols = extents[k]
+            if r >= rows or c >= cols:
+                grid[k, r, c] = grid[k, min(r, rows - 1), min(c, cols - 1)]
     return grid.reshape(tiles, g * g), coder
 
 
@@ -309,6 +320,48 @@ def test_ar_payloads_are_the_documented_ones(preset, tmp_path):
     assert [int(x) for x in words] == enc.words()
     out, dec = spec_ar(w, m.cfg.layers, tiles, g, words=words)
     assert np.array_equal(out, idx) and dec.canonical()
+    # version 2: a tile of 16 x 5 stored tokens beside one of 3 x 16
+    extents = [(16, 5), (3, 16)]
+    payload = coders.encode_ar(idx, exact(m, tok_id), g, extents=extents)
+    filled, _ = spec_ar(w, m.cfg.layers, tiles, g, tokens=idx, extents=extents)
+    assert payload[8:12] == zlib.crc32(filled.astype(">u4").tobytes()).to_bytes(4, "big")
+    words = np.frombuffer(payload[12:], dtype="<u4")
+    _, enc = spec_ar(w, m.cfg.layers, tiles, g, tokens=idx, extents=extents)
+    assert [int(x) for x in words] == enc.words()
+    out, dec = spec_ar(w, m.cfg.layers, tiles, g, words=words, extents=extents)
+    assert np.array_equal(out, filled) and dec.canonical()
+    assert np.array_equal(coders.decode_ar(payload, tiles, g, exact(m, tok_id), extents=extents), filled)
+    grids = filled.reshape(tiles, g, g)
+    assert (grids[0, :, 5:] == grids[0, :, 4:5]).all() and (grids[1, 3:] == grids[1, 2]).all()
+
+
+def spec_extents(width: int, height: int, tile: int = 256, patch: int = 8) -> list[tuple[int, int]]:
+    """FORMAT.md, version 2: tile (R, C) stores rows r < min(g, ceil((height − R·tile) / patch)), columns likewise."""
+    g = tile // patch
+    ty, tx = -(-height // tile), -(-width // tile)
+    return [(min(g, math.ceil((height - R * tile) / patch)), min(g, math.ceil((width - C * tile) / patch)))
+            for R in range(ty) for C in range(tx)]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (301, 77), (256, 256), (513, 260), (8, 9)])
+def test_fixed_payload_of_version_2_is_the_documented_one(size):
+    """Per tile, its stored tokens in raster order as one base-196,560 integer in ceil(k·log2(196,560)/8) bytes."""
+    from leechcodec import container
+
+    extents = spec_extents(*size)
+    assert container.token_extents(*size, 256, 8) == extents
+    rng = np.random.default_rng(size[0] * 1000 + size[1])
+    idx = rng.integers(0, 196_560, (len(extents), 1024))
+    want = b""
+    for t, (rows, cols) in enumerate(extents):
+        digits = [int(idx[t, r * 32 + c]) for r in range(rows) for c in range(cols)]
+        value = sum(d * 196_560**i for i, d in enumerate(digits))
+        want += value.to_bytes(math.ceil(len(digits) * math.log2(196_560) / 8), "big")
+    assert coders.encode_fixed(idx, extents) == want
+    back = coders.decode_fixed(want, len(extents), 1024, extents).reshape(-1, 32, 32)
+    for t, (rows, cols) in enumerate(extents):
+        r, c = np.minimum(np.arange(32), rows - 1), np.minimum(np.arange(32), cols - 1)
+        assert np.array_equal(back[t], idx[t].reshape(32, 32)[r][:, c])
 
 
 # ----------------------------------------------------------------------------- ids

@@ -41,7 +41,7 @@ def _resign(data: bytes) -> bytes:
 @st.composite
 def headers(draw):
     """A valid header (any coder, mode, id and size the format can hold) and its payload."""
-    tile = container.TILE  # the one tile edge of version 1
+    tile = container.TILE  # the one tile edge of every version
     width = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     height = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     payload = draw(st.binary(max_size=64))
@@ -49,6 +49,7 @@ def headers(draw):
     header = Header(
         draw(st.sampled_from(sorted(CODER_IDS))), draw(st.sampled_from(sorted(MODE_IDS))),
         draw(st.binary(min_size=8, max_size=8)), width, height, tile, tx, ty, len(payload),
+        draw(st.sampled_from(container.VERSIONS)),
     )  # fmt: skip
     return header, payload
 
@@ -197,12 +198,18 @@ def test_decode_mutated_streams_only_raise_leech_errors(tiny_model, streams, dat
 
 @DECODE
 @given(st.integers(1, 256), st.integers(1, 256), st.sampled_from(sorted(MODE_IDS)))
-def test_decode_any_consistent_one_tile_header(tiny_model, streams, width, height, mode):
-    """Any size that fits one tile, in either mode, decodes to exactly that size and mode."""
-    header = Header("fixed", mode, bytes(tiny_model.model_id), width, height, 256, 1, 1, len(streams[0]) - 38)
-    with _tiles_decoded(tiny_model) as tiles:
-        image = leechcodec.decode(container.pack(header, streams[0][34:-4]), tiny_model)
-    assert image.size == (width, height) and image.mode == mode and tiles == [1]
+def test_decode_any_consistent_one_tile_header(tiny_model, width, height, mode):
+    """Any size that fits one tile, in either mode and either version, decodes to exactly that
+    size and mode (version 1 stores every token of the tile, version 2 those inside the picture)."""
+    from leechcodec import coders
+
+    idx = np.random.default_rng(width * 257 + height).integers(0, 196560, (1, 1024))
+    for version in container.VERSIONS:
+        payload = coders.encode_fixed(idx, container.token_extents(width, height, 256, 8, version))
+        header = Header("fixed", mode, bytes(tiny_model.model_id), width, height, 256, 1, 1, len(payload), version)
+        with _tiles_decoded(tiny_model) as tiles:
+            image = leechcodec.decode(container.pack(header, payload), tiny_model)
+        assert image.size == (width, height) and image.mode == mode and tiles == [1]
 
 
 @DECODE

@@ -41,6 +41,7 @@ DATA = REPO / "tests" / "data"
 MANIFEST = json.loads((DATA / "golden.json").read_text())
 STREAMS = {s["file"]: s for s in MANIFEST["streams"]}
 AR_STREAMS = [name for name, s in STREAMS.items() if s["coder"] == "ar"]
+CURRENT = [name for name, s in STREAMS.items() if s["version"] == container.VERSION]  # what the encoder writes
 PRIOR_ID = slice(container.HEADER.size, container.HEADER.size + 8)  # first 8 payload bytes of an ar stream
 
 
@@ -85,7 +86,7 @@ def test_golden_stream_decodes_to_its_pixels(golden, name):
     data = (DATA / name).read_bytes()
     assert sha256(data) == s["sha256"], "the committed stream itself changed"
     h = leechcodec.read_header(data)
-    assert (h.coder, h.mode, f"{h.width}x{h.height}") == (s["coder"], s["mode"], s["size"])
+    assert (h.coder, h.mode, f"{h.width}x{h.height}", h.version) == (s["coder"], s["mode"], s["size"], s["version"])
     assert h.model_id.hex() == MANIFEST["tokenizer"]["model_id"]
     tokens_ok = sha256(np.ascontiguousarray(_tokens(data, golden), ">u4").tobytes()) == s["tokens_sha256"]
     assert tokens_ok, "the coder decodes other tokens: the bitstream format changed"
@@ -97,7 +98,7 @@ def test_golden_stream_decodes_to_its_pixels(golden, name):
     )
 
 
-@pytest.mark.parametrize("name", STREAMS)
+@pytest.mark.parametrize("name", CURRENT)
 def test_golden_source_reencodes_to_the_same_bytes(golden, name):
     s = STREAMS[name]
     src = DATA / s["source"]
@@ -105,7 +106,7 @@ def test_golden_source_reencodes_to_the_same_bytes(golden, name):
     assert leechcodec.encode(src, golden, coder=s["coder"], precision="fp32") == (DATA / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", [n for n in STREAMS if STREAMS[n]["coder"] == "ar"])
+@pytest.mark.parametrize("name", [n for n in CURRENT if STREAMS[n]["coder"] == "ar"])
 def test_ar_streams_do_not_depend_on_the_coder_chunk_size(golden, name, monkeypatch):
     """coders.CHUNK bounds the memory of a wavefront over many tiles; rows coded a few at a
     time must give the same words, and decode the same tokens."""
@@ -118,6 +119,31 @@ def test_ar_streams_do_not_depend_on_the_coder_chunk_size(golden, name, monkeypa
     src = DATA / STREAMS[name]["source"]
     assert leechcodec.encode(src, golden, coder="ar", precision="fp32") == data
     assert np.array_equal(_tokens(data, golden), want)
+
+
+def test_every_version_has_golden_streams_of_both_coders_and_a_padded_picture():
+    """Old versions stay decodable (their streams are kept); the current one pins the encoder."""
+    for version in container.VERSIONS:
+        mine = [s for s in STREAMS.values() if s["version"] == version]
+        assert {s["coder"] for s in mine} == {"fixed", "ar"}
+        assert any(s["size"] == "301x77" for s in mine)  # padded on both sides
+
+
+def test_version_2_stores_only_tokens_that_touch_the_picture(golden):
+    """301x77 pads to 2 tiles of 32x32 tokens; version 2 stores 32x10 + 6x10 of them and
+    rebuilds the rest, version 1 stores all 2048: the same tokens where both store them."""
+    v1, v2 = (DATA / "rgb-301x77.fixed.lq").read_bytes(), (DATA / "rgb-301x77.fixed.v2.lq").read_bytes()
+    from leechcodec import coders
+
+    assert len(v1) == 38 + 2 * 2251 and len(v2) == 38 + coders.fixed_tile_bytes(320) + coders.fixed_tile_bytes(60)
+    t1, t2 = _tokens(v1, golden).reshape(2, 32, 32), _tokens(v2, golden).reshape(2, 32, 32)
+    assert np.array_equal(t1[0, :10, :32], t2[0, :10, :32]) and np.array_equal(t1[1, :10, :6], t2[1, :10, :6])
+    assert np.array_equal(t2[0, 10:], np.broadcast_to(t2[0, 9], (22, 32)))  # padding rows copy the last row
+    assert np.array_equal(t2[1, :10, 6:], np.broadcast_to(t2[1, :10, 5:6], (10, 26)))
+    assert np.array_equal(t2[1, 10:], np.broadcast_to(t2[1, 9], (22, 32)))
+    assert (t2[1, 9:, 6:] == t2[1, 9, 5]).all()  # the corner copies the last stored token
+    a1, a2 = (DATA / "rgb-301x77.ar.lq").read_bytes(), (DATA / "rgb-301x77.ar.v2.lq").read_bytes()
+    assert len(a2) < len(a1) and np.array_equal(_tokens(a2, golden).reshape(2, 32, 32), t2)
 
 
 # ----------------------------------------------------------------------------- stable ids

@@ -246,7 +246,7 @@ HOSTILE_STREAMS = {
     "payload too short": _lq(payload=b"\0" * 100),
     "payload value out of range": None,  # filled in below (needs the tiny model's id)
     "tile 64": _lq(tile=64, payload=b"\0" * 100),
-    "version 2": _lq(version=2),
+    "version 3": _lq(version=3),
     "coder ar": _lq(coder=1),
     "mode 7": _lq(mode=7),
 }
@@ -266,7 +266,7 @@ HOSTILE_ERRORS = {
     "payload too short": (FormatError, "fixed-rate payload is 100 bytes"),
     "payload value out of range": (FormatError, "out of range"),
     "tile 64": (FormatError, "tile"),
-    "version 2": (FormatError, "version 2"),
+    "version 3": (FormatError, "version 3"),
     "coder ar": (ModelError, "no AR prior"),
     "mode 7": (FormatError, "colour mode 7"),
 }

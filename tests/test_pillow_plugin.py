@@ -261,7 +261,7 @@ def _corrupt_cases() -> list:
         pytest.param(good[:37], id="truncated-trailer"),
         pytest.param(good[:-100], id="cut-payload"),
         pytest.param(good + b"\0", id="trailing-byte"),
-        pytest.param(_resigned(good, 4, b"\x02"), id="version"),
+        pytest.param(_resigned(good, 4, b"\x03"), id="version"),
         pytest.param(_resigned(good, 5, b"\x09"), id="coder"),
         pytest.param(_resigned(good, 6, b"\x07"), id="mode"),
         pytest.param(_resigned(good, 7, b"\x01"), id="flags"),

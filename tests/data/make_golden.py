@@ -12,7 +12,10 @@ Everything here is deterministic:
   Both are untrained: the tests pin the format and the arithmetic, not picture quality.
 * three source PNGs drawn with integer arithmetic: a whole 256x256 tile (RGB), an odd-sized
   RGB picture that pads into two tiles (301x77), an odd-sized grey one (45x61);
-* each source encoded with the ``fixed`` and the ``ar`` coder (``<source>.<coder>.lq``);
+* each source encoded with the ``fixed`` and the ``ar`` coder in the current format version
+  (``<source>.<coder>.v<version>.lq``); the streams of earlier versions (version 1:
+  ``<source>.<coder>.lq``) are kept with their manifest entries, never rewritten, so that the
+  tests go on decoding them;
 * ``golden.json``: the model and prior ids (content hashes), and per stream the SHA-256 of
   the stream, of its source PNG, of its token indices (big-endian uint32, tile by tile) and of its decoded pixels
   (``Image.tobytes()`` in the stream's colour mode).
@@ -97,12 +100,14 @@ def _pixels(path: Path) -> tuple:
 
 
 def tokens(data: bytes, model) -> np.ndarray:
-    """The token indices of a stream (what the coders decode, before any pixels)."""
+    """The token indices of a stream (what the coders decode, before any pixels), padding
+    tokens included (format version 2 rebuilds them from the stored ones)."""
     header, payload = container.unpack(data)
     grid = model.tile // model.patch
+    extents = container.token_extents(header.width, header.height, model.tile, model.patch, header.version)
     if header.coder == "ar":
-        return coders.decode_ar(payload, header.n_tiles, grid, model.prior)
-    return coders.decode_fixed(payload, header.n_tiles, grid * grid)
+        return coders.decode_ar(payload, header.n_tiles, grid, model.prior, extents=extents)
+    return coders.decode_fixed(payload, header.n_tiles, grid * grid, extents)
 
 
 def tokens_sha256(indices: np.ndarray) -> str:
@@ -135,20 +140,24 @@ def main() -> None:
         },
         "streams": [],
     }
+    if MANIFEST.is_file():  # earlier format versions: kept as they are
+        old = json.loads(MANIFEST.read_text())["streams"]
+        manifest["streams"] = [e for e in old if e.get("version", 1) != container.VERSION]
     for name, im in sources().items():
         src = DATA / f"{name}.png"
         if not src.is_file() or _pixels(src) != (im.mode, im.size, im.tobytes()):  # PNG bytes vary with zlib
             im.save(src, optimize=True)
         for coder in CODERS:
-            data = leechcodec.encode(src, model, coder=coder)
-            out = DATA / f"{name}.{coder}.lq"
+            data = leechcodec.encode(src, model, coder=coder, precision="fp32")
+            out = DATA / f"{name}.{coder}.v{container.VERSION}.lq"
             out.write_bytes(data)
-            decoded = leechcodec.decode(data, model)
+            decoded = leechcodec.decode(data, model, precision="fp32")  # the reference decode
             manifest["streams"].append({
                 "file": out.name,
                 "source": src.name,
                 "source_sha256": sha256(src.read_bytes()),
                 "coder": coder,
+                "version": container.VERSION,
                 "size": "{}x{}".format(*decoded.size),
                 "mode": decoded.mode,
                 "sha256": sha256(data),
