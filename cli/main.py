@@ -315,6 +315,8 @@ def info(input):
         raise leechcodec.FormatError(f"{_name(input)} is not a valid .lq stream: {first}{more}")
     h = leechcodec.read_header(data, None)
     click.echo(f"size:       {h.width}x{h.height} ({h.mode})")
+    stored = "the tokens that touch the picture" if h.version >= 2 else "every token of the padded tiles"
+    click.echo(f"format:     version {h.version} ({stored})")
     click.echo(f"tiles:      {h.tiles_x}x{h.tiles_y} of {h.tile}px")
     click.echo(f"coder:      {h.coder}")
     click.echo(f"model id:   {h.model_id.hex()}")

@@ -221,6 +221,7 @@ def test_info_needs_no_model(name, monkeypatch):
     assert r.exit_code == 0, r.output
     assert f"{s['size']} ({s['mode']})" in r.output and f"coder:      {s['coder']}" in r.output
     assert f"model id:   {MANIFEST['tokenizer']['model_id']}" in r.output
+    assert f"format:     version {s['version']} (" in r.output
     assert (f"prior id:   {MANIFEST['prior']['prior_id']}" in r.output) == (s["coder"] == "ar")
 
 
