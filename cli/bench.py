@@ -37,7 +37,8 @@ decoding_time, one value per sweep point, averaged over images), so
 `python -m compressai.utils.plot -f bench-out/kodak/*.json` overlays them;
 kodak.json (all codecs in one list, with the grid-artefact ratios), kodak.png
 (PSNR and MS-SSIM vs bpp, CompressAI's published Kodak curves dashed), and a
-Markdown table on stdout; --holdout writes the same under holdout*.
+Markdown table on stdout, and kodak-crops.png (--no-crops: not); --holdout
+writes the same under holdout* (no crops).
 Results already there are kept unless --force; files are replaced atomically,
 and --update-readme rewrites only the block between its bench markers.
 PSNR is computed on 8-bit RGB per image, then averaged. A progress bar per
@@ -72,6 +73,10 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
                    "compare in the table [default: the bundled copy of CompressAI's learned codecs, VTM, HM, "
                    "BPG and AV1; kodak_eval/published/README.md].")
 @click.option("--no-published", is_flag=True, help="Draw no published curves.")
+@click.option("--crops/--no-crops", default=True, show_default=True,
+              help="Also write kodak-crops.png: the same crops of kodim23, kodim04 and kodim15 decoded by "
+                   "leechcodec and by JPEG2000, AVIF and WebP at the same file size, at 100 %% "
+                   "(Kodak runs with leechcodec; `leechcodec compare` does it for any photo).")
 @device_option
 @force_option
 @quiet_option
@@ -83,7 +88,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
-          no_published, device, force, quiet, coders, update_readme):
+          no_published, crops, device, force, quiet, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
@@ -104,7 +109,8 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     if published_dir is not None and (no_published or not use_kodak):
         raise click.UsageError("--published draws Kodak results: it needs a Kodak run and no --no-published")
     stems = (["kodak"] if use_kodak else []) + (["holdout"] if holdout is not None else [])
-    existing = [str(p) for stem in stems for p in outputs(output_dir, stem) if p.exists()]
+    crops = crops and "leechcodec" in codecs
+    existing = [str(p) for stem in stems for p in outputs(output_dir, stem, crops and stem == "kodak") if p.exists()]
     if existing and not force:  # before any work: results are not replaced by accident
         raise OutputError(f"{', '.join(existing)} exist{'s' * (len(existing) == 1)} (use --force to overwrite)")
     check_device(device)
@@ -131,4 +137,5 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo, note=lambda m: note(m, quiet),
                   codecs=codecs, model=net, coders=coders, device=device, jobs=jobs, progress=not quiet,
                   reference=PAPER_POINT if kodak_set else None, published=published if kodak_set else [],
+                  crops=crops and kodak_set,
                   readme=update_readme if kodak_set else None)

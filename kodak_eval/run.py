@@ -247,6 +247,16 @@ def write_report(
     return json_path, png_path, markdown_table(entries, title, reference, published)
 
 
+CROP_IMAGES = ("kodim23.png", "kodim04.png", "kodim15.png")  # a face, a texture, hair: where coding shows
+
+
+def crop_images(paths: Sequence[str | os.PathLike], count: int = 3) -> list[Path]:
+    """The images of a crops figure: those of ``CROP_IMAGES`` present, then the first others."""
+    paths = [Path(p) for p in paths]
+    chosen = [p for name in CROP_IMAGES for p in paths if p.name == name]
+    return (chosen + [p for p in paths if p not in chosen])[:count]
+
+
 def outputs(output_dir: str | os.PathLike, stem: str, crops: bool = False) -> list[Path]:
     """The files ``benchmark`` writes for ``stem`` (the per-codec folder counts as one)."""
     out = Path(output_dir)
@@ -265,6 +275,7 @@ def benchmark(
     readme: str | os.PathLike | None = None,
     reference: tuple[float, float] | None = PAPER_POINT,
     published: list[dict] = (),
+    crops: bool = False,
     **kwargs,
 ) -> list[dict]:
     """``evaluate`` then ``write_report``; prints notes and the table with ``echo``.
@@ -279,6 +290,9 @@ def benchmark(
         readme: if given, the table replaces the bench section of this README.
         reference: the paper's point (Kodak only; None for other sets).
         published: published curves to draw and compare (Kodak only).
+        crops: also write ``<stem>-crops.png``: the same crop of ``crop_images(paths)`` decoded
+            by leechcodec (its first coder) and by JPEG2000, AVIF and WebP at the same file size
+            (``figures.crops_for_images``); needs "leechcodec" among the codecs.
         **kwargs: passed to ``evaluate``.
     """
     entries, notes = evaluate(paths, set_name=stem, **kwargs)
@@ -287,6 +301,14 @@ def benchmark(
     json_path, png_path, table = write_report(entries, output_dir, stem, title, reference, published)
     echo(table)
     echo(f"\nwrote {json_path}, {png_path} and one file per codec in {Path(output_dir) / stem}")
+    if crops and "leechcodec" in kwargs.get("codecs", ALL_CODECS) and kwargs.get("model") is not None:
+        from .figures import crops_for_images
+
+        crops_path = Path(output_dir) / f"{stem}-crops.png"
+        crops_for_images(crop_images(paths), kwargs["model"], crops_path, coder=tuple(kwargs.get("coders", ("auto",)))[0],
+                         progress=kwargs.get("progress"), device=kwargs.get("device", "cpu"),
+                         echo=note or (lambda m: echo(f"note: {m}")))
+        echo(f"wrote {crops_path} (the same crops at the same file size)")
     if readme is not None:
         from .report import update_readme
 

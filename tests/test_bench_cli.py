@@ -152,3 +152,26 @@ def test_published_curves_only_for_kodak(crops, tmp_path):
     r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg", "--quiet",
                                    "--output-dir", str(tmp_path / "o")])
     assert r.exit_code == 0 and "(published)" not in r.stdout and "paper" not in r.stdout
+
+
+def test_kodak_run_writes_the_crops_figure(kodak, tmp_path, tiny_model_path):
+    """kodak-crops.png: a row per image (here 1), leechcodec beside the classical codecs at its size."""
+    from PIL import Image
+
+    out = tmp_path / "out"
+    args = ["--kodak-dir", str(kodak), "--images", "1", "--codecs", "jpeg,leechcodec", "--model", str(tiny_model_path),
+            "--coder", "fixed", "--no-published"]
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    with Image.open(out / "kodak-crops.png") as im:
+        assert im.format == "PNG" and im.width > 4 * 192 and im.height > 192
+    assert "kodim01.png" in r.stderr and "JPEG2000" in r.stderr  # the bytes matched, said per image
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(out), "--no-crops"])
+    assert r.exit_code == 8 and "kodak.json" in r.stderr  # results are kept (the figure among them)
+    (out / "kodak.json").unlink()
+    (out / "kodak.png").unlink()
+    shutil.rmtree(out / "kodak")
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(out)])
+    assert r.exit_code == 8 and "kodak-crops.png exists" in r.stderr
+    r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "o2"), "--no-crops", "--quiet"])
+    assert r.exit_code == 0 and not (tmp_path / "o2" / "kodak-crops.png").exists()
