@@ -52,6 +52,8 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS, first_frame: bo
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = src if isinstance(src, Image.Image) else Image.open(src)
+            if im is not src and im.format == "LQ":  # Pillow reads .lq once leechcodec.pillow is imported
+                raise InputImageError("the input is a .lq stream, not an image (decode it: leechcodec decode)")
             _check_size(im.width, im.height, max_pixels)
             frames = 1 if im is src else getattr(im, "n_frames", 1)  # a PIL image given is its current frame
             if frames > 1:

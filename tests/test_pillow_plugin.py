@@ -26,7 +26,8 @@ from leechcodec.errors import FormatError, LeechWarning, LimitError, ModelError,
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 RGB_FIXED = DATA / "rgb-301x77.fixed.lq"
-STREAMS = ["rgb-301x77.fixed.lq", "rgb-301x77.ar.lq", "grey-45x61.fixed.lq", "grey-45x61.ar.lq"]
+STREAMS = ["rgb-301x77.fixed.lq", "rgb-301x77.ar.lq", "grey-45x61.fixed.lq", "grey-45x61.ar.lq",  # format version 1
+           "rgb-301x77.fixed.v2.lq", "rgb-301x77.ar.v2.lq", "grey-45x61.ar.v2.lq"]  # version 2
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +345,13 @@ def test_error_classes_pickle_and_keep_their_words(cls):
     e = pickle.loads(pickle.dumps(cls("the words")))
     assert type(e) is cls and str(e) == "the words"
     assert isinstance(e, OSError) and isinstance(e, leechcodec.LeechError)
+
+
+def test_encode_still_refuses_a_lq_input_once_pillow_reads_them(tiny):
+    """leechcodec.encode codes images; a .lq given to it is a mistake even though Pillow can now open it."""
+    from leechcodec.errors import InputImageError
+
+    for src in (RGB_FIXED, RGB_FIXED.read_bytes()):
+        with pytest.raises(InputImageError, match="is a .lq stream, not an image"):
+            leechcodec.encode(src, tiny)
+    leechcodec.encode(Image.open(RGB_FIXED), tiny, coder="fixed")  # an image a caller opened is theirs to code
