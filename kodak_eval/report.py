@@ -126,7 +126,7 @@ def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_p, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (ax_p, ax_m) = plt.subplots(1, 2, figsize=(15, 5.5))
     for e in entries:
         r = e["results"]
         ours = is_ours(e)
@@ -154,9 +154,10 @@ def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | 
     ax_m.set(xlabel="bits per pixel", ylabel="MS-SSIM-RGB (mean over images)", title="MS-SSIM")
     for ax in (ax_p, ax_m):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7 if published else 8)
+    # one legend beside the panels (the PSNR panel has every curve): none of them hidden under it
+    fig.legend(*ax_p.get_legend_handles_labels(), loc="center right", fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
     return fig
 
 
