@@ -15,6 +15,18 @@ from .common import OutputError, check_device, device_option, force_option, hand
 _DIR = click.Path(file_okay=False, path_type=Path)
 
 
+def _parse_lambdas(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        lams = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        lams = ()
+    if not lams or any(not (x >= 0 and x < float("inf")) for x in lams):
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers >= 0, e.g. 0,0.01,0.03")
+    return tuple(sorted(set(lams)))
+
+
 def _parse_codecs(ctx, param, value: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
     unknown = [n for n in names if n not in ALL_CODECS]
@@ -80,6 +92,9 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @device_option
 @force_option
 @quiet_option
+@click.option("--lambdas", callback=_parse_lambdas, metavar="X,Y,…",
+              help="The ar coder's sweep of `encode --lambda`, one curve point each "
+                   "[default: 0,0.005,0.01,0.02,0.03,0.05,0.1]; 0 alone gives one point.")
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
@@ -88,7 +103,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
-          no_published, crops, device, force, quiet, coders, update_readme):
+          no_published, crops, device, force, quiet, lambdas, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
@@ -136,6 +151,7 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         kodak_set = stem == "kodak"
         benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo, note=lambda m: note(m, quiet),
                   codecs=codecs, model=net, coders=coders, device=device, jobs=jobs, progress=not quiet,
+                  **({"lambdas": lambdas} if lambdas else {}),
                   reference=PAPER_POINT if kodak_set else None, published=published if kodak_set else [],
                   crops=crops and kodak_set,
                   readme=update_readme if kodak_set else None)

@@ -79,6 +79,19 @@ def cli():
     "slower encode (a round costs about 3 s per 768x512 picture on 2 cores; MODEL_CARD.md has dB per "
     "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
 )  # fmt: skip
+@click.option(
+    "--lambda", "lam", type=click.FloatRange(0, clamp=False), default=0.0, show_default=True, metavar="X",
+    help="The rate knob of the ar coder: each token becomes the codeword that minimises distortion + X x bits "
+    "under the prior, so a larger X gives a smaller file and a softer picture (Kodak, bundled model: 0.01 about "
+    "-8 %% bytes, 0.03 about -25 %%, 0.1 about -50 %%; MODEL_CARD.md has the curve). 0 = the nearest codewords. "
+    "Decoding is unchanged.",
+)  # fmt: skip
+@click.option(
+    "--bpp", type=click.FloatRange(0, min_open=True), metavar="B",
+    help="A target size instead of --lambda: the largest file at or under B bits per pixel (header "
+    "included) that a search over lambda finds; today's file if it is already small enough; exit 12 if B is "
+    "below what the knob reaches on this image. About 12 coder passes: several seconds per Kodak image.",
+)  # fmt: skip
 @click.option("--keep-orientation", is_flag=True,
               help="Code the pixels in stored order, ignoring the EXIF Orientation tag (by default the picture is "
                    "turned the way viewers show it).")
@@ -94,8 +107,8 @@ def cli():
 @verbose_option
 @version_option
 @handle_errors
-def encode(inputs, output, coder, effort, keep_orientation, first_frame, precision, device, model_path, prior_path,
-           force, max_pixels, quiet, verbose):  # fmt: skip
+def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_frame, precision, device, model_path,
+           prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
@@ -112,9 +125,16 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
     Examples:
       leechcodec encode kodim23.png -o kodim23.lq
       leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper
+      leechcodec encode kodim23.png -o kodim23.lq --lambda 0.03  # ~25 % smaller, softer
+      leechcodec encode kodim23.png -o kodim23.lq --bpp 0.1    # at most 0.1 bits per pixel
       leechcodec encode photos/*.png -o compressed/            # many files, one start-up
     """
     plan = batch_plan(inputs, output, ".lq")
+    if lam > 0 and bpp is not None:
+        raise click.UsageError("give --lambda or --bpp, not both")
+    if (lam > 0 or bpp is not None) and coder == "fixed":
+        raise click.UsageError("--lambda and --bpp trade distortion for bits of the ar coder; the fixed coder "
+                               "spends 17.585 bits on any token")
     if coder == "fixed" and prior_path:
         note("--prior is not used by the fixed coder", quiet)
     models = functools.cache(lambda: load_model(model_path, device, prior_path, use_prior=coder != "fixed"))
@@ -141,18 +161,22 @@ def encode(inputs, output, coder, effort, keep_orientation, first_frame, precisi
         image = image_io.read_image(src if regular else data, max_pixels, first_frame)  # before loading the model
         t1 = time.perf_counter()
         m = model()
+        if (lam > 0 or bpp is not None) and m.prior is None:
+            raise leechcodec.ModelError(f"--lambda and --bpp need the ar coder, and model {m.model_id.hex()} has no "
+                                        "AR prior (NAME.prior.safetensors beside the weights, or --prior)")
         t2 = time.perf_counter()
         stats: dict = {}
         lq = leechcodec.encode(image, m, coder=coder, device=device, progress=single and not quiet,
                                max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
-                               precision=precision, stats=stats)  # fmt: skip
+                               precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
         t3 = time.perf_counter()
         write_output(dst, lambda f: f.write(lq))
         t4 = time.perf_counter()
         h = leechcodec.read_header(lq, None)
         if (single or verbose) and not quiet:
+            knob = f", lambda {stats['lambda']:.4g}" if stats.get("lambda") else ""
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
-                f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder, {t4 - t0:.2f} s")  # fmt: skip
+                f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder{knob}, {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
             _details(m, getattr(m.prior, "prior_id", b"") if stats["coder"] == "ar" else None, stats, device,
                      (t0, t1, t2, t3, t4))  # fmt: skip
@@ -223,7 +247,7 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
         t2 = time.perf_counter()
         stats: dict = {}
         image = leechcodec.decode(data, m, device=device, progress=single and not quiet, max_pixels=max_pixels,
-                                  precision=precision, stats=stats)  # fmt: skip
+                                  precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
         t3 = time.perf_counter()
         write_output(dst, lambda f: image.save(f, format=fmt, **save))
         t4 = time.perf_counter()

@@ -222,6 +222,19 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     write_file(p, lambda f: f.write(new.encode()))
 
 
+def _curve_lines(e: dict) -> list[str]:
+    """The points of one of our curves (``encode --lambda`` sweep) as a Markdown table."""
+    r = e["results"]
+    lams = r.get("lambda", [math.nan] * len(r["bpp"]))
+    b0, p0 = r["bpp"][0], r["psnr-rgb"][0]
+    lines = ["| --lambda | bpp | of the first | PSNR | ΔPSNR | MS-SSIM | encode s |", "|---|---|---|---|---|---|---|"]
+    times = r.get("encoding_time", [math.nan] * len(r["bpp"]))
+    for lam, b, p, m, t in zip(lams, r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], times):
+        lines.append(f"| {lam:g} | {b:.4f} | {100 * b / b0:.0f} % | {p:.2f} dB | {p - p0:+.2f} dB "
+                     f"| {_fmt(m, '.4f', missing='n/a')} | {_fmt(t, '.2f', missing='n/a')} |")
+    return lines
+
+
 def markdown_table(entries: list[dict], title: str, reference: tuple[float, float] | None = PAPER_POINT,
                    published: list[dict] = ()) -> str:
     """Each codec read off at leechcodec's rate, with PSNR gap (and BD-rate for a curve), as Markdown.
@@ -248,11 +261,10 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
         lines[-1] += (" Rows marked (published) are CompressAI's published Kodak results, not measured here"
                       " (kodak_eval/published/README.md).")
     targets = []
-    for e in ours:
+    for e in ours:  # a curve is read at its first point (the rate knob at 0), and listed whole
         r = e["results"]
-        for i, bpp in enumerate(r["bpp"]):
-            tag = e["name"] if len(r["bpp"]) == 1 else f"{e['name']} point {i + 1}"
-            targets.append((tag, bpp, r["psnr-rgb"][i], r["ms-ssim-rgb"][i], e))
+        tag = e["name"] if len(r["bpp"]) == 1 else f"{e['name']} at lambda {r.get('lambda', [0])[0]:g}"
+        targets.append((tag, r["bpp"][0], r["psnr-rgb"][0], r["ms-ssim-rgb"][0], e))
     if not targets and reference is not None:
         targets.append(("paper reference", reference[0], reference[1], None, None))
     if not targets:  # no rate to read the codecs at: say what each curve spans
@@ -270,6 +282,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
             g8, gt = e["results"]["grid-8px"][i], e["results"]["grid-tile"][i]
             grid = f", grid error ratio {_fmt(g8, '.2f', missing='n/a')} (8-px lines) / {_fmt(gt, '.2f', missing='n/a')} (tile lines)"
         lines += ["", f"### {tag}: {bpp:.4f} bpp, PSNR {psnr:.2f} dB{ms}{grid}", ""]
+        if e is not None and len(e["results"]["bpp"]) > 1:
+            lines += _curve_lines(e) + [""]
         who = "paper" if e is None else "ours"
         curve = e is not None and len(e["results"]["bpp"]) >= 2  # a BD-rate needs a curve of ours
         lines += [

@@ -88,7 +88,10 @@ def measure_classical(path: str | os.PathLike, codec: str, values: Sequence[int]
     return points
 
 
-def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu") -> Point:
+LAMBDAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # the ar coder's rate knob: its curve in the bench
+
+
+def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu", lam: float = 0.0) -> Point:
     """One image through ``leechcodec.encode``/``leechcodec.decode`` — the same path as the CLI.
 
     Args:
@@ -96,9 +99,10 @@ def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: 
         model: a loaded tokenizer (``models.io.load_weights``).
         coder: entropy coder name.
         device: torch device.
+        lam: the ar coder's rate knob (``encode --lambda``).
     """
     t0 = time.perf_counter()
-    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False)
+    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False, lam=lam)
     t1 = time.perf_counter()
     decoded = leechcodec.decode(data, model, device=device, progress=False)
     t2 = time.perf_counter()
@@ -131,6 +135,7 @@ def evaluate(
     jobs: int = 1,
     progress: bool | None = None,
     set_name: str = "images",
+    lambdas: Sequence[float] = LAMBDAS,
 ) -> tuple[list[dict], list[str]]:
     """Run every requested codec over every image and average per sweep point.
 
@@ -145,6 +150,8 @@ def evaluate(
         progress: a tqdm bar on stderr per stage (each classical codec's sweep, leechcodec per
             coder), each with its time left (None: only on a terminal).
         set_name: image set name for the descriptions.
+        lambdas: the ar coder's sweep of its rate knob (``encode --lambda``), one point each:
+            leechcodec's curve; the fixed coder has one point.
 
     Returns:
         (entries, notes): one CompressAI-style entry per codec (and per coder), and skip notes.
@@ -209,16 +216,20 @@ def evaluate(
         cfg_name = getattr(getattr(model, "cfg", None), "name", "model")
         model_id = getattr(model, "model_id", b"")
         for coder in run_coders:
+            lams = tuple(lambdas) if coder == "ar" else (0.0,)
             per_image = []
-            with bar(n, f"leechcodec, {coder} coder") as b:
+            with bar(n, f"leechcodec, {coder} coder" + (f", {len(lams)} lambdas" if len(lams) > 1 else "")) as b:
                 for image in images:
-                    per_image.append([measure_leechcodec(image, model, coder, device)])
+                    per_image.append([measure_leechcodec(image, model, coder, device, lam) for lam in lams])
                     b.update()
+            knob = f"; encode --lambda ∈ {[float(x) for x in lams]}" if coder == "ar" else ""
             desc = (
-                f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}; real .lq "
+                f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}{knob}; real .lq "
                 f"bytes through leechcodec.encode/decode (the CLI's code path)"
             )
             entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
+            if coder == "ar":
+                entries[-1]["results"]["lambda"] = [float(x) for x in lams]
     return entries, notes
 
 

@@ -21,6 +21,7 @@ from .errors import (
     LimitError,
     ModelError,
     ModelMismatchError,
+    RateError,
 )
 
 __version__ = "0.1.0"
@@ -53,6 +54,7 @@ __all__ = [
     "LimitError",
     "ModelError",
     "ModelMismatchError",
+    "RateError",
     "decode",
     "encode",
     "read_header",

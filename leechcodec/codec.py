@@ -14,6 +14,7 @@ bottom by replicating its last column/row; decode crops the padding away exactly
 from __future__ import annotations
 
 import inspect
+import math
 import time
 
 import numpy as np
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from . import coders, container, lattice
 from .container import DEFAULT_MAX_PIXELS, Header
-from .errors import FormatError, ModelError, ModelMismatchError
+from .errors import FormatError, ModelError, ModelMismatchError, RateError
 from .image_io import prepare, read_image, to_rgb_array
 from .quantizer import normalize
 
@@ -124,9 +125,14 @@ def _batches(n: int, progress: bool, desc: str):
 
 @torch.inference_mode()
 def tiles_to_indices(
-    model, tiles: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32"
+    model, tiles: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32",
+    latents: list | None = None,
 ) -> np.ndarray:
-    """(T, 3, tile, tile) uint8 → (T, tokens) int64 codeword indices (raster order per tile)."""
+    """(T, 3, tile, tile) uint8 → (T, tokens) int64 codeword indices (raster order per tile).
+
+    ``latents``: a list to append each batch's (B, tokens, 24) float32 unit latents to (what
+    the rate–distortion choice of ``encode(lam=…)`` measures distortion against).
+    """
     dtype = block_dtype(device, precision)
     out = []
     for sl in _batches(len(tiles), progress, "encode"):
@@ -134,6 +140,8 @@ def tiles_to_indices(
         y = normalize(_net(model.analysis, x, dtype))  # (B, h, w, 24)
         idx = lattice.nearest(y.reshape(-1, lattice.DIM))
         out.append(idx.reshape(y.shape[0], -1).cpu().numpy())
+        if latents is not None:
+            latents.append(y.reshape(y.shape[0], -1, lattice.DIM).float().cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, 0), np.int64)
 
 
@@ -268,6 +276,8 @@ def encode(
     first_frame: bool = False,
     precision: str = "auto",
     stats: dict | None = None,
+    lam: float = 0.0,
+    bpp: float | None = None,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -288,13 +298,31 @@ def encode(
             (bf16 where the hardware has it; ``block_dtype``). Any choice gives a valid stream.
         stats: a dict to fill with what was done: ``coder``, ``precision`` ("fp32"/"bf16")
             and the seconds of each phase (``prepare_s``, ``network_s``, ``refine_s``, ``coder_s``).
+        lam: the rate knob λ ≥ 0 of the ar coder (``rdo``): each token becomes the codeword
+            minimising latent distortion + λ·bits under the prior, so larger λ gives smaller
+            files; 0 writes the nearest codewords. The stream decodes the same way either way.
+        bpp: a target rate instead of ``lam`` (ar coder): the largest stream at or under
+            ``bpp`` bits per pixel (header included) that a search over λ finds
+            (``LAMBDA_MAX``, ``BPP_STEPS``); today's stream (λ = 0) when it is already small
+            enough. ``stats["lambda"]`` says which λ was taken.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
         LimitError: over ``max_pixels``, or too many tiles for the format.
         ModelError: ``coder="ar"`` with a model that has no prior.
+        ValueError: ``lam`` < 0 or not finite, ``bpp`` ≤ 0, or either with the fixed coder.
+        RateError: ``bpp`` below the smallest stream the knob reaches on this image.
     """
     coder = pick_coder(model, coder)
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise ValueError(f"the target bpp must be a number > 0, got {bpp}")
+    if (lam > 0 or bpp is not None) and coder != "ar":
+        raise ValueError("the rate knob (lambda, bpp) trades distortion for bits of the ar coder; the fixed coder "
+                         "spends 17.585 bits on any token")
+    if bpp is not None and lam > 0:
+        raise ValueError("give lambda or a target bpp, not both")
     dtype = block_dtype(device, precision)  # a bad precision fails before any work
     clock = _Clock(stats, coder=coder, precision="bf16" if dtype else "fp32")
     im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
@@ -305,21 +333,65 @@ def encode(
     src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
     tiles = Tiles(src, model.tile)
     clock.lap("prepare_s")
-    indices = tiles_to_indices(model, tiles, device, progress, precision)
+    latents = [] if lam > 0 or bpp is not None else None
+    indices = tiles_to_indices(model, tiles, device, progress, precision, latents)
     clock.lap("network_s")
     if effort > 0:
         indices = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress)
         clock.lap("refine_s")
+        if latents is not None:  # the refined codewords are the targets the knob moves away from
+            latents = [lattice.vectors(torch.from_numpy(indices)).numpy()]
     extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
-    if coder == "ar":
-        payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch,
-                                   progress and len(tiles) > TILE_BATCH, extents)
-    else:
-        payload = coders.encode_fixed(indices, extents)
-    clock.lap("coder_s")
     tx, ty = container.tile_grid(w, h, model.tile)
-    header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
-    return container.pack(header, payload)
+
+    def stream(lam_: float) -> bytes:
+        if coder == "ar":
+            payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch,
+                                       progress and len(tiles) > TILE_BATCH and bpp is None, extents,
+                                       np.concatenate(latents) if latents else None, lam_)
+        else:
+            payload = coders.encode_fixed(indices, extents)
+        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
+        return container.pack(header, payload)
+
+    if bpp is None:
+        data = stream(lam)
+    else:
+        lam, data = _search_lambda(stream, bpp, w * h, progress)
+    if stats is not None:
+        stats["lambda"] = lam
+    clock.lap("coder_s")
+    return data
+
+
+LAMBDA_MAX = 0.3  # the knob's end: past ~0.2 the sizes only jitter (rdo.MAX_DIST bounds every move)
+BPP_STEPS = 12  # bisection steps in log λ between 1e-4 and LAMBDA_MAX
+
+
+def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -> tuple[float, bytes]:
+    """The largest stream at or under ``target`` bpp: (λ, bytes), by bisection in log λ."""
+    def rate(data: bytes) -> float:
+        return 8 * len(data) / pixels
+
+    best = stream(0.0)
+    if rate(best) <= target:  # today's stream already fits
+        return 0.0, best
+    low_end = stream(LAMBDA_MAX)
+    if rate(low_end) > target:
+        raise RateError(f"the smallest stream the rate knob reaches on this image is {rate(low_end):.4f} bpp "
+                        f"(lambda {LAMBDA_MAX:g}); {target:g} bpp is below it (at lambda 0: {rate(best):.4f} bpp)")
+    lo, hi = math.log(1e-4), math.log(LAMBDA_MAX)  # rate(lo) may be above target, rate(hi) is not
+    best_lam, best = LAMBDA_MAX, low_end
+    for _ in tqdm(range(BPP_STEPS), desc="rate search", unit="try", disable=not progress, leave=False):
+        mid = (lo + hi) / 2
+        data = stream(math.exp(mid))
+        if rate(data) <= target:
+            hi = mid
+            if len(data) > len(best):
+                best_lam, best = math.exp(mid), data
+        else:
+            lo = mid
+    return best_lam, best
 
 
 def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool) -> np.ndarray:

@@ -179,7 +179,7 @@ def _chunks(positions: np.ndarray):
 
 
 def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "",
-                   extents=None) -> np.ndarray:
+                   extents=None, choose=None) -> np.ndarray:
     """Visit every token of ``tiles`` grids in coding order.
 
     ``code(kind, logits, pos, sel)`` returns the symbols of one batch: ``kind`` is "class",
@@ -188,7 +188,9 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     decoder decodes them; both see the same logits in the same order. With ``extents``
     (per-tile stored rows and columns) only stored positions are coded; a padding token takes
     its value from its source (``fill_padding``), which lies in an earlier wavefront, and the
-    contexts see it like any other token.
+    contexts see it like any other token. ``choose(h, pos, coded)``, if given, runs before a
+    wavefront's symbols are coded, with the prior's features ``h`` of its stored positions
+    ``coded`` (flat, tile-major): the encoder's rate–distortion choice (``rdo``).
     """
     nb = prior.neighbours
     top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
@@ -210,6 +212,8 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
         row_of[coded] = np.arange(len(coded))
         ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
         h = prior.features(ctx.reshape(-1, ctx.shape[-1])[torch.from_numpy(coded).to(dev)].double())
+        if choose is not None and len(coded):
+            choose(h, pos, coded)
         cls = np.zeros(stored.shape, dtype=np.int64)
         a = np.zeros_like(cls)
         b = np.zeros_like(cls)
@@ -232,31 +236,61 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     return out.reshape(tiles, -1)
 
 
-def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, extents=None) -> bytes:
+def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, extents=None,
+              latents=None, lam: float = 0.0) -> bytes:
     """(T, grid²) indices → ar payload (see the module docstring); with ``extents`` (per-tile
     stored rows and columns, format version 2) only stored tokens are coded, and the padding
-    tokens the decoder will rebuild (``fill_padding``) are what the CRC and contexts see."""
+    tokens the decoder will rebuild (``fill_padding``) are what the CRC and contexts see.
+
+    With ``lam`` > 0 and ``latents`` ((T, grid², 24), the encoder's latents) each stored token
+    is chosen anew, in coding order, as the codeword minimising distortion + λ·bits
+    (``rdo.choose``); ``indices`` (the nearest codewords) seed the candidates. ``lam`` = 0
+    codes ``indices`` as they are.
+    """
     import constriction
 
     indices = _checked(indices, grid * grid)
     if extents is not None:
         indices = fill_padding(indices, extents, grid)
-    parts = _split(indices.reshape(-1, grid, grid))
+    tiles = len(indices)
+    tokens = indices.reshape(tiles, grid, grid).copy()  # what is coded; rdo rewrites stored positions
     enc = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
+    choose = None
+    if lam > 0:
+        from . import rdo
 
-    wave: dict[str, tuple] = {}  # kind → (pos, that wavefront's symbols): gathered once, not per chunk
+        if latents is None:
+            raise ValueError("rate-distortion coding (lam > 0) needs the encoder's latents")
+        y = rdo.as_latents(latents)
+        if y.shape[0] != indices.size:
+            raise ValueError(f"{y.shape[0]} latents for {indices.size} tokens")
+        nearest = torch.from_numpy(indices.reshape(-1))
+        cand = rdo.geometric_supports(y, nearest)
+
+        def choose(h, pos, coded):
+            p = len(pos[0])
+            t, j = np.divmod(coded, p)
+            r, c = pos[0][j], pos[1][j]
+            flat = torch.from_numpy((t * grid + r) * grid + c)
+            for sel in _chunks(np.arange(len(coded))):
+                f = flat[sel]
+                tokens[t[sel], r[sel], c[sel]] = rdo.choose(
+                    prior, h[sel], y[f], nearest[f], cand[0][f], cand[1][f], lam).cpu().numpy()
+
+    wave: dict = {}  # this wavefront's pos and its symbols of each kind: split once, not per chunk
 
     def code(kind, logits, pos, sel):
-        if kind not in wave or wave[kind][0] is not pos:  # `is`: the entry keeps its pos alive
-            wave[kind] = (pos, parts[kind][:, pos[0], pos[1]].reshape(-1))
-        sym = wave[kind][1][sel]
+        if wave.get("pos") is not pos:  # `is`: the entry keeps its pos alive
+            wave.clear()
+            wave.update(_split(tokens[:, pos[0], pos[1]]), pos=pos)
+        sym = wave[kind].reshape(-1)[sel]
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
 
-    _run_wavefront(prior, len(indices), grid, code, progress, "ar encode", extents)
+    coded = _run_wavefront(prior, tiles, grid, code, progress, "ar encode", extents, choose)
     words = enc.get_compressed().astype("<u4").tobytes()
-    return bytes(prior.prior_id) + _index_crc(indices).to_bytes(4, "big") + words
+    return bytes(prior.prior_id) + _index_crc(coded).to_bytes(4, "big") + words
 
 
 def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False, extents=None) -> np.ndarray:

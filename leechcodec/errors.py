@@ -68,5 +68,13 @@ class LimitError(LeechError):
     exit_code = 7
 
 
+class RateError(LeechError):
+    """`encode --bpp` asks for fewer bits per pixel than the rate knob reaches on that image (the
+    message gives the smallest rate it reaches).
+    """
+
+    exit_code = 12
+
+
 class LeechWarning(UserWarning):
     """A lossy but allowed conversion of the input (alpha dropped, 16-bit reduced, …)."""

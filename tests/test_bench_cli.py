@@ -175,3 +175,21 @@ def test_kodak_run_writes_the_crops_figure(kodak, tmp_path, tiny_model_path):
     assert r.exit_code == 8 and "kodak-crops.png exists" in r.stderr
     r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "o2"), "--no-crops", "--quiet"])
     assert r.exit_code == 0 and not (tmp_path / "o2" / "kodak-crops.png").exists()
+
+
+def test_ar_coder_is_a_curve_with_bd_rates(crops, tmp_path):
+    """--lambdas sweeps the ar coder's rate knob: leechcodec becomes a curve, the table lists its
+    points and gives BD-rates against each codec."""
+    frozen = Path(__file__).parent / "data" / "tiny.safetensors"  # with its AR prior beside it
+    out = tmp_path / "out"
+    r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg,leechcodec", "--model",
+                                   str(frozen), "--coder", "ar", "--lambdas", "0.05,0", "--quiet",
+                                   "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    (ours,) = [e for e in json.loads((out / "holdout.json").read_text()) if e["name"].startswith("leechcodec")]
+    assert ours["results"]["lambda"] == [0.0, 0.05] and len(ours["results"]["bpp"]) == 2
+    assert ours["results"]["bpp"][1] < ours["results"]["bpp"][0]
+    assert "| --lambda | bpp |" in r.stdout and "BD-rate (ours vs codec)" in r.stdout
+    assert "at lambda 0:" in r.stdout
+    r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--lambdas", "x,-1"])
+    assert r.exit_code == 2 and "comma-separated numbers" in r.output
