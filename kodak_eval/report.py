@@ -130,7 +130,9 @@ def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | 
     for e in entries:
         r = e["results"]
         ours = is_ours(e)
-        style = dict(marker="*", markersize=14, linestyle="-" if len(r["bpp"]) > 1 else "none", zorder=5) if ours else dict(marker="o", markersize=4)
+        curve = len(r["bpp"]) > 1
+        style = (dict(marker="*", markersize=9 if curve else 14, linestyle="-" if curve else "none", zorder=5) if ours
+                 else dict(marker="o", markersize=4))
         ax_p.plot(r["bpp"], r["psnr-rgb"], label=e["name"], **style)
         msssim = [float("nan") if v is None else v for v in r["ms-ssim-rgb"]]
         ax_m.plot(r["bpp"], msssim, label=e["name"], **style)
