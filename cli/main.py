@@ -247,7 +247,7 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
         t2 = time.perf_counter()
         stats: dict = {}
         image = leechcodec.decode(data, m, device=device, progress=single and not quiet, max_pixels=max_pixels,
-                                  precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
+                                  precision=precision, stats=stats)  # fmt: skip
         t3 = time.perf_counter()
         write_output(dst, lambda f: image.save(f, format=fmt, **save))
         t4 = time.perf_counter()
