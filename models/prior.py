@@ -177,14 +177,20 @@ class ARPrior(nn.Module):
 # ----------------------------------------------------------------------------- training data
 def token_cache(tokenizer, files, out: Path, name: str, progress: bool = True) -> torch.Tensor:
     """(N, G, G) int32 token grids of every 256-px tile of ``files`` (edge-padded like the codec),
-    for ``name == "train"`` also of their mirror images; cached in ``out`` per tokenizer."""
+    for ``name == "train"`` also of their mirror images; cached in ``out`` per tokenizer.
+
+    The tokens of the padding are what a .lq stream of format version 2 decodes there: copies of
+    the last stored token of their row or column (``coders.fill_padding``), not the encoder's
+    tokens of the replicated edge pixels; the contexts the prior learns are the coder's."""
     from PIL import Image
     from tqdm import tqdm
 
+    from leechcodec import container
     from leechcodec.codec import tile_image, tiles_to_indices
+    from leechcodec.coders import fill_padding
 
     mid = bytes(tokenizer.model_id).hex()
-    path = Path(out) / f"tokens-{name}-{mid}.safetensors"
+    path = Path(out) / f"tokens-{name}-{mid}-v2.safetensors"
     if path.is_file():
         return load_file(str(path))["grids"]
     g = tokenizer.tile // tokenizer.patch
@@ -193,8 +199,10 @@ def token_cache(tokenizer, files, out: Path, name: str, progress: bool = True) -
         with Image.open(f) as im:
             rgb = np.asarray(im.convert("RGB"))
         views = [rgb, rgb[:, ::-1]] if name == "train" else [rgb]
+        extents = container.token_extents(rgb.shape[1], rgb.shape[0], tokenizer.tile, tokenizer.patch)
         for v in views:
             idx = tiles_to_indices(tokenizer, tile_image(np.ascontiguousarray(v), tokenizer.tile))
+            idx = fill_padding(idx, extents, g)
             grids.append(torch.from_numpy(idx.reshape(-1, g, g).astype(np.int32)))
     grids = torch.cat(grids)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -344,3 +344,21 @@ def _ar_stream(model, im) -> bytes:
     if key not in _STREAMS:
         _STREAMS[key] = leechcodec.encode(im, model, coder="ar")
     return _STREAMS[key]
+
+
+def test_training_tokens_are_the_streams_tokens(tiny_model, tmp_path, rng):
+    """The prior learns on the grids a version-2 stream decodes to: the padding filled with
+    copies of the last stored row/column, the same for the mirror image; cached once."""
+    from models.prior import token_cache
+
+    src = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 256, (77, 301, 3), dtype=np.uint8)).save(src)
+    grids = token_cache(tiny_model, [src], tmp_path / "out", "train", progress=False)
+    assert grids.shape == (4, 32, 32)  # 2 tiles, and 2 of the mirror image
+    data = leechcodec.encode(src, tiny_model, coder="fixed", precision="fp32")
+    stream = coders.decode_fixed(data[34:-4], 2, 1024, [(10, 32), (10, 6)]).reshape(2, 32, 32)
+    assert np.array_equal(grids[:2].numpy(), stream)
+    for g in grids:
+        assert (g[10:] == g[9]).all()  # rows past the picture copy its last row
+    assert (grids[1, :, 6:] == grids[1, :, 5:6]).all() and (grids[3, :, 6:] == grids[3, :, 5:6]).all()
+    assert list((tmp_path / "out").glob("tokens-train-*-v2.safetensors"))
