@@ -87,7 +87,7 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
 @click.option("--no-published", is_flag=True, help="Draw no published curves.")
 @click.option("--crops/--no-crops", default=True, show_default=True,
               help="Also write kodak-crops.png: the same crops of kodim23, kodim04 and kodim15 decoded by "
-                   "leechcodec and by JPEG2000, AVIF and WebP at the same file size, at 100 %% "
+                   "leechcodec and by JPEG2000, AVIF and WebP at the same file size, at 100 % "
                    "(Kodak runs with leechcodec; `leechcodec compare` does it for any photo).")
 @device_option
 @force_option
