@@ -337,10 +337,11 @@ def encode(
     indices = tiles_to_indices(model, tiles, device, progress, precision, latents)
     clock.lap("network_s")
     if effort > 0:
-        indices = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress)
+        # with the rate knob, its targets become the refined latents (whose nearest codewords are
+        # the refined tokens): effort moves the tokens towards lower error, lambda from there to fewer bits
+        indices, latents = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress,
+                                    latents)
         clock.lap("refine_s")
-        if latents is not None:  # the refined codewords are the targets the knob moves away from
-            latents = [lattice.vectors(torch.from_numpy(indices)).numpy()]
     extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
     tx, ty = container.tile_grid(w, h, model.tile)
 
@@ -394,25 +395,29 @@ def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -
     return best_lam, best
 
 
-def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool) -> np.ndarray:
+def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool,
+             latents: list | None = None) -> tuple[np.ndarray, list | None]:
     """``refine.refine_indices``, kept only if the whole decoded picture's error went down.
 
     Each tile's error on its own never rises; with a decoder halo the neighbours' pixels
     depend on a tile's tokens too, so the picture is checked as ``decode`` will make it.
+    Returns the indices and, if ``latents`` (the encoder's) was given, the latents that go
+    with them: the refined ones, or ``latents`` when the refinement is not kept.
     """
     from . import refine
 
     h, w, _ = rgb.shape
-    new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress)
+    found: list | None = [] if latents is not None else None
+    new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress, found)
     tx, ty = container.tile_grid(w, h, model.tile)
     if int(getattr(model, "decode_halo", 0)) <= 0 or tx * ty == 1 or np.array_equal(new, indices):
-        return new
+        return new, found
 
     def sse(idx: np.ndarray) -> float:
         out = indices_to_image(model, idx, tx, ty, device)[:h, :w].astype(np.float64)
         return float(((out - rgb) ** 2).sum())
 
-    return new if sse(new) < sse(indices) else indices
+    return (new, found) if sse(new) < sse(indices) else (indices, latents)
 
 
 def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:

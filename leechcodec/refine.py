@@ -40,7 +40,7 @@ def _tile_error(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, rounds: int, on_round=None,
-                 synthesis=None) -> torch.Tensor:  # fmt: skip
+                 synthesis=None, latents: list | None = None) -> torch.Tensor:  # fmt: skip
     """Refine one batch of tiles.
 
     Args:
@@ -53,6 +53,8 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
             with the best (T, N) indices so far (for benchmarks).
         synthesis: codeword vectors (T, g, g, 24) → the tiles' pixels (T, 3, S, S), as the
             decoder will make them; default ``model.synthesis`` (each tile decoded alone).
+        latents: a list to append the (T, N, 24) unit latents of the returned indices to (their
+            nearest codewords are those indices): what the rate knob moves away from.
 
     Returns:
         (T, N) indices; each tile's rounded error is never above that of ``indices``.
@@ -83,28 +85,32 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
         best_err = torch.where(better, err_t, best_err)
         if on_round is not None:
             on_round(step - 1, best)
+        keep = better.view(T, 1, 1, 1)
+        best_u = torch.where(keep, u, best_u)  # the latents whose nearest codewords are ``best``
         if grad is None:
             break
-        keep = better.view(T, 1, 1, 1)
-        best_u = torch.where(keep, u, best_u)
         u = torch.where(keep, u, best_u)
         lr = torch.where(better, (lr * 1.2).clamp(max=MAX_LR), lr * 0.5)
         m1.mul_(BETAS[0]).add_(grad, alpha=1 - BETAS[0])
         m2.mul_(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
         mh, vh = m1 / (1 - BETAS[0] ** step), m2 / (1 - BETAS[1] ** step)
         u = u - lr.view(T, 1, 1, 1) * mh / (vh.sqrt() + 1e-8)
+    if latents is not None:
+        latents.append(normalize(best_u).reshape(T, N, shape[-1]).detach())
     return best
 
 
 def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, height: int, rounds: int,
-                   device: str = "cpu", batch: int = 6, progress: bool = False) -> np.ndarray:  # fmt: skip
+                   device: str = "cpu", batch: int = 6, progress: bool = False,
+                   latents: list | None = None) -> np.ndarray:  # fmt: skip
     """Refine the (T, N) ``indices`` of the (T, 3, S, S) uint8 ``tiles`` of a ``width`` × ``height``
     image (row-major tiles, edge padding beyond the image) by ``rounds`` effort rounds.
 
     With a decoder halo (``model.decode_halo`` > 0) and several tiles, each tile is refined in
     turn inside its decoding window, its neighbours' tokens as refined so far around it, so
     the error refined is the one ``decode`` will make; otherwise ``batch`` tiles at a time,
-    each alone.
+    each alone. ``latents``: a list to append the (T, N, 24) float32 unit latents of the
+    refined indices to (``refine_tiles``).
     """
     if rounds <= 0 or len(tiles) == 0:
         return indices
@@ -122,9 +128,12 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
     idx = torch.from_numpy(indices).to(device, copy=True)  # the caller's array stays as it was
     windowed = halo > 0 and len(tiles) > 1
     groups = [slice(t, t + 1) for t in range(len(tiles))] if windowed else [slice(s, s + batch) for s in range(0, len(tiles), batch)]
+    found: list = [] if latents is not None else None
     for sl in tqdm(groups, desc="effort", unit="tile" if windowed else "batch", disable=not progress or len(groups) < 2, leave=False):
         synthesis = _window_synthesis(model, idx, sl.start, tx, ty, halo) if windowed else None
-        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis)
+        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis, latents=found)
+    if latents is not None:
+        latents.append(torch.cat(found).float().cpu().numpy())
     return idx.cpu().numpy()
 
 

@@ -137,3 +137,14 @@ def test_cli_knob_options(tmp_path, picture):
                 ["--bpp", "0"]):
         r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "c.lq"), *bad])
         assert r.exit_code == 2, bad
+
+
+def test_effort_then_knob_starts_from_the_refined_tokens(model, picture):
+    """With --effort, the knob's targets are the refined latents, whose nearest codewords are the
+    refined tokens: a vanishing λ keeps the effort's stream, a larger one shrinks it."""
+    refined = leechcodec.encode(picture, model, coder="ar", effort=1, precision="fp32")
+    assert refined != leechcodec.encode(picture, model, coder="ar", precision="fp32")  # effort moved tokens
+    assert leechcodec.encode(picture, model, coder="ar", effort=1, lam=1e-9, precision="fp32") == refined
+    smaller = leechcodec.encode(picture, model, coder="ar", effort=1, lam=0.03, precision="fp32")
+    assert len(smaller) < 0.9 * len(refined)
+    assert leechcodec.decode(smaller, model).size == picture.size
