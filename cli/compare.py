@@ -82,19 +82,23 @@ Codecs this Pillow build lacks are left out with a note.""")
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="leechcodec's entropy coder, as in `encode` ('auto' = ar when the model has a prior).",
 )  # fmt: skip
+@click.option("--lambda", "lam", type=click.FloatRange(0), default=0.0, show_default=True, metavar="X",
+              help="leechcodec's rate knob, as in `encode --lambda` (ar coder): compare at a smaller size.")
 @device_option
 @model_option
 @force_option
 @quiet_option
 @version_option
 @handle_errors
-def compare(photo, output, crop, size, codecs, coder, device, model_path, force, quiet):
+def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, force, quiet):
     """Show crops of PHOTO coded by leechcodec and by JPEG2000, AVIF, WebP at the same file size.
 
     PHOTO is coded with leechcodec; each classical codec is then set to give a
     file as close as it can to that many bytes, and every file is decoded. A
     crop of each decode, side by side with the original's, is written as a PNG.
     """
+    if lam > 0 and coder == "fixed":
+        raise click.UsageError("--lambda trades distortion for bits of the ar coder, not of the fixed coder")
     check_output(output, force)
     if output != "-" and Path(output).suffix.lower() != ".png":
         note(f"{output} is written as PNG", quiet)
@@ -122,7 +126,9 @@ def compare(photo, output, crop, size, codecs, coder, device, model_path, force,
 
     from kodak_eval.figures import Row, panels, pick_crop, render, summary  # imports torch: not for --help
 
-    shown = panels(image, model, coder=coder, codecs=codecs, device=device, progress=not quiet)
+    if lam > 0 and model.prior is None:
+        raise leechcodec.ModelError(f"--lambda needs the ar coder, and model {model.model_id.hex()} has no AR prior")
+    shown = panels(image, model, coder=coder, codecs=codecs, device=device, progress=not quiet, lam=lam)
     row = Row(Path(_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
     canvas, _ = render([row])
     write_output(output, lambda f: canvas.save(f, "PNG"))

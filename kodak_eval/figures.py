@@ -150,6 +150,7 @@ def panels(
     codecs: Sequence[str] = DEFAULT_CODECS,
     device: str = "cpu",
     progress: bool | None = False,
+    lam: float = 0.0,
 ) -> list[Panel]:
     """The original, leechcodec's decode, and each classical codec's decode at leechcodec's file size.
 
@@ -161,6 +162,7 @@ def panels(
         codecs: keys of ``CLASSICAL``, in the order shown; those this Pillow lacks are left out.
         device: torch device for leechcodec.
         progress: a tqdm bar on stderr over leechcodec and the codecs' searches (None: only on a terminal).
+        lam: leechcodec's rate knob (``encode --lambda``, ar coder).
 
     Returns:
         ``[original, leechcodec, codec…]`` as ``Panel``s.
@@ -186,9 +188,10 @@ def panels(
               disable=None if progress is None else not progress) as bar:  # fmt: skip
         bar.set_postfix_str("leechcodec")
         stats: dict = {}
-        data = leechcodec.encode(image, model, coder=coder, device=device, stats=stats)
+        data = leechcodec.encode(image, model, coder=coder, device=device, stats=stats, lam=lam)
         decoded = leechcodec.decode(data, model, device=device)
-        out.append(panel("leechcodec", data, decoded, f"({stats['coder']} coder)"))
+        knob = f", lambda {lam:g}" if lam else ""
+        out.append(panel("leechcodec", data, decoded, f"({stats['coder']} coder{knob})"))
         bar.update()
         target = len(data)
         for name in available:

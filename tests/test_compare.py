@@ -199,3 +199,18 @@ def test_cli_help_teaches_and_stays_light():
     )
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO)
     assert r.stderr.splitlines()[-1] == "exit 0 False", r.stderr
+
+
+def test_cli_compare_with_the_rate_knob(tmp_path):
+    """--lambda: leechcodec's smaller file, and the classical codecs matched to it."""
+    sizes = {}
+    for lam in ("0", "0.05"):
+        out = tmp_path / f"cmp-{lam}.png"
+        r = CliRunner().invoke(cli, ["compare", str(RGB_256), "-o", str(out), "--codecs", "jpeg2000", "--lambda", lam])
+        assert r.exit_code == 0, r.output
+        line = r.stderr.strip().splitlines()[-1]
+        sizes[lam] = int(line.split("leechcodec ")[1].split(" B")[0].replace(",", ""))
+    assert sizes["0.05"] < sizes["0"]
+    r = CliRunner().invoke(cli, ["compare", str(RGB_256), "-o", str(tmp_path / "x.png"), "--lambda", "0.1",
+                                 "--coder", "fixed"])
+    assert r.exit_code == 2 and "ar coder" in r.output
