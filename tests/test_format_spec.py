@@ -426,7 +426,7 @@ def test_the_shipped_prior_id_follows_the_documented_recipe():
     state = {k: torch.from_numpy(v) for k, v in tensors.items()}
     cfg = PriorConfig(**config)
     assert prior_id_of(cfg, state, tok) == spec_prior_id(config, tensors, tok)  # what encoders write
-    assert spec_prior_id(config, tensors, tok).hex() == "5544e1c4d247b826" == meta["prior_id"]  # FORMAT.md's example
+    assert spec_prior_id(config, tensors, tok).hex() == "f8d7568c55ccf49c" == meta["prior_id"]  # FORMAT.md's example
     assert spec_prior_id(config, tensors, tok, legacy=True) != prior_id_of(cfg, state, tok)
 
 
