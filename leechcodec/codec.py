@@ -344,12 +344,12 @@ def encode(
         clock.lap("refine_s")
     extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
     tx, ty = container.tile_grid(w, h, model.tile)
+    latents = np.concatenate(latents) if latents else None  # once, not per try of the --bpp search
 
     def stream(lam_: float) -> bytes:
         if coder == "ar":
             payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch,
-                                       progress and len(tiles) > TILE_BATCH and bpp is None, extents,
-                                       np.concatenate(latents) if latents else None, lam_)
+                                       progress and len(tiles) > TILE_BATCH and bpp is None, extents, latents, lam_)
         else:
             payload = coders.encode_fixed(indices, extents)
         header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))

@@ -125,6 +125,7 @@ def _detail_vectors(prior, k: int, dev) -> torch.Tensor:
 
 
 def as_latents(latents: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(…, 24) latents as float64 unit vectors."""
-    y = torch.as_tensor(np.asarray(latents), dtype=torch.float64).reshape(-1, lattice.DIM)
+    """(…, 24) latents as (N, 24) float32 unit vectors (``choose`` widens each chunk to float64:
+    a 64-megapixel picture's latents stay at 100 MB)."""
+    y = torch.as_tensor(np.asarray(latents), dtype=torch.float32).reshape(-1, lattice.DIM)
     return y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
