@@ -38,13 +38,14 @@ def bits_of(freq: torch.Tensor) -> torch.Tensor:
     return torch.log2(f.sum(1, keepdim=True)) - torch.log2(f)
 
 
-def geometric_supports(y: torch.Tensor, nearest: torch.Tensor, m: int = GEOMETRIC) -> tuple[torch.Tensor, torch.Tensor]:
+def geometric_supports(y: torch.Tensor, nearest: torch.Tensor, m: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Supports near each latent: (N, C) classes and (N, C) supports, the nearest codeword's first.
 
     The octads with the largest Σ|y| over their 8 places, the Golay words whose signs agree
     best with y, and the three pairs of the largest |y|: the candidates the exact nearest search
     bounds from above (``lattice._nearest_structured``), so the best codeword of each is close.
     """
+    m = GEOMETRIC if m is None else m  # read at call time: benchmarks/knob_sweep.py sets it
     T = lattice._torch_tables(str(y.device))
     yf = y.float()
     ax = yf.abs()
@@ -63,7 +64,7 @@ def geometric_supports(y: torch.Tensor, nearest: torch.Tensor, m: int = GEOMETRI
 
 
 def choose(prior, h: torch.Tensor, y: torch.Tensor, nearest: torch.Tensor, cls0: torch.Tensor, sup0: torch.Tensor,
-           lam: float, likely: int = LIKELY) -> torch.Tensor:
+           lam: float, likely: int | None = None) -> torch.Tensor:
     """The codeword minimising D + λ·bits at each of N positions.
 
     Args:
@@ -80,6 +81,7 @@ def choose(prior, h: torch.Tensor, y: torch.Tensor, nearest: torch.Tensor, cls0:
     """
     from .coders import frequencies  # coders imports constriction lazily; no cycle at import
 
+    likely = LIKELY if likely is None else likely  # read at call time, as MAX_DIST
     n = h.shape[0]
     dev = h.device
     yd = y.to(dev, torch.float64)
