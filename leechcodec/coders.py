@@ -201,12 +201,13 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     book = torch.from_numpy(codebook()).to(dev, torch.int8)
     out = np.zeros((tiles, grid, grid), dtype=np.int64)
     ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
+    mask = stored_mask(ext, grid)  # (T, grid, grid)
     w = prior.wave
     for t in tqdm(range(w * (grid - 1) + grid), desc=desc, unit="wave", disable=not progress, leave=False):
         rows = torch.tensor([r for r in range(grid) if 0 <= t - w * r < grid], device=dev)
         cols = t - w * rows
         pos = (rows.cpu().numpy(), cols.cpu().numpy())
-        stored = ((pos[0][None, :] < ext[:, :1]) & (pos[1][None, :] < ext[:, 1:])).reshape(-1)  # (T·P,)
+        stored = mask[:, pos[0], pos[1]].reshape(-1)  # (T·P,)
         coded = np.flatnonzero(stored)
         row_of = np.full(stored.shape, -1, np.int64)  # position → its row of h (stored positions only)
         row_of[coded] = np.arange(len(coded))
