@@ -50,7 +50,7 @@ from .common import OutputError, check_output, force_option, handle_errors, vers
               help="Where to train: 'auto' takes CUDA when there is a GPU, else the CPU.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (worth it on a GPU).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False), help="Start from these release weights (same preset).")
+@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False), help="Start from these release weights (same preset); with --prior, from the EMA weights of a `train --prior` checkpoint (e.g. to carry a prior over to a retrained tokenizer).")
 @click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @version_option

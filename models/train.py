@@ -400,9 +400,16 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
         raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
     task = (PriorTask if cfg.prior else TokenizerTask)(cfg, mcfg, device, main, progress)
     model = task.build(mcfg).to(device)
-    if init_weights:
-        if cfg.prior:
-            raise TrainError("--init is for tokenizer weights; resume a prior run with --resume")
+    if init_weights and cfg.prior:
+        # a prior starts from the EMA weights of another prior run's checkpoint (e.g. the
+        # shipped prior's run, continued on the tokens of a retrained tokenizer)
+        tensors, meta = read_checkpoint(Path(init_weights))
+        if meta.get("task") != "prior":
+            raise TrainError(f"--init with --prior takes the checkpoint of a `train --prior` run; {init_weights} is not one")
+        if json.loads(meta["model_config"]) != mcfg.to_dict():
+            raise TrainError(f"--init checkpoint {init_weights} was trained with a different prior config")
+        model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    elif init_weights:
         src = model_io.load_weights(init_weights)
         if src.cfg != mcfg:
             raise TrainError(f"--init weights are a {src.cfg.name!r} model, not {mcfg.name!r}")

@@ -31,7 +31,7 @@ from models.prior import (
     prior_path_for,
     save_prior,
 )
-from models.train import TrainConfig, export_checkpoint, train
+from models.train import TrainConfig, TrainError, export_checkpoint, train
 from models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,6 +259,37 @@ def test_train_prior_resumes_exactly_and_exports(tiny_pair, kodak_crops, tmp_pat
             torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     pid = export_checkpoint(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "p.safetensors")
     assert load_prior(tmp_path / "p.safetensors", tiny_pair[1].model_id).prior_id == pid
+
+
+def test_prior_init_starts_from_another_runs_ema_and_binds_to_the_new_tokenizer(tiny_pair, kodak_crops, tmp_path, one_thread):
+    tok = tiny_pair[0]
+    first = tmp_path / "first"
+    train(_prior_cfg(kodak_crops, first, tok, steps=3), progress=False)
+    torch.manual_seed(5)
+    other = tmp_path / "other.safetensors"
+    other_id = save_weights(build("tiny"), other)  # a retrained tokenizer: another model id
+    assert other_id != tiny_pair[1].model_id
+    src = load_file(str(first / "checkpoint.safetensors"))
+    # zero steps from --init: the new run's weights and EMA are the first run's EMA exactly
+    train(_prior_cfg(kodak_crops, tmp_path / "zero", other, steps=0), init_weights=str(first / "checkpoint.safetensors"), progress=False)
+    zero = load_file(str(tmp_path / "zero" / "checkpoint.safetensors"))
+    for k, v in src.items():
+        if k.startswith("ema."):
+            assert torch.equal(zero[k], v) and torch.equal(zero["model." + k[4:]], v), k
+    # a few steps on: exported for the new tokenizer, refused for the old one
+    train(_prior_cfg(kodak_crops, tmp_path / "next", other, steps=2), init_weights=str(first / "checkpoint.safetensors"), progress=False)
+    export_checkpoint(tmp_path / "next" / "checkpoint.safetensors", tmp_path / "p.safetensors")
+    assert load_prior(tmp_path / "p.safetensors", other_id).prior_id
+    with pytest.raises(ModelError, match="not of"):
+        load_prior(tmp_path / "p.safetensors", tiny_pair[1].model_id)
+    # a tokenizer run's checkpoint, or a prior of another config, is refused in one line
+    tok_run = tmp_path / "tokrun"
+    train(TrainConfig(data=(str(kodak_crops),), out=str(tok_run), preset="tiny", batch=1, steps=1, warmup=1, crop=64,
+                      ckpt_minutes=100.0), progress=False)  # fmt: skip
+    with pytest.raises(TrainError, match="not one"):
+        train(_prior_cfg(kodak_crops, tmp_path / "bad1", other), init_weights=str(tok_run / "checkpoint.safetensors"), progress=False)
+    with pytest.raises(TrainError, match="different prior config"):
+        train(_prior_cfg(kodak_crops, tmp_path / "bad2", other, preset="small"), init_weights=str(first / "checkpoint.safetensors"), progress=False)
 
 
 def test_ddp_prior_two_processes_on_cpu(tiny_pair, kodak_crops, tmp_path, train_like_ddp):
