@@ -8,6 +8,8 @@
 #
 # Everything it measures is kept under runs/home-MODELID/ (Kodak tables, prior log, ar bench);
 # update MODEL_CARD.md from those files. PRIOR_STEPS (default 1000) sets the prior's length;
+# PRIOR_INIT=CHECKPOINT starts the prior from that `train --prior` run's EMA weights (e.g. the
+# shipped prior's run) instead of afresh.
 # HALO=N sets the decoder's halo (tokens) of weights trained before their preset had one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ if ! python -c "import sys; sys.exit(0 if float('$new') > float('$old') else 1)"
 fi
 leechcodec train --prior "$data" --out "$dir/prior" --tokenizer "$dir/tokenizer.safetensors" --preset small \
   --batch 16 --steps "${PRIOR_STEPS:-1000}" --warmup 60 --lr 2e-3 --ema 0.99 --val-dir "$kodak" --val-every 100 \
-  --ckpt-minutes 4 --quiet
+  --ckpt-minutes 4 ${PRIOR_INIT:+--init "$PRIOR_INIT"} --quiet
 leechcodec export "$dir/prior/checkpoint.safetensors" -o "$dir/tokenizer.prior.safetensors" --force
 cp "$dir/tokenizer.safetensors" models/weights/leech.safetensors
 cp "$dir/tokenizer.prior.safetensors" models/weights/leech.prior.safetensors
