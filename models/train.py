@@ -229,12 +229,17 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     return tensors, meta
 
 
+def _part(tensors: dict, prefix: str) -> dict:
+    """The state dict stored under ``prefix`` ("model." or "ema.") in a checkpoint's tensors."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_checkpoint(path: Path, model, ema, opt) -> tuple[int, dict]:
     tensors, meta = read_checkpoint(path)
     if json.loads(meta["model_config"]) != model.cfg.to_dict():
         raise TrainError(f"{path} was trained with a different model config")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    model.load_state_dict(_part(tensors, "model."))
+    ema.load_state_dict(_part(tensors, "ema."))
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
@@ -255,10 +260,10 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike) -> bytes:
         from .prior import ARPrior, PriorConfig, save_prior
 
         prior = ARPrior(PriorConfig(**json.loads(meta["model_config"])))
-        prior.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        prior.load_state_dict(_part(tensors, "ema."))
         return save_prior(prior, out, bytes.fromhex(meta["tokenizer_id"]))
     model = LeechTokenizer(TokenizerConfig.from_dict(json.loads(meta["model_config"])))
-    model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    model.load_state_dict(_part(tensors, "ema."))
     return model_io.save_weights(model, out)
 
 
@@ -408,7 +413,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
             raise TrainError(f"--init with --prior takes the checkpoint of a `train --prior` run; {init_weights} is not one")
         if json.loads(meta["model_config"]) != mcfg.to_dict():
             raise TrainError(f"--init checkpoint {init_weights} was trained with a different prior config")
-        model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        model.load_state_dict(_part(tensors, "ema."))
     elif init_weights:
         src = model_io.load_weights(init_weights)
         if src.cfg != mcfg:
