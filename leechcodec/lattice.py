@@ -49,6 +49,7 @@ flip scores the same and the first coordinate is flipped. Real-valued inputs nev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 
@@ -169,16 +170,18 @@ def _check_shape(z: torch.Tensor) -> None:
         raise ValueError(f"expected an (N, {DIM}) array, got shape {tuple(z.shape)}")
 
 
-def vectors(indices):
+def vectors(indices, check: bool = True):
     """Unit vectors (float32) of codeword ``indices`` (any shape) → shape + (24,).
 
     The exact inverse of ``nearest`` on codewords: ``nearest(vectors(i)) == i``.
-    Torch in → torch out (on the same device); anything else → numpy.
+    Torch in → torch out (on the same device); anything else → numpy. ``check=False`` skips
+    the range check, which on a GPU tensor waits for the device: for indices that come from
+    ``nearest`` (in range by construction), as in the training step.
     """
     if isinstance(indices, torch.Tensor):
         book = _torch_tables(str(indices.device))["book"]
         idx = indices.long()
-        if idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
+        if check and idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
             raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
         return book[idx].float() / np.sqrt(SQ_NORM)
     idx = np.asarray(indices, dtype=np.int64)
@@ -187,15 +190,28 @@ def vectors(indices):
     return _codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
 
 
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+
+
+def _full_precision(device: torch.device):
+    """A context in which no autocast lowers the search's arithmetic, whatever the caller runs
+    under: inside ``torch.autocast(..., dtype=torch.bfloat16)`` a float32 matmul runs in bf16,
+    and about one token in five got a codeword that is not the nearest (issue 26)."""
+    if device.type in _AUTOCAST_DEVICES:
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _scan(z, dtype: torch.dtype, chunk: int):
     """argmax of <z, c> over all codewords in ``dtype``, ``chunk`` rows at a time (first index on ties)."""
     zt, was_torch = _as_torch(z)
     _check_shape(zt)
-    book = _torch_tables(str(zt.device))["book"].to(dtype)
-    out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
-    zc = zt.to(dtype)
-    for i in range(0, zt.shape[0], chunk):
-        out[i : i + chunk] = (zc[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
+    with torch.no_grad(), _full_precision(zt.device):
+        book = _torch_tables(str(zt.device))["book"].to(dtype)
+        out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
+        zc = zt.detach().to(dtype)
+        for i in range(0, zt.shape[0], chunk):
+            out[i : i + chunk] = (zc[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
     return out if was_torch else out.cpu().numpy()
 
 
@@ -204,9 +220,67 @@ def nearest_brute(z, chunk: int = 256):
     return _scan(z, torch.float64, chunk)
 
 
-def nearest_tiled(z, chunk: int = 1024):
-    """Tiled float32 brute force (fastest on a GPU); may differ from float64 on exact near-ties."""
-    return _scan(z, torch.float32, chunk)
+# Relative error bound of one score <z, c> computed from z rounded to ``dtype`` (c is exact in
+# both: integers of magnitude ≤ 4), with float32 accumulation (the fp16 reduced-precision
+# reduction is switched off around the matmul); TF32 (10-bit mantissa, rounding 2^-11) is
+# covered for float32 in case a caller allowed it. |score error| ≤ REL · 4·Σ|z_i|. (bf16 was
+# tried: its 2^-8 rounding left 15 % of rows uncertified on Kodak latents, so it is not offered.)
+_REL_ERR = {torch.float32: 2.0**-10, torch.float16: 2.0**-9}
+TILED_CANDIDATES = 8
+TILED_STATS = {"rows": 0, "uncertified": 0}  # since import, for profiles
+
+
+@contextlib.contextmanager
+def _fp32_reductions():
+    """fp16 matmuls with float32 accumulation throughout (the bound above assumes it)."""
+    m = torch.backends.cuda.matmul
+    old = m.allow_fp16_reduced_precision_reduction
+    m.allow_fp16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        m.allow_fp16_reduced_precision_reduction = old
+
+
+def nearest_tiled(z, chunk: int = 1024, dtype: torch.dtype = torch.float32):
+    """Exact nearest search by a brute-force matmul in ``dtype`` (fastest on a GPU).
+
+    Proof of exactness: each approximate score ŝ differs from the true score s by at most
+    δ = REL·4·Σ|z_i| (``_REL_ERR``; |c_i| ≤ 4 and c is exact in ``dtype``). The
+    ``TILED_CANDIDATES`` best approximate scores of each row are rescored in float64 and the
+    best wins (smallest index on ties). Any codeword left out has ŝ ≤ ŝ_k (the k-th best), so
+    s ≤ ŝ_k + δ; if ŝ_k + δ < ŝ_1 − δ ≤ s_1, no left-out codeword can beat or tie the top
+    candidate and the answer equals the float64 argmax over all 196,560 (``nearest_brute``).
+    Rows where that certificate fails (many codewords within 2δ) are searched again in
+    float64 in full: rare (``TILED_STATS`` counts them).
+    """
+    zt, was_torch = _as_torch(z)
+    _check_shape(zt)
+    if dtype not in _REL_ERR:
+        raise ValueError(f"nearest_tiled: dtype must be one of {list(_REL_ERR)}, got {dtype}")
+    out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
+    with torch.no_grad(), _full_precision(zt.device), _fp32_reductions():
+        T = _torch_tables(str(zt.device))
+        book = T["book"].to(dtype)
+        bookd = T["book"].double()
+        zd_all = zt.detach().double()
+        for i in range(0, zt.shape[0], chunk):
+            zd = zd_all[i : i + chunk]
+            approx = (zd.to(dtype) @ book.T).float()  # (c, 196560)
+            top, cand = approx.topk(TILED_CANDIDATES, dim=1)  # (c, k) descending
+            delta = (_REL_ERR[dtype] * 4.0) * zd.abs().sum(1).float()
+            exact = (bookd[cand] * zd[:, None, :]).sum(-1)  # (c, k) float64 scores
+            best = exact.amax(1, keepdim=True)
+            # smallest index among the exact maxima
+            pick = torch.where(exact == best, cand, torch.full_like(cand, N_CODEWORDS)).amin(1)
+            bad = top[:, -1] + delta >= top[:, 0] - delta
+            out[i : i + chunk] = pick
+            TILED_STATS["rows"] += len(zd)
+            if bool(bad.any()):  # (one wait for the device per chunk)
+                rows = bad.nonzero().squeeze(1)
+                out[i + rows] = (zd[rows] @ bookd.T).argmax(1)
+                TILED_STATS["uncertified"] += len(rows)
+    return out if was_torch else out.cpu().numpy()
 
 
 def nearest(z, method: str = "auto"):
@@ -215,8 +289,10 @@ def nearest(z, method: str = "auto"):
     Args:
         z: (N, 24) float array, numpy or torch (any norm; zero rows map to a fixed codeword).
         method: ``"structured"`` (exact, fast on CPU), ``"brute"`` (float64 reference),
-            ``"tiled"`` (float32 matmul, fastest on GPU) or ``"auto"`` (tiled on CUDA,
-            structured elsewhere).
+            ``"tiled"`` (matmul over the whole codebook, certified exact, fastest on GPU),
+            ``"tiled16"`` (the same with float16 scores: tensor cores on a GPU) or
+            ``"auto"`` (tiled on CUDA, structured elsewhere). Every method returns the float64
+            argmax (``nearest_brute``) whatever autocast the caller runs under.
 
     Returns:
         int64 indices, torch if ``z`` was a torch tensor, else numpy.
@@ -229,9 +305,11 @@ def nearest(z, method: str = "auto"):
         return nearest_brute(z)
     if method == "tiled":
         return nearest_tiled(z)
+    if method == "tiled16":
+        return nearest_tiled(z, dtype=torch.float16)
     if method != "structured":
         raise ValueError(f"unknown method {method!r}")
-    with torch.no_grad():
+    with torch.no_grad(), _full_precision(zt.device):
         out = _nearest_structured(zt.detach())
     return out if was_torch else out.cpu().numpy()
 
