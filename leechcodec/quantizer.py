@@ -37,7 +37,7 @@ class LeechQuantizer(nn.Module):
         if mode == "indices":
             return idx
         if mode == "ste":
-            q = lattice.vectors(idx).to(z.dtype)
+            q = lattice.vectors(idx, check=False).to(z.dtype)  # from nearest: in range, no device wait
             return z + (q - z).detach()
         raise ValueError(f"unknown quantizer mode {mode!r} (use 'ste', 'indices' or 'dequantize')")
 

@@ -129,9 +129,15 @@ def quantize_ste(z: torch.Tensor, method: str) -> torch.Tensor:
     return z + (q - z).detach()
 
 
-def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, gen: torch.Generator | None = None) -> torch.Tensor:
+def _no_mark(phase: str) -> None:
+    pass
+
+
+def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, gen: torch.Generator | None = None,
+            mark=_no_mark) -> torch.Tensor:  # fmt: skip
     """Training path. ``split``: the encoder sees the four quarter tiles of ``x`` on their own
-    (as the codec encodes 256-px tiles) and the decoder the joined token grid."""
+    (as the codec encodes 256-px tiles) and the decoder the joined token grid. ``mark(phase)``
+    is called at the end of each phase (``Profiler``)."""
     B, _, H, W = x.shape
     if split:
         h, w = H // 2, W // 2
@@ -142,11 +148,53 @@ def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, 
     else:
         z = model.analysis(x)
     z = normalize(z.float())
+    mark("encoder")
     q = quantize_ste(z, method)
     if mix > 0:
         keep = torch.rand(z.shape[:-1] + (1,), generator=gen, device=z.device) < mix
         q = torch.where(keep, z, q)
-    return model.synthesis(q)
+    mark("search")
+    y = model.synthesis(q)
+    mark("decoder")
+    return y
+
+
+PHASES = ("data", "encoder", "search", "decoder", "backward", "optimizer")
+
+
+class Profiler:
+    """Wall time of each phase of the training step, the device synchronised at each boundary
+    (so the phases add up to a slower step than an unprofiled one: ``crops_per_s`` of the
+    profile is a floor; the ``rate`` event of the shot measures the real one)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.ms: dict[str, list[float]] = {k: [] for k in PHASES}
+        self.t = 0.0
+
+    def start(self) -> None:
+        _sync(self.device)
+        self.t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        self.ms[phase].append(1000 * (now - self.t))
+        self.t = now
+
+    def summary(self, batch: int) -> dict:
+        med = {k: round(float(np.median(v)), 2) for k, v in self.ms.items() if v}
+        step = sum(med.values())
+        return {"steps": len(self.ms["data"]), "ms": med, "step_ms": round(step, 2),
+                "share": {k: round(v / step, 3) for k, v in med.items()}, "crops_per_s": round(1000 * batch / step, 1)}  # fmt: skip
+
+
+def psnr_t(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``models.train.psnr`` left on the device (a 0-d tensor): no wait for the GPU per step."""
+    yq = (y.float().clamp(0, 1) * 255).round()
+    xq = (x.clamp(0, 1) * 255).round()
+    mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return (10 * torch.log10(255.0**2 / mse)).mean()
 
 
 def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
@@ -159,26 +207,42 @@ def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
 
 # ----------------------------------------------------------------------------- outputs
 def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) -> dict:
-    """Write ``model`` as release weights split into ``WEIGHTS_NAME.partK`` files in ``out``.
+    """Write ``model`` as release weights split into parts in ``out``, beside the previous ones.
 
-    The parts are written under temporary names and renamed together; the returned record
+    Two generations alternate (``shot.safetensors.a.partK`` and ``.b.partK``): the new parts
+    never overwrite the ones the current summary.json names, so a kill at any moment leaves
+    that summary and its parts intact. ``commit_summary`` then switches summary.json to the new
+    generation with one rename and only afterwards removes the old parts. The returned record
     (the SHA-256 of the whole file) goes into summary.json, which ``join_parts`` checks.
     """
     full = scratch / WEIGHTS_NAME
     mid = model_io.save_weights(model, full)
     data = full.read_bytes()
+    try:
+        current = json.loads((out / "summary.json").read_text())["weights"]["parts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        current = []
+    slot = "b" if any(n.startswith(f"{WEIGHTS_NAME}.a.") for n in current) else "a"
     parts = [data[i : i + part_bytes] for i in range(0, len(data), part_bytes)]
-    names = [f"{WEIGHTS_NAME}.part{k}" for k in range(len(parts))]
+    names = [f"{WEIGHTS_NAME}.{slot}.part{k}" for k in range(len(parts))]
     for name, blob in zip(names, parts):
-        (out / (name + ".tmp")).write_bytes(blob)
-    for name in names:
-        os.replace(out / (name + ".tmp"), out / name)
+        write_file(out / name, lambda f, b=blob: f.write(b))
     return {
         "model_id": mid.hex(),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "parts": names,
     }
+
+
+def commit_summary(out: Path, summary: dict) -> None:
+    """Make ``summary`` (whose ``weights`` came from ``save_parts``) the shot's result: one
+    rename of summary.json, then the parts of other generations are removed."""
+    write_file(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    keep = set(summary["weights"]["parts"])
+    for p in out.glob(f"{WEIGHTS_NAME}.*part*"):
+        if p.name not in keep:
+            p.unlink(missing_ok=True)
 
 
 def join_parts(folder: str | os.PathLike, dest: str | os.PathLike, decode_halo: int | None = None) -> dict:
@@ -283,7 +347,7 @@ def run(args: argparse.Namespace) -> dict:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     log({"event": "setup", "device": dev_name,
          "torch": torch.__version__, "preset": preset, "params": count_params(model), "batch": args.batch,
-         "search": search, "search_used": method, "compile": False, **init})  # fmt: skip
+         "search": search, "search_used": method, "compile": args.compile, **init})  # fmt: skip
 
     decay = [p for p in model.parameters() if p.ndim >= 2]
     other = [p for p in model.parameters() if p.ndim < 2]
@@ -295,14 +359,71 @@ def run(args: argparse.Namespace) -> dict:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     m_params, e_params = list(model.parameters()), list(ema.parameters())
 
+    def train_step(frac: float, mark=_no_mark) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, bool]:
+        """One optimiser step; returns (loss, output, input, mix, mse phase), all left on the device."""
+        lr = lr_at(frac, args.lr, args.min_lr, args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        crop = model.cfg.tile if rng.random() < 0.5 else model.cfg.tile * 3 // 4
+        split = rng.random() < args.split
+        x = sample_batch(train_pack, gen, args.batch, crop)
+        mark("data")
+        mix = args.mix * max(0.0, 1.0 - frac / args.mix_until) if args.mix_until > 0 else 0.0
+        with autocast:
+            y = forward(model, x, split, method, mix, gen, mark)
+        mse_phase = frac >= args.mse_from
+        loss = F.mse_loss(y.float(), x) if mse_phase else F.l1_loss(y.float(), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        mark("backward")
+        torch.nn.utils.clip_grad_norm_(m_params, args.clip)
+        opt.step()
+        d = min(args.ema, (1 + train_step.n) / (10 + train_step.n))
+        with torch.no_grad():
+            torch._foreach_lerp_(e_params, m_params, 1.0 - d)
+        train_step.n += 1
+        mark("optimizer")
+        return loss.detach(), y.detach(), x, mix, mse_phase
+
+    train_step.n = 0
+
+    if args.compile:
+        # every (crop, split) shape compiled before the clock, inside the deadline (t0)
+        t_c = time.monotonic()
+        for blk in [*model.encoder.blocks, *model.decoder.blocks]:
+            blk.compile(backend=args.compile_backend, dynamic=False)
+        tile = model.cfg.tile
+        for crop in (tile, tile * 3 // 4):
+            for split in (False, True):
+                x = sample_batch(train_pack, gen, args.batch, crop)
+                with autocast:
+                    y = forward(model, x, split, method)
+                F.l1_loss(y.float(), x).backward()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        log({"event": "compile", "backend": args.compile_backend, "s": round(time.monotonic() - t_c, 1)})
+
     budget = args.minutes * 60.0
+    if args.deadline:
+        left = args.deadline * 60.0 - (time.monotonic() - t0) - args.reserve_s
+        if left <= 0:
+            raise ShotError(f"the setup took {time.monotonic() - t0:.0f} s: no time left before the {args.deadline} min deadline")
+        budget = min(budget, left)
     t_train = time.monotonic()
-    t_save = t_log = t_train
     step = images = 0
-    acc_loss = acc_psnr = 0.0
+    if args.profile_steps:
+        prof = Profiler(device)
+        for _ in range(args.profile_steps):
+            prof.start()
+            train_step(0.0, prof)
+            step += 1
+            images += args.batch
+        log({"event": "profile", "search_used": method, "compile": args.compile, **prof.summary(args.batch)})
+    t_save = t_log = t_val = time.monotonic()
+    acc_loss = torch.zeros((), device=device)  # summed on the device: read once per log line
+    acc_psnr = torch.zeros((), device=device)
     acc_n = acc_img = 0
     rate_logged = False
-    t_val = t_train
     stats: dict = {}
 
     def save(final: bool) -> None:
@@ -311,59 +432,59 @@ def run(args: argparse.Namespace) -> dict:
                    "images": images, "train_minutes": round((time.monotonic() - t_train) / 60, 3),
                    "images_per_s": round(images / max(1e-9, time.monotonic() - t_train), 1),
                    "device": dev_name, "torch": torch.__version__, "batch": args.batch, "lr": args.lr,
-                   "mse_from": args.mse_from, "search": search, "search_used": method, "last": stats, "weights": weights}  # fmt: skip
-        write_file(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+                   "mse_from": args.mse_from, "search": search, "search_used": method, "compile": args.compile,
+                   "last": stats, "weights": weights}  # fmt: skip
+        commit_summary(out, summary)
         log({"event": "save", "step": step, "final": final, "model_id": weights["model_id"], "bytes": weights["bytes"]})
 
+    t_rate = time.monotonic()
+    step_rate0, images_rate0 = step, images
     while True:
         now = time.monotonic()
-        frac = (now - t_train) / budget
-        if frac >= 1.0:
+        frac = min(1.0, (now - t_train) / budget)
+        if frac >= 1.0 and step > step_rate0:  # (at least one timed step after the profile)
             break
-        lr = lr_at(frac, args.lr, args.min_lr, args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        crop = model.cfg.tile if rng.random() < 0.5 else model.cfg.tile * 3 // 4
-        split = rng.random() < args.split
-        x = sample_batch(train_pack, gen, args.batch, crop)
-        mix = args.mix * max(0.0, 1.0 - frac / args.mix_until) if args.mix_until > 0 else 0.0
-        with autocast:
-            y = forward(model, x, split, method, mix, gen)
-        mse_phase = frac >= args.mse_from
-        loss = F.mse_loss(y.float(), x) if mse_phase else F.l1_loss(y.float(), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m_params, args.clip)
-        opt.step()
+        loss, y, x, mix, mse_phase = train_step(frac)
         step += 1
         images += args.batch
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(e_params, m_params, 1.0 - d)
         if step % 10 == 0:
-            acc_loss += float(loss.detach())
-            acc_psnr += psnr(y.detach().float(), x)
+            acc_loss += loss
+            acc_psnr += psnr_t(y, x)
             acc_n += 1
         acc_img += args.batch
         now = time.monotonic()
-        if not rate_logged and now - t_train > args.probe_s:
-            rate = images / (now - t_train)
+        if not rate_logged and now - t_rate > args.probe_s:
+            rate = (images - images_rate0) / (now - t_rate)
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            log({"event": "rate", "step": step, "images_per_s": round(rate, 1), "s_per_step": round((now - t_train) / step, 4),
-                 "max_mem_gib": round(mem, 2),
-                 "projected_steps": int(step * budget / (now - t_train)), "projected_images": int(rate * budget)})  # fmt: skip
+            log({"event": "rate", "step": step, "images_per_s": round(rate, 1),
+                 "s_per_step": round((now - t_rate) / (step - step_rate0), 4), "max_mem_gib": round(mem, 2),
+                 "projected_steps": int(step + rate / args.batch * (budget - (now - t_train))),
+                 "projected_images": int(images + rate * (budget - (now - t_train)))})  # fmt: skip
             rate_logged = True
+            if args.profile_only:
+                break
         if now - t_log > args.log_every and acc_n:
-            stats = {"step": step, "images": images, "lr": lr, "loss": acc_loss / acc_n, "psnr": acc_psnr / acc_n,
+            stats = {"step": step, "images": images, "lr": lr_at(frac, args.lr, args.min_lr, args.warmup),
+                     "loss": float(acc_loss) / acc_n, "psnr": float(acc_psnr) / acc_n,
                      "images_per_s": round(acc_img / (now - t_log), 1), "mix": round(mix, 3), "mse": mse_phase}  # fmt: skip
             if args.val_every and now - t_val > args.val_every:
                 stats["val_psnr"] = validate(ema, val, method, autocast)
                 t_val = now
             log({"event": "train", **stats})
-            t_log, acc_loss, acc_psnr, acc_n, acc_img = now, 0.0, 0.0, 0, 0
+            t_log, acc_n, acc_img = now, 0, 0
+            acc_loss.zero_()
+            acc_psnr.zero_()
         if now - t_save > args.save_every:
             save(final=False)
             t_save = time.monotonic()
+    if not rate_logged and step > step_rate0:  # a budget shorter than --probe-s: the rate of what ran
+        now = time.monotonic()
+        log({"event": "rate", "step": step, "images_per_s": round((images - images_rate0) / (now - t_rate), 1),
+             "s_per_step": round((now - t_rate) / (step - step_rate0), 4), "short": True})  # fmt: skip
+    if args.profile_only:
+        log({"event": "end", "step": step, "images": images, "profile_only": True})
+        log_f.close()
+        return {"step": step, "images": images}
     stats = {**stats, "step": step, "images": images, "val_psnr": validate(ema, val, method, autocast)}
     log({"event": "end", **stats})
     save(final=True)
@@ -381,6 +502,34 @@ def validate(model, val: torch.Tensor, method: str, autocast) -> float:
             y = forward(model, x, False, method)
         vals.append(psnr(y.float(), x) * len(x))
     return round(sum(vals) / max(1, len(val)), 3)
+
+
+def check_exact(image: str, device: str, n_time: int = 65_536) -> dict:
+    """The training search's exactness on ``device``: the bundled model's latents of ``image``
+    searched by every method under bf16 autocast, against the float64 reference; then each
+    method's time on ``n_time`` tokens (``time_search``)."""
+    dev = torch.device(device)
+    model = model_io.load_weights(prior=None).to(dev)
+    with Image.open(image) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    h, w = (s - s % model.cfg.tile for s in rgb.shape[:2])
+    x = torch.from_numpy(rgb[:h, :w].copy()).permute(2, 0, 1)[None].to(dev).float().div(255.0)
+    x = x.view(1, 3, h // model.cfg.tile, model.cfg.tile, w // model.cfg.tile, model.cfg.tile)
+    x = x.permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, model.cfg.tile, model.cfg.tile)  # the codec's tiles
+    with torch.no_grad():
+        z = normalize(model.analysis(x).float()).reshape(-1, lattice.DIM)
+    ref = lattice.nearest_brute(z)
+    out: dict = {"event": "exact", "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                 "tokens": len(z)}  # fmt: skip
+    for method in SEARCHES:
+        lattice.TILED_STATS.update(rows=0, uncertified=0)
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            idx = lattice.nearest(z, method)
+        out[method] = {"agree": float((idx == ref).float().mean()),
+                       "uncertified": lattice.TILED_STATS["uncertified"] if method != "structured" else None}  # fmt: skip
+    out["time"] = time_search(dev, n=n_time)
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def encode_demo(image: str, dest: str, device: str) -> None:
@@ -470,6 +619,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--log-every", type=float, default=10.0, help="seconds")
     t.add_argument("--val-every", type=float, default=60.0, help="seconds")
     t.add_argument("--save-every", type=float, default=120.0, help="seconds")
+    t.add_argument("--deadline", type=float, help="minutes from process start by which the shot has ended "
+                   "(setup and compilation included); shortens the training budget when needed")
+    t.add_argument("--reserve-s", type=float, default=30.0, help="seconds kept for the final validation and save")
+    t.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (every crop "
+                   "shape compiled before the clock starts, inside --deadline)")
+    t.add_argument("--compile-backend", default="inductor", help="torch.compile backend (the CPU dry run: eager)")
+    t.add_argument("--profile-steps", type=int, default=8, help="steps timed phase by phase at the start (0: none)")
+    t.add_argument("--profile-only", action="store_true",
+                   help="stop after the profile and the rate probe (--probe-s); no weights saved")
     pr = sub.add_parser("prepare", help="copy the pack, init weights and wheels into CARRY; check the 64 MiB limit")
     pr.add_argument("--pack", required=True, help="e.g. ../shared/data/train-shot")
     pr.add_argument("--carry", default=".carry", help="ignored folder to fill (relative to the repo root)")
@@ -479,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("folder", help="the shot's returned files")
     j.add_argument("dest", help="release weights to write")
     j.add_argument("--decode-halo", type=int, help="set the config's decode_halo (tokens)")
+    c = sub.add_parser("exact", help="the search's exactness under bf16 autocast on --device, and its speed")
+    c.add_argument("--image", default="docs/kodim23.png")
+    c.add_argument("--device", default="cuda")
+    c.add_argument("--tokens", type=int, default=65_536, help="tokens for timing each search")
     d = sub.add_parser("encode-demo", help="encode an image with the bundled model, ar coder, on --device")
     d.add_argument("image")
     d.add_argument("dest")
@@ -498,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.dest}: preset {summary['preset']}, {summary['steps']} steps, {summary['images']} images, "
                   f"{summary['images_per_s']} images/s, {summary['train_minutes']} min on {summary['device']}, "
                   f"final={summary['final']}", file=sys.stderr)  # fmt: skip
+        elif args.cmd == "exact":
+            check_exact(args.image, args.device, args.tokens)
         else:
             encode_demo(args.image, args.dest, args.device)
     except ShotError as e:

@@ -115,6 +115,19 @@ DEFAULT_PRESET = "shot"
 POS_SCALE = 0.1
 
 
+_POS_CACHE: dict = {}
+
+
+def pos_embed(grid_h: int, grid_w: int, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """``POS_SCALE`` × the sin-cos table on ``like``'s device and dtype, built once per shape
+    (rebuilding it in float64 on the host and copying it every forward made a GPU wait)."""
+    key = (grid_h, grid_w, dim, like.device, like.dtype)
+    t = _POS_CACHE.get(key)
+    if t is None:
+        t = _POS_CACHE[key] = (POS_SCALE * sincos_pos_embed(grid_h, grid_w, dim)).to(like)
+    return t
+
+
 def sincos_pos_embed(grid_h: int, grid_w: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding, (grid_h*grid_w, dim)."""
     if dim % 4:
@@ -216,7 +229,7 @@ class Encoder(nn.Module):
         h = self.stem(x)  # (B, D, H/p, W/p)
         gh, gw = h.shape[-2:]
         h = h.flatten(2).transpose(1, 2)  # (B, N, D)
-        h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
+        h = h + pos_embed(gh, gw, self.cfg.width, h)
         h = run_blocks(self.blocks, h, block_dtype)
         z = self.out(self.norm(h)).view(B, gh, gw, self.cfg.latent_dim)  # (B, gh, gw, 24)
         if self.skip is not None:
@@ -254,7 +267,7 @@ class Decoder(nn.Module):
     def forward(self, q: torch.Tensor, block_dtype: torch.dtype | None = None) -> torch.Tensor:
         B, gh, gw, _ = q.shape
         h = self.inp(q * math.sqrt(self.cfg.latent_dim)).flatten(1, 2)  # unit-variance entries, (B, N, D)
-        h = h + POS_SCALE * sincos_pos_embed(gh, gw, self.cfg.width).to(h)
+        h = h + pos_embed(gh, gw, self.cfg.width, h)
         h = run_blocks(self.blocks, h, block_dtype)
         h = self.norm(h)
         if self.cfg.head == "overlap":  # the transposed convolution is the head's bulk: with the blocks' dtype

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ def dry_run(tmp_path_factory):
     carry = root / "carry"
     _pack(carry / "pack")
     out = root / "out"
-    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PRESET": "shot-tiny", "MINUTES": "0.05", "CARRY": str(carry)}
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PRESET": "shot-tiny", "MINUTES": "0.1", "CARRY": str(carry),
+           "PYTHON": sys.executable, "DEADLINE": "3"}  # fmt: skip
     args = ["--batch", "2", "--search-tokens", "256", "--holdout", "4", "--probe-s", "0.5", "--log-every", "0.5",
-            "--save-every", "1", "--val-every", "1", "--part-bytes", "100000"]  # fmt: skip
+            "--save-every", "1", "--val-every", "1", "--part-bytes", "100000",
+            "--compile", "--compile-backend", "eager", "--profile-steps", "2"]  # fmt: skip
     proc = subprocess.run([str(REPO / "scripts" / "gpu_shot.sh"), *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out
@@ -68,8 +71,15 @@ def test_dry_run_summary_and_log(dry_run):
     assert summary["search_used"] in ("structured", "tiled")
     assert summary["search"]["agree"] == 1.0
     assert len(summary["weights"]["parts"]) >= 2  # split by --part-bytes
-    events = [json.loads(line)["event"] for line in (dry_run / "log.jsonl").read_text().splitlines()]
-    assert events[:2] == ["pack", "setup"] and "rate" in events and events[-1] == "save"
+    recs = [json.loads(line) for line in (dry_run / "log.jsonl").read_text().splitlines()]
+    events = [r["event"] for r in recs]
+    assert events[:4] == ["pack", "setup", "compile", "profile"] and "rate" in events and events[-1] == "save"
+    profile = recs[3]
+    assert profile["steps"] == 2 and set(profile["ms"]) == set(shot.PHASES)
+    assert profile["step_ms"] == pytest.approx(sum(profile["ms"].values()), abs=0.1) and profile["crops_per_s"] > 0
+    assert summary["compile"] is True and summary["search"]["agree"] == 1.0
+    # one generation of parts is left, the one summary.json names
+    assert sorted(p.name for p in dry_run.glob("shot.safetensors.*")) == sorted(summary["weights"]["parts"])
 
 
 def test_dry_run_parts_round_trip_an_image(dry_run, tmp_path):
@@ -97,6 +107,69 @@ def test_join_refuses_a_cut_off_save(dry_run, tmp_path):
     part.unlink()
     with pytest.raises(shot.ShotError, match="no complete shot output"):
         shot.join_parts(copy, tmp_path / "w.safetensors")
+
+
+def _parts_model(seed: int):
+    torch.manual_seed(seed)
+    return build("shot-tiny")
+
+
+def _save(out: Path, scratch: Path, model) -> dict:
+    weights = shot.save_parts(model, out, scratch, part_bytes=50_000)
+    shot.commit_summary(out, {"preset": "shot-tiny", "weights": weights})
+    return weights
+
+
+@pytest.mark.parametrize("cut", ["second part", "before the summary"])
+def test_a_save_cut_off_half_way_keeps_the_previous_weights(tmp_path, monkeypatch, cut):
+    """A kill during a save (here an exception at the worst moments) leaves the previous
+    generation joinable: the new parts never overwrite the ones summary.json names."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir(), scratch.mkdir()
+    first = _save(out, scratch, _parts_model(0))
+    assert len(first["parts"]) >= 2
+    second = _save(out, scratch, _parts_model(1))  # a second generation, beside the first
+    assert second["parts"] != first["parts"] and second["sha256"] != first["sha256"]
+    assert not any((out / n).exists() for n in first["parts"])  # the old generation removed after the switch
+
+    real_write = shot.write_file
+    calls = {"n": 0}
+
+    def dying_write(path, writer):
+        calls["n"] += 1
+        if (cut == "second part" and calls["n"] == 2) or (cut == "before the summary" and Path(path).name == "summary.json"):
+            raise KeyboardInterrupt("killed")
+        return real_write(path, writer)
+
+    monkeypatch.setattr(shot, "write_file", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        _save(out, scratch, _parts_model(2))
+    monkeypatch.setattr(shot, "write_file", real_write)
+    summary = shot.join_parts(out, tmp_path / "back.safetensors")
+    assert summary["weights"]["sha256"] == second["sha256"]
+    back = model_io.load_weights(tmp_path / "back.safetensors", prior=None)
+    assert back.model_id.hex() == second["model_id"]
+    # and the next save after the kill still works, into the free generation
+    third = _save(out, scratch, _parts_model(3))
+    assert shot.join_parts(out, tmp_path / "third.safetensors")["weights"]["sha256"] == third["sha256"]
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """scripts/gpu_check.sh as the GPU runs it, on the CPU with the tiny preset: exactness of
+    every search, and the before/after profiles with crops/s."""
+    carry = tmp_path / "carry"
+    _pack(carry / "pack", n=8)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PRESET": "shot-tiny", "CARRY": str(carry),
+           "PYTHON": sys.executable, "PROBE_S": "1", "BATCH": "1", "TOKENS": "128", "COMPILE_BACKEND": "eager",
+           "IMAGE": str(carry / "pack" / "c00.jpg")}  # fmt: skip
+    proc = subprocess.run([str(REPO / "scripts" / "gpu_check.sh"), "--search-tokens", "128"], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    exact = json.loads((out / "exact.log").read_text().strip().splitlines()[-1])
+    assert all(exact[m]["agree"] == 1.0 for m in shot.SEARCHES)
+    assert re.search(r"before: search tiled, compile off s, crops/s [0-9.]+ \(profiled step", proc.stdout), proc.stdout
+    assert re.search(r"after: search \w+, compile [0-9.]+ s, crops/s [0-9.]+", proc.stdout), proc.stdout
 
 
 def _git_repo(tmp_path: Path) -> Path:
