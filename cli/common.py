@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import logging
 import os
@@ -16,7 +17,7 @@ import click
 
 import leechcodec
 from leechcodec.errors import LeechError, LeechWarning
-from leechcodec.output import final_target, is_special, stat_or_none, write_file
+from leechcodec.output import final_target, is_special, names_a_directory, stat_or_none, write_file
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -164,9 +165,12 @@ def read_input(path: str, limit: int | None = None) -> bytes:
 
 class OutputError(LeechError):
     """The output cannot be written: it exists (use `--force`; for `bench`, the results of an
-    earlier run), is a directory or a socket, its folder does not exist, an unknown image
-    extension or one Pillow cannot write (`.psd`) without a `--format` it can, a mode the format
-    cannot hold (`.xbm`), or the write itself failed (disk full, permission denied).
+    earlier run), is a directory or a socket, its folder does not exist, a part of its path is a
+    file (`-o photo.png/x.lq`), a symlink loop, a name ending in `/` that is not an existing
+    directory (no directory is made), something not to be replaced appeared there while the
+    output was made, an unknown image extension or one Pillow cannot write (`.psd`) without a
+    `--format` it can, a mode the format cannot hold (`.xbm`), or the write itself failed (disk
+    full, permission denied).
     """
 
     exit_code = 8
@@ -176,15 +180,23 @@ def check_output(path: str, force: bool) -> None:
     """Fail early (before any work) if ``path`` cannot be written.
 
     An existing regular file (or a symlink to one) needs ``force``; a device or FIFO (e.g.
-    /dev/null) does not: it is written into, as cp and cwebp do.
+    /dev/null) does not: it is written into, as cp and cwebp do. A name ending in ``/`` is a
+    directory, never a file name (and no directory is made). ``write_output`` checks again
+    when it writes.
     """
     if path == "-":
         return
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{path} is a directory")
-    target = final_target(path)
-    st = stat_or_none(target)
+    try:
+        p = Path(path)
+        if p.is_dir():
+            raise OutputError(f"{path} is a directory")
+        if names_a_directory(path):
+            raise OutputError(f"{path} names a directory (it ends with '/') and there is none: make it first, "
+                              "or give a file name")  # fmt: skip
+        target = final_target(path)
+        st = stat_or_none(target)
+    except OSError as e:  # a parent that is a file, a symlink loop, a folder we may not search
+        raise OutputError(f"cannot write {path}: {_why(path, e)}") from None
     if st is not None and stat.S_ISSOCK(st.st_mode):
         raise OutputError(f"{path} is a socket")
     if st is not None and not is_special(st) and not force:
@@ -193,17 +205,32 @@ def check_output(path: str, force: bool) -> None:
         raise OutputError(f"directory {target.parent} does not exist")
 
 
-def write_output(path: str, writer) -> None:
+def _why(path: str, e: OSError) -> str:
+    """``e``'s reason in words, naming the part of ``path`` that is not a directory if that is it."""
+    if e.errno == errno.ENOTDIR:
+        for parent in reversed(Path(path).parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is not a directory"
+    if e.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    return e.strerror or str(e)
+
+
+def write_output(path: str, writer, force: bool) -> None:
     """Call ``writer(binary_file)`` so that ``path`` gets the new content safely
-    (``leechcodec.output.write_file``; '-' is stdout)."""
+    (``leechcodec.output.write_file``; '-' is stdout). ``path`` is checked again now: without
+    ``force`` a file that appeared since ``check_output`` is not replaced, and with it only a
+    regular file is."""
     if path == "-":
         writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     try:
-        write_file(path, writer)
+        write_file(path, writer, overwrite=force)
+    except FileExistsError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}" + (" (use --force to overwrite)" * (not force))) from None
     except (OSError, ValueError) as e:  # ValueError: e.g. Pillow cannot save this mode as BLP/QOI
-        raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
+        raise OutputError(f"cannot write {path}: {_why(path, e) if isinstance(e, OSError) else e}") from None
 
 
 def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True):

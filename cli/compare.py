@@ -131,6 +131,6 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, f
     shown = panels(image, model, coder=coder, codecs=codecs, device=device, progress=not quiet, lam=lam)
     row = Row(Path(_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
     canvas, _ = render([row])
-    write_output(output, lambda f: canvas.save(f, "PNG"))
+    write_output(output, lambda f: canvas.save(f, "PNG"), force)
     if not quiet:
         say(f"{output if output != '-' else 'stdout'}: {summary(row)}")

@@ -66,7 +66,8 @@ def cli():
 @cli.command()
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
-              help="The .lq file to write ('-' for stdout), or a directory: each INPUT becomes DIR/NAME.lq.")
+              help="The .lq file to write ('-' for stdout), or an existing directory: each INPUT becomes DIR/NAME.lq. "
+                   "A name ending in '/' is always a directory, which must exist (none is made).")
 @click.option(
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="How token indices are stored: 'ar' = arithmetic coding with the model's autoregressive prior "
@@ -171,7 +172,7 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
                                max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
                                precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
         t3 = time.perf_counter()
-        write_output(dst, lambda f: f.write(lq))
+        write_output(dst, lambda f: f.write(lq), force)
         t4 = time.perf_counter()
         h = leechcodec.read_header(lq, None)
         if (single or verbose) and not quiet:
@@ -190,7 +191,8 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
 @click.option(
     "-o", "--output", required=True, metavar="OUTPUT",
     help="Image to write; the format follows the extension (.png, .bmp, .tif, …; '-' writes PNG to stdout). "
-    "A directory: each INPUT becomes DIR/NAME.png (or the --format's extension).",
+    "An existing directory: each INPUT becomes DIR/NAME.png (or the --format's extension); a name ending in '/' "
+    "is always a directory, which must exist (none is made).",
 )  # fmt: skip
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
@@ -250,7 +252,7 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
         image = leechcodec.decode(data, m, device=device, progress=single and not quiet, max_pixels=max_pixels,
                                   precision=precision, stats=stats)  # fmt: skip
         t3 = time.perf_counter()
-        write_output(dst, lambda f: image.save(f, format=fmt, **save))
+        write_output(dst, lambda f: image.save(f, format=fmt, **save), force)
         t4 = time.perf_counter()
         if (single or verbose) and not quiet:
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "

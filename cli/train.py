@@ -135,5 +135,5 @@ def export(checkpoint, output, force):
     with tempfile.TemporaryDirectory() as tmp:  # then the output rules of write_output (symlinks, devices, modes)
         staged = Path(tmp) / "weights.safetensors"
         mid = export_checkpoint(checkpoint, staged)
-        write_output(output, lambda f: f.write(staged.read_bytes()))
+        write_output(output, lambda f: f.write(staged.read_bytes()), force)
     click.echo(f"{output}: id {mid.hex()}", err=True)
