@@ -6,6 +6,7 @@ import contextvars
 import errno
 import functools
 import logging
+import math
 import os
 import stat
 import sys
@@ -248,6 +249,17 @@ def check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise leechcodec.LeechError("--device cuda: no CUDA device is available")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and ±inf (nan passes any range check: it compares
+    false), so `--lambda nan` is a usage error (exit 2) like any other bad value."""
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
 
 
 model_option = click.option(

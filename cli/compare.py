@@ -12,6 +12,7 @@ import leechcodec.container
 from kodak_eval.codecs import CLASSICAL
 
 from .common import (
+    FiniteFloatRange,
     check_output,
     device_option,
     force_option,
@@ -82,7 +83,7 @@ Codecs this Pillow build lacks are left out with a note.""")
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="leechcodec's entropy coder, as in `encode` ('auto' = ar when the model has a prior).",
 )  # fmt: skip
-@click.option("--lambda", "lam", type=click.FloatRange(0), default=0.0, show_default=True, metavar="X",
+@click.option("--lambda", "lam", type=FiniteFloatRange(0), default=0.0, show_default=True, metavar="X",
               help="leechcodec's rate knob, as in `encode --lambda` (ar coder): compare at a smaller size.")
 @device_option
 @model_option

@@ -17,6 +17,7 @@ import leechcodec
 import leechcodec.container
 
 from .common import (
+    FiniteFloatRange,
     OutputError,
     batch_plan,
     check_output,
@@ -39,6 +40,8 @@ from .common import (
 )
 
 # first bytes of common image files, to tell a user who gives one to `decode` what happened
+MAX_EFFORT = 1000  # rounds of --effort: about 50 minutes for a 768x512 picture on 2 cores
+
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF", b"\0\0\0\x0cjP")
 
 
@@ -75,13 +78,14 @@ def cli():
     "has a prior, else fixed.",
 )  # fmt: skip
 @click.option(
-    "--effort", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="N",
+    "--effort", type=click.IntRange(0, MAX_EFFORT), default=0, show_default=True, metavar="N",
     help="Rounds of token refinement against the decoder: a sharper picture at the same size for a "
     "slower encode (a round costs about 3 s per 768x512 picture on 2 cores; MODEL_CARD.md has dB per "
-    "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
+    f"second). Decoding is unchanged. 0 = the encoder's tokens as they are; at most {MAX_EFFORT}. "
+    "A picture of several tiles shows a progress bar over them on stderr (not with --quiet).",
 )  # fmt: skip
 @click.option(
-    "--lambda", "lam", type=click.FloatRange(0, clamp=False), default=0.0, show_default=True, metavar="X",
+    "--lambda", "lam", type=FiniteFloatRange(0), default=0.0, show_default=True, metavar="X",
     help="The rate knob of the ar coder: each token becomes the codeword that minimises distortion + X x bits "
     "under the prior, so a larger X gives a smaller file and a softer picture (Kodak, bundled model: 0.01 gives "
     "-12 % bytes and -0.3 dB, 0.03 -31 % and -1.3 dB, 0.1 -56 % and -4.8 dB; MODEL_CARD.md has the curve). "
@@ -89,7 +93,7 @@ def cli():
     "Decoding is unchanged.",
 )  # fmt: skip
 @click.option(
-    "--bpp", type=click.FloatRange(0, min_open=True), metavar="B",
+    "--bpp", type=FiniteFloatRange(0, min_open=True), metavar="B",
     help="A target size instead of --lambda: the largest file at or under B bits per pixel (header "
     "included) that a search over lambda finds; today's file if it is already small enough; exit 12 if B is "
     "below what the knob reaches on this image. About 12 coder passes: several seconds per Kodak image.",

@@ -173,6 +173,37 @@ def test_usage_errors_exit_2(runner):
     assert runner.invoke(cli, ["encode", "a.png", "-o", "b.lq", "--coder", "zip"]).exit_code == 2
 
 
+KNOB_VALUES = [("--lambda", "nan", "'nan' is not a finite number"), ("--lambda", "inf", "'inf' is not a finite number"),
+               ("--lambda", "-inf", "is not"), ("--lambda", "-1", "-1.0 is not in the range x>=0"),
+               ("--lambda", "1e999", "is not a finite number"),
+               ("--bpp", "nan", "'nan' is not a finite number"), ("--bpp", "inf", "'inf' is not a finite number"),
+               ("--bpp", "0", "0.0 is not in the range x>0"), ("--bpp", "-0.1", "is not in the range x>0"),
+               ("--effort", "-1", "-1 is not in the range 0<=x<=1000"),
+               ("--effort", "1001", "1001 is not in the range 0<=x<=1000"),
+               ("--effort", "99999999999999999999", "is not in the range 0<=x<=1000"),
+               ("--effort", "nan", "'nan' is not a valid integer")]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, option, value, words",
+                         [("encode", *k) for k in KNOB_VALUES] + [("compare", *k) for k in KNOB_VALUES if k[0] == "--lambda"],
+                         ids=lambda v: str(v)[:12])  # fmt: skip
+def test_bad_knob_values_are_usage_errors(runner, png, tmp_path, command, option, value, words):
+    """nan, inf, negative and absurd values of the rate and effort knobs: exit 2 with click's
+    message naming the option, before any work (not exit 70, an internal error)."""
+    r = runner.invoke(cli, [command, str(png), "-o", str(tmp_path / "o"), option, value])
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert f"Error: Invalid value for '{option}': " in r.stderr and words in r.stderr, r.stderr
+    assert "internal error" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_effort_maximum_is_documented(runner):
+    from cli.main import MAX_EFFORT
+
+    text = " ".join(runner.invoke(cli, ["encode", "--help"]).output.split())
+    assert f"at most {MAX_EFFORT}" in text and f"0<=x<={MAX_EFFORT}" in text
+
+
 LIGHT_COMMANDS = [["--help"], ["--version"], ["encode", "--help"], ["decode", "--help"], ["bench", "--help"],
                   ["train", "--help"], ["compare", "--help"], ["export", "--help"],
                   ["info", str(Path(__file__).parent / "data" / "rgb-301x77.ar.lq")],
