@@ -292,5 +292,8 @@ version_option = click.version_option(leechcodec.__version__, "--version", prog_
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=leechcodec.DEFAULT_MAX_PIXELS, show_default=True,
-    help="Refuse images with more pixels than this (a guard against decompression bombs).",
+    help="Refuse images with more pixels than this (a guard against decompression bombs; default 2^26 = "
+    "67,108,864). It is the limit that applies, in place of Pillow's guard (89,478,485), so it can be raised up to "
+    "what the format holds: 65,535 tiles of 256 px (16,776,960 px) per side. The image padded to whole tiles may "
+    "have 4x as many pixels.",
 )  # fmt: skip

@@ -59,9 +59,9 @@ class ModelError(LeechError):
 
 class LimitError(LeechError):
     """A resource limit: the image (or the size a `.lq` header claims) is over `--max-pixels`
-    (default 64 megapixels), the image padded to whole 256-px tiles is over 4 × `--max-pixels`
-    (very thin strips), more than 65,535 tiles across or down (the format's limit), or Pillow's
-    own decompression-bomb guard. The pixel limit is checked from the image or `.lq` header,
+    (default 2^26 = 67,108,864 pixels; it replaces Pillow's own decompression-bomb guard), the
+    image padded to whole 256-px tiles is over 4 × `--max-pixels` (very thin strips), more than
+    65,535 tiles across or down (the format's limit). The pixel limit is checked from the image or `.lq` header,
     before any pixels are decoded; the padding and tile limits before anything is padded.
     """
 

@@ -17,7 +17,7 @@ Another model: ``set_model(path_or_model)`` for every image from then on, ``im.m
 an opened image before it loads, or ``model=`` to ``save``; a path is read with
 ``models.io.load_weights`` (with the AR prior beside it), once per path and device.
 
-Limits: ``MAX_PIXELS`` (leechcodec's 64 megapixels; None: no limit of ours) is checked at open,
+Limits: ``MAX_PIXELS`` (leechcodec's 2^26 = 67,108,864 pixels; None: no limit of ours) is checked at open,
 load and save; Pillow's ``Image.MAX_IMAGE_PIXELS`` decompression-bomb check runs at open as for
 every format.
 

@@ -392,3 +392,29 @@ def test_readme_errors_table_is_made_from_the_exception_classes():
     codes = [c.exit_code for c in classes]
     assert len(set(codes)) == len(codes) and not set(codes) & set(errors_table.OTHER_CODES)
     assert not (Path(__file__).parents[1] / "docs" / "ERRORS.md").exists()  # no second copy to drift
+
+
+def test_pixel_limit_numbers_agree(runner):
+    """The default --max-pixels, the format's side limit and Pillow's guard it replaces: the same
+    numbers in the code, each command's help, the errors table and docs/FORMAT.md."""
+    from PIL import Image
+
+    import leechcodec
+    from leechcodec import container
+    from leechcodec.errors import LimitError
+
+    n = leechcodec.DEFAULT_MAX_PIXELS
+    assert n == 2**26
+    root = Path(__file__).parents[1]
+    said = f"2^26 = {n:,}"
+    texts = {cmd: runner.invoke(cli, [cmd, "--help"]).output for cmd in ("encode", "decode")}
+    texts |= {"FORMAT.md": (root / "docs" / "FORMAT.md").read_text(), "LimitError": LimitError.__doc__,
+              "README.md": (root / "README.md").read_text()}  # fmt: skip
+    for name, text in texts.items():
+        flat = " ".join(text.split())
+        assert said in flat, name
+        assert "64 megapixels" not in flat and "64 MP" not in flat.replace("64 MP (8192", ""), name
+    for cmd in ("encode", "decode"):
+        flat = " ".join(texts[cmd].split())
+        assert f"({0xFFFF * container.TILE:,} px) per side" in flat and f"[default: {n}; x>=1]" in flat
+        assert f"Pillow's guard ({Image.MAX_IMAGE_PIXELS:,})" in flat

@@ -190,6 +190,66 @@ def test_huge_png_header_is_refused_before_decoding_pixels(size):
         read_image(_png_header_only(*size))
 
 
+@pytest.fixture
+def pixels_not_read(monkeypatch):
+    """Image loading stops at the pixels (a header that got past every size guard reaches it):
+    the sizes that reached it, and nothing allocated."""
+    from PIL import ImageFile
+
+    reached = []
+
+    def stop(self):
+        reached.append(self.size)
+        raise OSError("pixels not read in this test")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", stop)
+    return reached
+
+
+def test_max_pixels_replaces_pillows_decompression_bomb_guard(pixels_not_read):
+    """--max-pixels is the limit that applies: a 95-megapixel header (over Pillow's 89,478,485, and
+    a 200-megapixel one, over twice it, where Pillow raises instead of warning) reaches the pixel
+    decode when the limit allows it, and is refused in our words when it does not; Pillow's own
+    setting is as it was afterwards."""
+    pillows = Image.MAX_IMAGE_PIXELS
+    assert pillows < 95_000_000 < leechcodec.DEFAULT_MAX_PIXELS * 2
+    for w, h in [(10_000, 9_500), (20_000, 10_000)]:
+        with pytest.raises(InputImageError, match="pixels not read"):
+            read_image(_png_header_only(w, h), max_pixels=w * h)
+        with pytest.raises(LimitError, match=f"= {w * h} pixels, over the limit of {w * h - 1}$"):
+            read_image(_png_header_only(w, h), max_pixels=w * h - 1)
+        with pytest.raises(LimitError, match=f"over the limit of {leechcodec.DEFAULT_MAX_PIXELS}( pixels)?$"):
+            read_image(_png_header_only(w, h))
+    assert pixels_not_read == [(10_000, 9_500), (20_000, 10_000)]
+    assert Image.MAX_IMAGE_PIXELS == pillows
+    with pytest.raises(LimitError, match="image too large"):  # None: no limit of ours, Pillow's guard stays
+        read_image(_png_header_only(20_000, 10_000), max_pixels=None)
+
+
+def test_max_pixels_applies_when_pillows_guard_is_lowered(monkeypatch, rgb):
+    """An application that lowered Image.MAX_IMAGE_PIXELS: leechcodec's limit still decides, and
+    Pillow's setting is put back."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    data = _save(rgb, "PNG")
+    pixels = rgb.width * rgb.height
+    assert pixels > 2 * 100
+    assert read_image(data, max_pixels=pixels).size == rgb.size
+    with pytest.raises(LimitError, match=f"over the limit of {pixels - 1}$"):
+        read_image(data, max_pixels=pixels - 1)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_cli_max_pixels_raises_the_limit(runner, tmp_path, pixels_not_read):
+    """`encode --max-pixels 10^8` on a 95-megapixel picture: past the size checks (here the test
+    stops at the pixels: exit 3), not refused at Pillow's 89.48 megapixels (exit 7)."""
+    src = tmp_path / "big.png"
+    src.write_bytes(_png_header_only(10_000, 9_500))
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.lq"), "--max-pixels", "100000000"])
+    _one_line_error(r, 3, "pixels not read")
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.lq")])
+    _one_line_error(r, 7, "over the limit of 67108864")
+
+
 def test_thin_strip_is_refused_before_padding_to_tiles(tiny_model):
     """A 1-px-wide strip passes the pixel count but would pad 256x: refused before any padding."""
     strip = Image.new("L", (1, 90_000))
