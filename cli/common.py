@@ -175,6 +175,7 @@ class OutputError(LeechError):
     """
 
     exit_code = 8
+    brief = "the output cannot be written"
 
 
 def check_output(path: str, force: bool) -> None:
@@ -290,6 +291,8 @@ verbose_option = click.option(
 )  # fmt: skip
 version_option = click.version_option(leechcodec.__version__, "--version", prog_name="leechcodec")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
+batch_force_option = click.option("--force", "-f", is_flag=True,
+                                  help="Overwrite OUTPUT if it exists; in a batch, each DIR/NAME file that exists.")
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=leechcodec.DEFAULT_MAX_PIXELS, show_default=True,
     help="Refuse images with more pixels than this (a guard against decompression bombs; default 2^26 = "

@@ -26,6 +26,7 @@ from .common import (
     version_option,
     write_output,
 )
+from .errors_table import help_block
 
 DEFAULT_CODECS = ("jpeg2000", "avif", "webp")  # kodak_eval.figures.DEFAULT_CODECS, without importing torch
 
@@ -68,7 +69,9 @@ leechcodec and every codec a label (name and setting, bytes, bpp, PSNR
 of the whole picture) above its crop, pasted at 100 % (no resampling).
 Each codec's setting (quality, or compression ratio for JPEG2000) is the
 one whose file is closest in size to leechcodec's, not above it on a tie.
-Codecs this Pillow build lacks are left out with a note.""")
+Codecs this Pillow build lacks are left out with a note.
+
+""" + help_block("compare"))
 @click.argument("photo", metavar="PHOTO")
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
               help="The PNG figure to write ('-' for stdout).")

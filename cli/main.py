@@ -19,10 +19,10 @@ import leechcodec.container
 from .common import (
     FiniteFloatRange,
     OutputError,
+    batch_force_option,
     batch_plan,
     check_output,
     device_option,
-    force_option,
     handle_errors,
     load_model,
     max_pixels_option,
@@ -38,6 +38,7 @@ from .common import (
     version_option,
     write_output,
 )
+from .errors_table import help_block
 
 # first bytes of common image files, to tell a user who gives one to `decode` what happened
 MAX_EFFORT = 1000  # rounds of --effort: about 50 minutes for a 768x512 picture on 2 cores
@@ -66,7 +67,7 @@ def cli():
     """
 
 
-@cli.command()
+@cli.command(epilog=help_block("encode"))
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
               help="The .lq file to write ('-' for stdout), or an existing directory: each INPUT becomes DIR/NAME.lq. "
@@ -107,7 +108,7 @@ def cli():
 @device_option
 @model_option
 @prior_option
-@force_option
+@batch_force_option
 @max_pixels_option
 @quiet_option
 @verbose_option
@@ -190,7 +191,7 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
     _run(plan, inputs, output, one, quiet, "encode")
 
 
-@cli.command()
+@cli.command(epilog=help_block("decode"))
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o", "--output", required=True, metavar="OUTPUT",
@@ -208,7 +209,7 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
 @device_option
 @model_option
 @prior_option
-@force_option
+@batch_force_option
 @max_pixels_option
 @quiet_option
 @verbose_option
@@ -323,7 +324,7 @@ def _output_format(output: str, name: str | None) -> str:
     return fmt
 
 
-@cli.command()
+@cli.command(epilog=help_block("info"))
 @click.argument("input", metavar="FILE")
 @version_option
 @handle_errors

@@ -1,5 +1,6 @@
 """The CLI through click's CliRunner: round trips and every error path (one line, exit code, no file)."""
 
+import re
 import zlib
 from pathlib import Path
 
@@ -418,3 +419,47 @@ def test_pixel_limit_numbers_agree(runner):
         flat = " ".join(texts[cmd].split())
         assert f"({0xFFFF * container.TILE:,} px) per side" in flat and f"[default: {n}; x>=1]" in flat
         assert f"Pillow's guard ({Image.MAX_IMAGE_PIXELS:,})" in flat
+
+
+def _exit_codes_in_help(text: str) -> dict[int, str]:
+    """The 'Exit codes' paragraph of a --help text: {code: words}."""
+    block = text.split("Exit codes (README.md, 'Exit codes', has the whole table):\n", 1)[1]
+    codes = {}
+    for line in block.splitlines():
+        m = re.fullmatch(r"\s+(\d+)\s+(\S.*)", line)
+        if not m:
+            break
+        codes[int(m[1])] = m[2]
+    return codes
+
+
+def test_every_commands_help_gives_its_exit_codes_from_the_table(runner):
+    """cli/errors_table.py is the one source: each command's --help lists the codes it can end
+    with, in the table's words, and any other 'exit N' its help mentions is one of them."""
+    from cli import errors_table
+
+    rows = errors_table.rows()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert set(cli.commands) == set(errors_table.COMMAND_CODES)
+    for name in cli.commands:
+        text = runner.invoke(cli, [name, "--help"]).output
+        codes = _exit_codes_in_help(text)
+        assert list(codes) == list(errors_table.COMMAND_CODES[name]), name
+        assert {0, 2, 70, 130} <= set(codes), name
+        for code, words in codes.items():
+            assert words == rows[code][1] and f"| {code} | {rows[code][0]} |" in readme, (name, code)
+        for m in re.finditer(r"\bexit (?:code )?(\d+)", " ".join(text.split())):
+            assert int(m[1]) in codes, (name, m[0])
+    bench_help = " ".join(runner.invoke(cli, ["bench", "--help"]).output.split())
+    assert "OUTPUT" not in bench_help and "Replace the results of an earlier run" in bench_help  # -f: several files
+
+
+def test_train_device_cuda_without_cuda_is_exit_1_as_the_table_says(runner, tmp_path, monkeypatch):
+    import torch
+
+    from cli import errors_table
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = runner.invoke(cli, ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cuda"])
+    assert r.exit_code == 1 and r.stderr == "leechcodec: error: --device cuda: no CUDA device is available\n"
+    assert 1 in errors_table.COMMAND_CODES["train"] and not (tmp_path / "run").exists()
