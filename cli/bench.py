@@ -10,7 +10,8 @@ import leechcodec
 from kodak_eval.codecs import ALL_CODECS
 from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
-from .common import OutputError, check_device, device_option, force_option, handle_errors, note, quiet_option, version_option
+from .common import OutputError, check_device, device_option, handle_errors, note, quiet_option, version_option
+from .errors_table import help_block
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -57,9 +58,7 @@ PSNR is computed on 8-bit RGB per image, then averaged. A progress bar per
 stage (each codec's sweep, leechcodec per coder) goes to stderr; --quiet
 silences it.
 
-\b
-Exit codes: 3 unreadable/missing image, 6 bad model file,
-9 download failed, 10 checksum mismatch.""")
+""" + help_block("bench"))
 @click.option("--kodak/--no-kodak", default=None,
               help="Benchmark on the 24 Kodak images (the default unless --holdout is given).")
 @click.option("--kodak-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -90,7 +89,10 @@ Exit codes: 3 unreadable/missing image, 6 bad model file,
                    "leechcodec and by JPEG2000, AVIF and WebP at the same file size, at 100 % "
                    "(Kodak runs with leechcodec; `leechcodec compare` does it for any photo).")
 @device_option
-@force_option
+@click.option("--force", "-f", is_flag=True,
+              help="Replace the results of an earlier run in --output-dir (KODAK.json, KODAK.png, KODAK-crops.png "
+                   "and the KODAK/ folder, KODAK being kodak or holdout); without it they are kept and the run "
+                   "stops before any work (exit 8).")
 @quiet_option
 @click.option("--lambdas", callback=_parse_lambdas, metavar="X,Y,…",
               help="The ar coder's sweep of `encode --lambda`, one curve point each "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import logging
+import math
 import os
 import stat
 import sys
@@ -16,7 +18,7 @@ import click
 
 import leechcodec
 from leechcodec.errors import LeechError, LeechWarning
-from leechcodec.output import final_target, is_special, stat_or_none, write_file
+from leechcodec.output import final_target, is_special, names_a_directory, stat_or_none, write_file
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -164,27 +166,39 @@ def read_input(path: str, limit: int | None = None) -> bytes:
 
 class OutputError(LeechError):
     """The output cannot be written: it exists (use `--force`; for `bench`, the results of an
-    earlier run), is a directory or a socket, its folder does not exist, an unknown image
-    extension or one Pillow cannot write (`.psd`) without a `--format` it can, a mode the format
-    cannot hold (`.xbm`), or the write itself failed (disk full, permission denied).
+    earlier run), is a directory or a socket, its folder does not exist, a part of its path is a
+    file (`-o photo.png/x.lq`), a symlink loop, a name ending in `/` that is not an existing
+    directory (no directory is made), something not to be replaced appeared there while the
+    output was made, an unknown image extension or one Pillow cannot write (`.psd`) without a
+    `--format` it can, a mode the format cannot hold (`.xbm`), or the write itself failed (disk
+    full, permission denied).
     """
 
     exit_code = 8
+    brief = "the output cannot be written"
 
 
 def check_output(path: str, force: bool) -> None:
     """Fail early (before any work) if ``path`` cannot be written.
 
     An existing regular file (or a symlink to one) needs ``force``; a device or FIFO (e.g.
-    /dev/null) does not: it is written into, as cp and cwebp do.
+    /dev/null) does not: it is written into, as cp and cwebp do. A name ending in ``/`` is a
+    directory, never a file name (and no directory is made). ``write_output`` checks again
+    when it writes.
     """
     if path == "-":
         return
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{path} is a directory")
-    target = final_target(path)
-    st = stat_or_none(target)
+    try:
+        p = Path(path)
+        if p.is_dir():
+            raise OutputError(f"{path} is a directory")
+        if names_a_directory(path):
+            raise OutputError(f"{path} names a directory (it ends with '/') and there is none: make it first, "
+                              "or give a file name")  # fmt: skip
+        target = final_target(path)
+        st = stat_or_none(target)
+    except OSError as e:  # a parent that is a file, a symlink loop, a folder we may not search
+        raise OutputError(f"cannot write {path}: {_why(path, e)}") from None
     if st is not None and stat.S_ISSOCK(st.st_mode):
         raise OutputError(f"{path} is a socket")
     if st is not None and not is_special(st) and not force:
@@ -193,17 +207,32 @@ def check_output(path: str, force: bool) -> None:
         raise OutputError(f"directory {target.parent} does not exist")
 
 
-def write_output(path: str, writer) -> None:
+def _why(path: str, e: OSError) -> str:
+    """``e``'s reason in words, naming the part of ``path`` that is not a directory if that is it."""
+    if e.errno == errno.ENOTDIR:
+        for parent in reversed(Path(path).parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is not a directory"
+    if e.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    return e.strerror or str(e)
+
+
+def write_output(path: str, writer, force: bool) -> None:
     """Call ``writer(binary_file)`` so that ``path`` gets the new content safely
-    (``leechcodec.output.write_file``; '-' is stdout)."""
+    (``leechcodec.output.write_file``; '-' is stdout). ``path`` is checked again now: without
+    ``force`` a file that appeared since ``check_output`` is not replaced, and with it only a
+    regular file is."""
     if path == "-":
         writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     try:
-        write_file(path, writer)
+        write_file(path, writer, overwrite=force)
+    except FileExistsError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}" + (" (use --force to overwrite)" * (not force))) from None
     except (OSError, ValueError) as e:  # ValueError: e.g. Pillow cannot save this mode as BLP/QOI
-        raise OutputError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
+        raise OutputError(f"cannot write {path}: {_why(path, e) if isinstance(e, OSError) else e}") from None
 
 
 def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True):
@@ -221,6 +250,17 @@ def check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise leechcodec.LeechError("--device cuda: no CUDA device is available")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and ±inf (nan passes any range check: it compares
+    false), so `--lambda nan` is a usage error (exit 2) like any other bad value."""
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
 
 
 model_option = click.option(
@@ -251,7 +291,12 @@ verbose_option = click.option(
 )  # fmt: skip
 version_option = click.version_option(leechcodec.__version__, "--version", prog_name="leechcodec")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
+batch_force_option = click.option("--force", "-f", is_flag=True,
+                                  help="Overwrite OUTPUT if it exists; in a batch, each DIR/NAME file that exists.")
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=leechcodec.DEFAULT_MAX_PIXELS, show_default=True,
-    help="Refuse images with more pixels than this (a guard against decompression bombs).",
+    help="Refuse images with more pixels than this (a guard against decompression bombs; default 2^26 = "
+    "67,108,864). It is the limit that applies, in place of Pillow's guard (89,478,485), so it can be raised up to "
+    "what the format holds: 65,535 tiles of 256 px (16,776,960 px) per side. The image padded to whole tiles may "
+    "have 4x as many pixels.",
 )  # fmt: skip

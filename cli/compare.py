@@ -12,6 +12,7 @@ import leechcodec.container
 from kodak_eval.codecs import CLASSICAL
 
 from .common import (
+    FiniteFloatRange,
     check_output,
     device_option,
     force_option,
@@ -25,6 +26,7 @@ from .common import (
     version_option,
     write_output,
 )
+from .errors_table import help_block
 
 DEFAULT_CODECS = ("jpeg2000", "avif", "webp")  # kodak_eval.figures.DEFAULT_CODECS, without importing torch
 
@@ -67,7 +69,9 @@ leechcodec and every codec a label (name and setting, bytes, bpp, PSNR
 of the whole picture) above its crop, pasted at 100 % (no resampling).
 Each codec's setting (quality, or compression ratio for JPEG2000) is the
 one whose file is closest in size to leechcodec's, not above it on a tie.
-Codecs this Pillow build lacks are left out with a note.""")
+Codecs this Pillow build lacks are left out with a note.
+
+""" + help_block("compare"))
 @click.argument("photo", metavar="PHOTO")
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
               help="The PNG figure to write ('-' for stdout).")
@@ -82,7 +86,7 @@ Codecs this Pillow build lacks are left out with a note.""")
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="leechcodec's entropy coder, as in `encode` ('auto' = ar when the model has a prior).",
 )  # fmt: skip
-@click.option("--lambda", "lam", type=click.FloatRange(0), default=0.0, show_default=True, metavar="X",
+@click.option("--lambda", "lam", type=FiniteFloatRange(0), default=0.0, show_default=True, metavar="X",
               help="leechcodec's rate knob, as in `encode --lambda` (ar coder): compare at a smaller size.")
 @device_option
 @model_option
@@ -131,6 +135,6 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, f
     shown = panels(image, model, coder=coder, codecs=codecs, device=device, progress=not quiet, lam=lam)
     row = Row(Path(_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
     canvas, _ = render([row])
-    write_output(output, lambda f: canvas.save(f, "PNG"))
+    write_output(output, lambda f: canvas.save(f, "PNG"), force)
     if not quiet:
         say(f"{output if output != '-' else 'stdout'}: {summary(row)}")

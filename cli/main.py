@@ -17,11 +17,12 @@ import leechcodec
 import leechcodec.container
 
 from .common import (
+    FiniteFloatRange,
     OutputError,
+    batch_force_option,
     batch_plan,
     check_output,
     device_option,
-    force_option,
     handle_errors,
     load_model,
     max_pixels_option,
@@ -37,8 +38,11 @@ from .common import (
     version_option,
     write_output,
 )
+from .errors_table import help_block
 
 # first bytes of common image files, to tell a user who gives one to `decode` what happened
+MAX_EFFORT = 1000  # rounds of --effort: about 50 minutes for a 768x512 picture on 2 cores
+
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF", b"\0\0\0\x0cjP")
 
 
@@ -63,10 +67,11 @@ def cli():
     """
 
 
-@cli.command()
+@cli.command(epilog=help_block("encode"))
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
-              help="The .lq file to write ('-' for stdout), or a directory: each INPUT becomes DIR/NAME.lq.")
+              help="The .lq file to write ('-' for stdout), or an existing directory: each INPUT becomes DIR/NAME.lq. "
+                   "A name ending in '/' is always a directory, which must exist (none is made).")
 @click.option(
     "--coder", type=click.Choice(["auto", *leechcodec.CODERS]), default="auto", show_default=True,
     help="How token indices are stored: 'ar' = arithmetic coding with the model's autoregressive prior "
@@ -74,13 +79,14 @@ def cli():
     "has a prior, else fixed.",
 )  # fmt: skip
 @click.option(
-    "--effort", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="N",
+    "--effort", type=click.IntRange(0, MAX_EFFORT), default=0, show_default=True, metavar="N",
     help="Rounds of token refinement against the decoder: a sharper picture at the same size for a "
     "slower encode (a round costs about 3 s per 768x512 picture on 2 cores; MODEL_CARD.md has dB per "
-    "second). Decoding is unchanged. 0 = the encoder's tokens as they are.",
+    f"second). Decoding is unchanged. 0 = the encoder's tokens as they are; at most {MAX_EFFORT}. "
+    "A picture of several tiles shows a progress bar over them on stderr (not with --quiet).",
 )  # fmt: skip
 @click.option(
-    "--lambda", "lam", type=click.FloatRange(0, clamp=False), default=0.0, show_default=True, metavar="X",
+    "--lambda", "lam", type=FiniteFloatRange(0), default=0.0, show_default=True, metavar="X",
     help="The rate knob of the ar coder: each token becomes the codeword that minimises distortion + X x bits "
     "under the prior, so a larger X gives a smaller file and a softer picture (Kodak, bundled model: 0.01 gives "
     "-12 % bytes and -0.3 dB, 0.03 -31 % and -1.3 dB, 0.1 -56 % and -4.8 dB; MODEL_CARD.md has the curve). "
@@ -88,7 +94,7 @@ def cli():
     "Decoding is unchanged.",
 )  # fmt: skip
 @click.option(
-    "--bpp", type=click.FloatRange(0, min_open=True), metavar="B",
+    "--bpp", type=FiniteFloatRange(0, min_open=True), metavar="B",
     help="A target size instead of --lambda: the largest file at or under B bits per pixel (header "
     "included) that a search over lambda finds; today's file if it is already small enough; exit 12 if B is "
     "below what the knob reaches on this image. About 12 coder passes: several seconds per Kodak image.",
@@ -102,7 +108,7 @@ def cli():
 @device_option
 @model_option
 @prior_option
-@force_option
+@batch_force_option
 @max_pixels_option
 @quiet_option
 @verbose_option
@@ -171,7 +177,7 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
                                max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
                                precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
         t3 = time.perf_counter()
-        write_output(dst, lambda f: f.write(lq))
+        write_output(dst, lambda f: f.write(lq), force)
         t4 = time.perf_counter()
         h = leechcodec.read_header(lq, None)
         if (single or verbose) and not quiet:
@@ -185,12 +191,13 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
     _run(plan, inputs, output, one, quiet, "encode")
 
 
-@cli.command()
+@cli.command(epilog=help_block("decode"))
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o", "--output", required=True, metavar="OUTPUT",
     help="Image to write; the format follows the extension (.png, .bmp, .tif, …; '-' writes PNG to stdout). "
-    "A directory: each INPUT becomes DIR/NAME.png (or the --format's extension).",
+    "An existing directory: each INPUT becomes DIR/NAME.png (or the --format's extension); a name ending in '/' "
+    "is always a directory, which must exist (none is made).",
 )  # fmt: skip
 @click.option("--format", "fmt_name", metavar="FORMAT",
               help="Image format to write (png, bmp, tiff, webp, …) when OUTPUT's name does not say, "
@@ -202,7 +209,7 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
 @device_option
 @model_option
 @prior_option
-@force_option
+@batch_force_option
 @max_pixels_option
 @quiet_option
 @verbose_option
@@ -250,7 +257,7 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
         image = leechcodec.decode(data, m, device=device, progress=single and not quiet, max_pixels=max_pixels,
                                   precision=precision, stats=stats)  # fmt: skip
         t3 = time.perf_counter()
-        write_output(dst, lambda f: image.save(f, format=fmt, **save))
+        write_output(dst, lambda f: image.save(f, format=fmt, **save), force)
         t4 = time.perf_counter()
         if (single or verbose) and not quiet:
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "
@@ -317,7 +324,7 @@ def _output_format(output: str, name: str | None) -> str:
     return fmt
 
 
-@cli.command()
+@cli.command(epilog=help_block("info"))
 @click.argument("input", metavar="FILE")
 @version_option
 @handle_errors

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from .common import OutputError, check_output, force_option, handle_errors, version_option, write_output
+from .common import OutputError, check_device, check_output, force_option, handle_errors, version_option, write_output
+from .errors_table import help_block
 
 
-@click.command()
+@click.command(epilog=help_block("train"))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint.safetensors and log.jsonl.")
 @click.option("--preset", default=None,
@@ -77,6 +78,7 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
       leechcodec train --prior ../shared/data/train --out runs/p --tokenizer my-model.safetensors --batch 16
       leechcodec export runs/p/checkpoint.safetensors -o my-model.prior.safetensors
     """
+    check_device(device)  # exit 1, one line, before any work (as every command)
     import torch
 
     from models.train import TrainConfig, TrainError
@@ -109,7 +111,7 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
     click.echo(f"step {stats['step']}: checkpoint in {Path(out) / 'checkpoint.safetensors'}", err=True)
 
 
-@click.command()
+@click.command(epilog=help_block("export"))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, help="Release weights to write (.safetensors).")
 @force_option
@@ -135,5 +137,5 @@ def export(checkpoint, output, force):
     with tempfile.TemporaryDirectory() as tmp:  # then the output rules of write_output (symlinks, devices, modes)
         staged = Path(tmp) / "weights.safetensors"
         mid = export_checkpoint(checkpoint, staged)
-        write_output(output, lambda f: f.write(staged.read_bytes()))
+        write_output(output, lambda f: f.write(staged.read_bytes()), force)
     click.echo(f"{output}: id {mid.hex()}", err=True)

@@ -36,6 +36,7 @@ class DownloadError(LeechError):
     """
 
     exit_code = 9
+    brief = "a Kodak download failed"
 
 
 class ChecksumError(LeechError):
@@ -43,6 +44,7 @@ class ChecksumError(LeechError):
     """
 
     exit_code = 10
+    brief = "a Kodak image's checksum differs"
 
 
 class _Retryable(Exception):

@@ -26,7 +26,7 @@ CODERS = ("ar", "fixed")  # in the order the CLI offers them
 CODER_NAMES = {v: k for k, v in CODER_IDS.items()}
 MODE_IDS = {"RGB": 0, "L": 1}
 MODE_NAMES = {v: k for k, v in MODE_IDS.items()}
-DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # 64 megapixels, like Pillow's decompression-bomb guard
+DEFAULT_MAX_PIXELS = 2**26  # 67,108,864 pixels: the default --max-pixels (image_io: it replaces Pillow's guard)
 MAX_PADDING = 4  # the image padded to whole tiles may have this many times max_pixels (check_size)
 
 

@@ -1,7 +1,8 @@
 """Typed exceptions. The CLI maps each to one line on stderr and its ``exit_code``.
 
 The docstring of each class is its row in the README's table of exit codes, which
-``python -m cli.errors_table --update README.md`` writes (tests/test_cli.py checks it).
+``python -m cli.errors_table --update README.md`` writes (tests/test_cli.py checks it), and its
+``brief`` the words each command's ``--help`` gives the code (``cli.errors_table.help_block``).
 """
 
 
@@ -11,6 +12,7 @@ class LeechError(Exception):
     """
 
     exit_code = 1
+    brief = "other error (--device cuda without a CUDA device)"
 
 
 class InputImageError(LeechError):
@@ -20,6 +22,7 @@ class InputImageError(LeechError):
     """
 
     exit_code = 3
+    brief = "the input image cannot be read"
 
 
 class FormatError(LeechError):
@@ -34,6 +37,7 @@ class FormatError(LeechError):
     """
 
     exit_code = 4
+    brief = "not a valid .lq stream"
 
 
 class ModelMismatchError(LeechError):
@@ -42,6 +46,7 @@ class ModelMismatchError(LeechError):
     """
 
     exit_code = 5
+    brief = "the stream needs another model or prior"
 
 
 class ModelError(LeechError):
@@ -55,17 +60,19 @@ class ModelError(LeechError):
     """
 
     exit_code = 6
+    brief = "the model (or prior) file is unusable"
 
 
 class LimitError(LeechError):
     """A resource limit: the image (or the size a `.lq` header claims) is over `--max-pixels`
-    (default 64 megapixels), the image padded to whole 256-px tiles is over 4 × `--max-pixels`
-    (very thin strips), more than 65,535 tiles across or down (the format's limit), or Pillow's
-    own decompression-bomb guard. The pixel limit is checked from the image or `.lq` header,
+    (default 2^26 = 67,108,864 pixels; it replaces Pillow's own decompression-bomb guard), the
+    image padded to whole 256-px tiles is over 4 × `--max-pixels` (very thin strips), more than
+    65,535 tiles across or down (the format's limit). The pixel limit is checked from the image or `.lq` header,
     before any pixels are decoded; the padding and tile limits before anything is padded.
     """
 
     exit_code = 7
+    brief = "over a size limit (pixels, tiles)"
 
 
 class RateError(LeechError):
@@ -74,6 +81,7 @@ class RateError(LeechError):
     """
 
     exit_code = 12
+    brief = "--bpp below what the rate knob reaches"
 
 
 class LeechWarning(UserWarning):

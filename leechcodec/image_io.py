@@ -24,7 +24,9 @@ first one (with a warning).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -34,10 +36,42 @@ from .container import DEFAULT_MAX_PIXELS
 from .errors import InputImageError, LeechWarning, LimitError
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _our_limit(max_pixels: int | None):
+    """While reading: ``max_pixels`` is the limit that applies, not Pillow's decompression-bomb
+    guard (``Image.MAX_IMAGE_PIXELS``, 89,478,485 pixels by default: a warning above it, an error
+    above twice it). Where our limit is the higher one, Pillow's is raised to it for the read
+    and put back after it, under a lock (a module global of Pillow's: our reads take turns;
+    nothing changes when our limit is the lower one, as by default). None: Pillow's guard stays."""
+    if max_pixels is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our check, in our words, follows
+        pillows = Image.MAX_IMAGE_PIXELS
+        if pillows is None or pillows >= max_pixels:
+            yield
+            return
+        with _PILLOW_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+            try:
+                yield
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+
+
 def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS, first_frame: bool = False) -> Image.Image:
     """Open and fully decode an image from a path, a binary file, bytes or a (lazy) PIL image.
 
     Args:
+        max_pixels: the largest image accepted, in place of Pillow's decompression-bomb guard
+            (so it can be raised above Pillow's 89,478,485 pixels, up to what the format
+            holds: ``container.check_size``); None: no limit of ours, and Pillow's guard applies.
         first_frame: take the first frame of an animation or multi-page file (with a
             warning) instead of refusing it. A PIL image is taken as its current frame.
 
@@ -49,8 +83,7 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS, first_frame: bo
     if isinstance(src, (bytes, bytearray)):
         src = io.BytesIO(src)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _our_limit(max_pixels):
             im = src if isinstance(src, Image.Image) else Image.open(src)
             if im is not src and im.format == "LQ":  # Pillow reads .lq once leechcodec.pillow is imported
                 raise InputImageError("the input is a .lq stream, not an image (decode it: leechcodec decode)")
@@ -68,6 +101,8 @@ def read_image(src, max_pixels: int | None = DEFAULT_MAX_PIXELS, first_frame: bo
     except (LimitError, InputImageError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if max_pixels is not None:  # over twice our limit: Pillow says so first
+            raise LimitError(f"image is over the limit of {max_pixels} pixels") from None
         raise LimitError(f"image too large: {e}") from None
     except FileNotFoundError:
         raise InputImageError(f"no such file: {src}") from None

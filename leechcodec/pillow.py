@@ -6,6 +6,7 @@
     im = Image.open("photo.lq")                # the header only: size, mode, info["coder"], info["model_id"]
     im.load()                                  # decodes, with the bundled model (loaded once, on first use)
     Image.open("photo.png").save("photo.lq")   # encodes: coder "auto" (ar with the bundled prior)
+    leechcodec.pillow.save(im, "photo.lq")     # the same, atomically; overwrite=True to replace a file
     im.save(buf, format="LQ", coder="fixed", effort=2, precision="fp32", model=other)
 
 Opening reads the 34-byte header and the stream's length, not the payload: no model is loaded
@@ -17,7 +18,13 @@ Another model: ``set_model(path_or_model)`` for every image from then on, ``im.m
 an opened image before it loads, or ``model=`` to ``save``; a path is read with
 ``models.io.load_weights`` (with the AR prior beside it), once per path and device.
 
-Limits: ``MAX_PIXELS`` (leechcodec's 64 megapixels; None: no limit of ours) is checked at open,
+Saving to a path: ``Image.save(path)`` opens and empties the file before any plugin runs
+(Pillow's behaviour for every format), so a failed save leaves an existing file empty; the
+plugin encodes the whole stream before writing a byte, but cannot undo that. ``save(im, path)``
+writes atomically (temp file + rename, as the CLI) and replaces an existing file only with
+``overwrite=True``.
+
+Limits: ``MAX_PIXELS`` (leechcodec's 2^26 = 67,108,864 pixels; None: no limit of ours) is checked at open,
 load and save; Pillow's ``Image.MAX_IMAGE_PIXELS`` decompression-bomb check runs at open as for
 every format.
 
@@ -40,6 +47,7 @@ to decode with; pass any other model object to skip it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import threading
@@ -266,16 +274,13 @@ class LqImageFile(ImageFile.ImageFile):
         super().verify()
 
 
-def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """Pillow's save handler: ``im.save(f, format="LQ", coder=..., effort=..., precision=...,
-    model=..., keep_orientation=...)``; other modes than RGB and L go through leechcodec's mode
-    policy (``leechcodec.image_io``), with its warnings."""
+def _encode(im: Image.Image, opts: dict) -> bytes:
+    """The .lq bytes of ``im`` with ``save``'s options (see ``_save``), in the plugin's errors."""
     from .codec import encode
 
-    opts = im.encoderinfo
     s = _settings
     try:
-        data = encode(
+        return encode(
             im,
             load_model(opts.get("model"), s.device),
             coder=opts.get("coder", "auto"),
@@ -287,7 +292,42 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         )
     except LeechError as e:
         raise _pil_error(e) from None
-    fp.write(data)
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """Pillow's save handler: ``im.save(f, format="LQ", coder=..., effort=..., precision=...,
+    model=..., keep_orientation=...)``; other modes than RGB and L go through leechcodec's mode
+    policy (``leechcodec.image_io``), with its warnings. The whole stream is encoded before the
+    first byte is written (but see ``save`` for a path: Pillow has emptied the file by then)."""
+    fp.write(_encode(im, im.encoderinfo))
+
+
+def save(im: Image.Image, path: str | os.PathLike, *, overwrite: bool = False, **options) -> None:
+    """Encode ``im`` to the .lq file ``path`` atomically, with ``Image.save``'s options for LQ.
+
+    ``Image.save("x.lq")`` is Pillow's: it opens the file, emptying it, before any plugin runs,
+    so a save that fails (over ``MAX_PIXELS``, an unusable model, Ctrl-C) leaves an existing
+    ``x.lq`` empty, for every format (a file it created is removed). This function encodes first,
+    then writes a temp file beside ``path`` and renames it into place
+    (``leechcodec.output.write_file``, as the CLI does): ``path`` is the old file or the whole new
+    one. Like the CLI without ``--force``, it does not replace an existing file unless asked.
+
+    Args:
+        overwrite: replace an existing file (else ``FileExistsError``, before any encoding).
+        options: ``coder``, ``effort``, ``precision``, ``model``, ``keep_orientation``, as for
+            ``Image.save(..., format="LQ")``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false (also if it appears meanwhile).
+        LqImageError: what ``Image.save`` raises for the image (the plugin's errors).
+        OSError: the file cannot be written (nothing was replaced).
+    """
+    from .output import write_file
+
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(errno.EEXIST, "File exists (overwrite=True replaces it)", os.fspath(path))
+    data = _encode(im, options)
+    write_file(path, lambda f: f.write(data), overwrite=overwrite)
 
 
 def register() -> None:
@@ -316,5 +356,6 @@ __all__ = [
     "load_model",
     "read_header",
     "register",
+    "save",
     "set_model",
 ]

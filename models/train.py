@@ -32,20 +32,13 @@ from tqdm import tqdm
 from leechcodec.errors import LeechError
 
 from . import io as model_io
+from .errors import TrainError  # noqa: F401 - raised here, imported from here by callers
 from .vit import PRESETS, LeechTokenizer, TokenizerConfig, build, pca_init
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CKPT_NAME = "checkpoint.safetensors"
 PCA_INIT_CROPS = 64  # crops whose 8×8 patches initialise a linear skip path (models.vit.pca_init)
 
-
-class TrainError(LeechError):
-    """`leechcodec train`/`export`: bad training input: no images, an unreadable checkpoint or
-    `--config`, a `--resume` that does not match, `--crop` not a multiple of 8, `--tokenizer`
-    without `--prior`.
-    """
-
-    exit_code = 11
 
 
 @dataclass(frozen=True)
@@ -179,7 +172,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked for but no CUDA device is available")
+        raise LeechError("--device cuda: no CUDA device is available")  # exit 1, as every command
     return torch.device(name)
 
 

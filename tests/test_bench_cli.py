@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -139,8 +140,10 @@ def test_progress_per_stage_on_stderr_and_silent_with_quiet(crops, tmp_path):
     r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
     for stage in ("JPEG (libjpeg), 10 settings", "WebP (libwebp), 10 settings"):
-        assert f"{stage}: 100%" in r.stderr and "2/2" in r.stderr  # a bar per stage, run to its end
-    assert "<" in r.stderr  # tqdm's "elapsed<left" time estimate
+        # a bar per stage over the images, from 0/2 to 2/2, with tqdm's "elapsed<left, rate" estimate
+        assert f"{stage}:   0%|          | 0/2 [00:00<?, ?image/s]" in r.stderr, r.stderr
+        done = re.search(re.escape(stage) + r": 100%\|█{10}\| 2/2 \[(\d\d:\d\d)<00:00, +\d+\.\d\d(image/s|s/image)\]", r.stderr)
+        assert done, r.stderr
     assert "| JPEG (libjpeg) |" in r.stdout and "%|" not in r.stdout  # the table on stdout, bars not
     r = CliRunner().invoke(bench, [*args, "--output-dir", str(tmp_path / "b"), "--quiet"])
     assert r.exit_code == 0 and r.stderr == "" and "| JPEG (libjpeg) |" in r.stdout

@@ -1,5 +1,6 @@
 """The CLI through click's CliRunner: round trips and every error path (one line, exit code, no file)."""
 
+import re
 import zlib
 from pathlib import Path
 
@@ -171,6 +172,37 @@ def test_error_bad_output_place(runner, png, tmp_path, tiny_model_path):
 def test_usage_errors_exit_2(runner):
     assert runner.invoke(cli, ["encode"]).exit_code == 2
     assert runner.invoke(cli, ["encode", "a.png", "-o", "b.lq", "--coder", "zip"]).exit_code == 2
+
+
+KNOB_VALUES = [("--lambda", "nan", "'nan' is not a finite number"), ("--lambda", "inf", "'inf' is not a finite number"),
+               ("--lambda", "-inf", "is not"), ("--lambda", "-1", "-1.0 is not in the range x>=0"),
+               ("--lambda", "1e999", "is not a finite number"),
+               ("--bpp", "nan", "'nan' is not a finite number"), ("--bpp", "inf", "'inf' is not a finite number"),
+               ("--bpp", "0", "0.0 is not in the range x>0"), ("--bpp", "-0.1", "is not in the range x>0"),
+               ("--effort", "-1", "-1 is not in the range 0<=x<=1000"),
+               ("--effort", "1001", "1001 is not in the range 0<=x<=1000"),
+               ("--effort", "99999999999999999999", "is not in the range 0<=x<=1000"),
+               ("--effort", "nan", "'nan' is not a valid integer")]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, option, value, words",
+                         [("encode", *k) for k in KNOB_VALUES] + [("compare", *k) for k in KNOB_VALUES if k[0] == "--lambda"],
+                         ids=lambda v: str(v)[:12])  # fmt: skip
+def test_bad_knob_values_are_usage_errors(runner, png, tmp_path, command, option, value, words):
+    """nan, inf, negative and absurd values of the rate and effort knobs: exit 2 with click's
+    message naming the option, before any work (not exit 70, an internal error)."""
+    r = runner.invoke(cli, [command, str(png), "-o", str(tmp_path / "o"), option, value])
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert f"Error: Invalid value for '{option}': " in r.stderr and words in r.stderr, r.stderr
+    assert "internal error" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_effort_maximum_is_documented(runner):
+    from cli.main import MAX_EFFORT
+
+    text = " ".join(runner.invoke(cli, ["encode", "--help"]).output.split())
+    assert f"at most {MAX_EFFORT}" in text and f"0<=x<={MAX_EFFORT}" in text
 
 
 LIGHT_COMMANDS = [["--help"], ["--version"], ["encode", "--help"], ["decode", "--help"], ["bench", "--help"],
@@ -361,3 +393,73 @@ def test_readme_errors_table_is_made_from_the_exception_classes():
     codes = [c.exit_code for c in classes]
     assert len(set(codes)) == len(codes) and not set(codes) & set(errors_table.OTHER_CODES)
     assert not (Path(__file__).parents[1] / "docs" / "ERRORS.md").exists()  # no second copy to drift
+
+
+def test_pixel_limit_numbers_agree(runner):
+    """The default --max-pixels, the format's side limit and Pillow's guard it replaces: the same
+    numbers in the code, each command's help, the errors table and docs/FORMAT.md."""
+    from PIL import Image
+
+    import leechcodec
+    from leechcodec import container
+    from leechcodec.errors import LimitError
+
+    n = leechcodec.DEFAULT_MAX_PIXELS
+    assert n == 2**26
+    root = Path(__file__).parents[1]
+    said = f"2^26 = {n:,}"
+    texts = {cmd: runner.invoke(cli, [cmd, "--help"]).output for cmd in ("encode", "decode")}
+    texts |= {"FORMAT.md": (root / "docs" / "FORMAT.md").read_text(), "LimitError": LimitError.__doc__,
+              "README.md": (root / "README.md").read_text()}  # fmt: skip
+    for name, text in texts.items():
+        flat = " ".join(text.split())
+        assert said in flat, name
+        assert "64 megapixels" not in flat and "64 MP" not in flat.replace("64 MP (8192", ""), name
+    for cmd in ("encode", "decode"):
+        flat = " ".join(texts[cmd].split())
+        assert f"({0xFFFF * container.TILE:,} px) per side" in flat and f"[default: {n}; x>=1]" in flat
+        assert f"Pillow's guard ({Image.MAX_IMAGE_PIXELS:,})" in flat
+
+
+def _exit_codes_in_help(text: str) -> dict[int, str]:
+    """The 'Exit codes' paragraph of a --help text: {code: words}."""
+    block = text.split("Exit codes (README.md, 'Exit codes', has the whole table):\n", 1)[1]
+    codes = {}
+    for line in block.splitlines():
+        m = re.fullmatch(r"\s+(\d+)\s+(\S.*)", line)
+        if not m:
+            break
+        codes[int(m[1])] = m[2]
+    return codes
+
+
+def test_every_commands_help_gives_its_exit_codes_from_the_table(runner):
+    """cli/errors_table.py is the one source: each command's --help lists the codes it can end
+    with, in the table's words, and any other 'exit N' its help mentions is one of them."""
+    from cli import errors_table
+
+    rows = errors_table.rows()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert set(cli.commands) == set(errors_table.COMMAND_CODES)
+    for name in cli.commands:
+        text = runner.invoke(cli, [name, "--help"]).output
+        codes = _exit_codes_in_help(text)
+        assert list(codes) == list(errors_table.COMMAND_CODES[name]), name
+        assert {0, 2, 70, 130} <= set(codes), name
+        for code, words in codes.items():
+            assert words == rows[code][1] and f"| {code} | {rows[code][0]} |" in readme, (name, code)
+        for m in re.finditer(r"\bexit (?:code )?(\d+)", " ".join(text.split())):
+            assert int(m[1]) in codes, (name, m[0])
+    bench_help = " ".join(runner.invoke(cli, ["bench", "--help"]).output.split())
+    assert "OUTPUT" not in bench_help and "Replace the results of an earlier run" in bench_help  # -f: several files
+
+
+def test_train_device_cuda_without_cuda_is_exit_1_as_the_table_says(runner, tmp_path, monkeypatch):
+    import torch
+
+    from cli import errors_table
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = runner.invoke(cli, ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cuda"])
+    assert r.exit_code == 1 and r.stderr == "leechcodec: error: --device cuda: no CUDA device is available\n"
+    assert 1 in errors_table.COMMAND_CODES["train"] and not (tmp_path / "run").exists()

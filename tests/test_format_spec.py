@@ -14,6 +14,7 @@ import math
 import zlib
 from decimal import Decimal, getcontext
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -437,3 +438,120 @@ def test_a_codeword_bias_prior_hashes_the_field():
     config = m.cfg.to_dict()
     assert config["codeword_bias"] is True
     assert prior_id_of(m.cfg, state, b"\5" * 8) == spec_prior_id(config, tensors, b"\5" * 8)
+
+
+# ----------------------------------------------------------------------------- the statements of the text itself
+DOC = (Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+FLAT = " ".join(DOC.split())
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def token_bytes(tokens) -> bytes:
+    """FORMAT.md, 'Token bytes': every index as a big-endian uint32, tile by tile, raster order."""
+    return b"".join(int(t).to_bytes(4, "big") for t in tokens)
+
+
+def spec_fixed_tokens(data: bytes, g: int = 32) -> list[list[int]]:
+    """The tokens of a version-2 fixed stream of whole tiles' grids, from the text alone: the header,
+    the base-196,560 integer per tile, then the padding rule of 'Stored tokens'."""
+    assert data[:4] == b"LQ24" and data[4] == 2 and data[5] == 0
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    plen = int.from_bytes(data[30:34], "big")
+    assert len(data) == 38 + plen and int.from_bytes(data[-4:], "big") == zlib.crc32(data[:-4])
+    payload, at, tiles = data[34 : 34 + plen], 0, []
+    for rows, cols in spec_extents(width, height):
+        n = math.ceil(rows * cols * math.log2(196_560) / 8)
+        value = int.from_bytes(payload[at : at + n], "big")
+        at += n
+        stored = [(value // 196_560**i) % 196_560 for i in range(rows * cols)]
+        tiles.append([stored[min(r, rows - 1) * cols + min(c, cols - 1)] for r in range(g) for c in range(g)])
+    assert at == plen
+    return tiles
+
+
+def test_the_worked_example_of_the_token_bytes():
+    """Every number of the worked example in 'Token bytes and their hashes', recomputed: from the
+    indices, and from the conformance stream decoded by the text's rules alone; the index CRC
+    is what the ar stream of the same tokens stores, the token hash what golden.json pins."""
+    small = token_bytes([0, 1, 196_559])
+    assert f"`{small[:4].hex()} {small[4:8].hex()} {small[8:].hex()}`" in FLAT
+    assert f"CRC-32 `{zlib.crc32(small):08x}`" in FLAT and f"`{hashlib.sha256(small).hexdigest()}`" in FLAT
+    data = (DATA / "grey-45x61.fixed.v2.lq").read_bytes()
+    (tile,) = spec_fixed_tokens(data)
+    assert f"(144 bytes: a 45 × 61 grey picture, one tile, `g = 32`)" in FLAT and len(data) == 144
+    assert spec_extents(45, 61) == [(8, 6)] and "`rows × cols = 8 × 6` tokens" in FLAT
+    assert "which begin `" + ", ".join(map(str, tile[:6])) + "`" in FLAT
+    tb = token_bytes(tile)
+    assert len(tb) == 4 * 1024 and f"CRC-32 `{zlib.crc32(tb):08x}`" in FLAT
+    ar = (DATA / "grey-45x61.ar.v2.lq").read_bytes()
+    assert ar[34 + 8 : 34 + 12] == zlib.crc32(tb).to_bytes(4, "big")  # the index CRC, big-endian
+    golden = {s["file"]: s for s in json.loads((DATA / "golden.json").read_text())["streams"]}
+    sha = hashlib.sha256(tb).hexdigest()
+    assert golden["grey-45x61.fixed.v2.lq"]["tokens_sha256"] == golden["grey-45x61.ar.v2.lq"]["tokens_sha256"] == sha
+    assert f"the token hash `{sha}`" in FLAT
+    assert np.array_equal(coders.decode_fixed(data[34:-4], 1, 1024, [(8, 6)]).reshape(-1), tile)  # the reference agrees
+
+
+def test_the_crc_is_zlibs_and_the_length_leaves_it_out():
+    assert zlib.crc32(b"123456789") == 0xCBF43926 and "`0xCBF43926`" in FLAT and "`0xEDB88320`" in FLAT
+    for path in sorted(DATA.glob("*.lq")):
+        data = path.read_bytes()
+        assert int.from_bytes(data[30:34], "big") == len(data) - 38  # plen: the CRC is not counted
+        assert data[-4:] == zlib.crc32(data[:-4]).to_bytes(4, "big")
+    assert "the 4-byte CRC-32 after the payload is **not** counted (a file is `38 + plen` bytes)" in FLAT
+
+
+def test_a_payload_without_words_is_refused_as_documented():
+    """`M = 0`: a 12-byte ar payload decodes from zeros and is refused (FormatError), as the text says."""
+    import dataclasses
+
+    import leechcodec
+    from leechcodec import container
+    from leechcodec.errors import FormatError
+    from models.io import load_weights
+
+    data = (DATA / "grey-45x61.ar.v2.lq").read_bytes()
+    header, payload = container.unpack(data)
+    empty = container.pack(dataclasses.replace(header, payload_length=12), payload[:12])
+    with pytest.raises(FormatError):
+        leechcodec.decode(empty, load_weights(DATA / "tiny.safetensors"))
+    assert "`M = 0` (a 12-byte payload) is not an empty stream" in FLAT
+
+
+def _doc_table(title: str) -> list[list[str]]:
+    """The rows (cells without backticks) of the first Markdown table after ``title``."""
+    rows = []
+    for line in DOC.split(title, 1)[1].splitlines():
+        if line.startswith("|"):
+            cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+            if not set(cells[0]) <= set("-:"):
+                rows.append(cells)
+        elif rows:
+            break
+    return rows[1:]  # without the head
+
+
+def test_the_config_fields_and_defaults_are_the_documented_ones():
+    import dataclasses
+
+    rows = _doc_table("The config's fields (`models/vit.py:TokenizerConfig`)")
+    types = {str: "string", int: "integer", float: "float"}
+    fields = [(f.name, types[type(f.default)], json.dumps(f.default)) for f in dataclasses.fields(TokenizerConfig)]
+    assert [(name, kind, default) for name, kind, default, _ in rows] == fields
+
+
+def test_the_metadata_keys_are_the_documented_ones():
+    from models import io as model_io
+    from models import prior as model_prior
+
+    tok = {row[0] for row in _doc_table("**Tokenizer** (`models/io.py`")}
+    meta = _meta(DEFAULT_WEIGHTS)
+    assert set(meta) == tok and meta["format"] == model_io.FORMAT_TAG and f"must be `{model_io.FORMAT_TAG}`" in FLAT
+    pri = {row[0] for row in _doc_table("**Prior** (`models/prior.py`")}
+    meta = _meta(prior_path_for(DEFAULT_WEIGHTS))
+    assert set(meta) == pri and meta["format"] == model_prior.FORMAT_TAG and f"must be `{model_prior.FORMAT_TAG}`" in FLAT
+
+
+def test_the_text_promises_tokens_not_pixels():
+    assert "It does **not** define pixels" in FLAT and "`models/vit.py`" in FLAT
+    assert "64 megapixels" not in FLAT and "2^26 = 67,108,864 pixels" in FLAT

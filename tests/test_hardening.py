@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -187,6 +188,66 @@ def test_huge_png_header_is_refused_before_decoding_pixels(size):
     # the file has no pixel data: decoding it would be an InputImageError ("truncated"), not a LimitError
     with pytest.raises(LimitError):
         read_image(_png_header_only(*size))
+
+
+@pytest.fixture
+def pixels_not_read(monkeypatch):
+    """Image loading stops at the pixels (a header that got past every size guard reaches it):
+    the sizes that reached it, and nothing allocated."""
+    from PIL import ImageFile
+
+    reached = []
+
+    def stop(self):
+        reached.append(self.size)
+        raise OSError("pixels not read in this test")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", stop)
+    return reached
+
+
+def test_max_pixels_replaces_pillows_decompression_bomb_guard(pixels_not_read):
+    """--max-pixels is the limit that applies: a 95-megapixel header (over Pillow's 89,478,485, and
+    a 200-megapixel one, over twice it, where Pillow raises instead of warning) reaches the pixel
+    decode when the limit allows it, and is refused in our words when it does not; Pillow's own
+    setting is as it was afterwards."""
+    pillows = Image.MAX_IMAGE_PIXELS
+    assert pillows < 95_000_000 < leechcodec.DEFAULT_MAX_PIXELS * 2
+    for w, h in [(10_000, 9_500), (20_000, 10_000)]:
+        with pytest.raises(InputImageError, match="pixels not read"):
+            read_image(_png_header_only(w, h), max_pixels=w * h)
+        with pytest.raises(LimitError, match=f"= {w * h} pixels, over the limit of {w * h - 1}$"):
+            read_image(_png_header_only(w, h), max_pixels=w * h - 1)
+        with pytest.raises(LimitError, match=f"over the limit of {leechcodec.DEFAULT_MAX_PIXELS}( pixels)?$"):
+            read_image(_png_header_only(w, h))
+    assert pixels_not_read == [(10_000, 9_500), (20_000, 10_000)]
+    assert Image.MAX_IMAGE_PIXELS == pillows
+    with pytest.raises(LimitError, match="image too large"):  # None: no limit of ours, Pillow's guard stays
+        read_image(_png_header_only(20_000, 10_000), max_pixels=None)
+
+
+def test_max_pixels_applies_when_pillows_guard_is_lowered(monkeypatch, rgb):
+    """An application that lowered Image.MAX_IMAGE_PIXELS: leechcodec's limit still decides, and
+    Pillow's setting is put back."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    data = _save(rgb, "PNG")
+    pixels = rgb.width * rgb.height
+    assert pixels > 2 * 100
+    assert read_image(data, max_pixels=pixels).size == rgb.size
+    with pytest.raises(LimitError, match=f"over the limit of {pixels - 1}$"):
+        read_image(data, max_pixels=pixels - 1)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_cli_max_pixels_raises_the_limit(runner, tmp_path, pixels_not_read):
+    """`encode --max-pixels 10^8` on a 95-megapixel picture: past the size checks (here the test
+    stops at the pixels: exit 3), not refused at Pillow's 89.48 megapixels (exit 7)."""
+    src = tmp_path / "big.png"
+    src.write_bytes(_png_header_only(10_000, 9_500))
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.lq"), "--max-pixels", "100000000"])
+    _one_line_error(r, 3, "pixels not read")
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.lq")])
+    _one_line_error(r, 7, "over the limit of 67108864")
 
 
 def test_thin_strip_is_refused_before_padding_to_tiles(tiny_model):
@@ -473,15 +534,15 @@ def test_output_goes_through_a_temp_file_in_the_target_folder(tmp_path, monkeypa
     target = tmp_path / "sub" / "x.lq"
     target.parent.mkdir()
     seen = {}
-    real_replace = os.replace
+    real_link = os.link
 
-    def spy(src, dst):
+    def spy(src, dst):  # a new file is linked into place: that never replaces what appeared meanwhile
         seen["src"], seen["dst"] = Path(src), Path(dst)
         seen["existed"] = Path(src).read_bytes()
-        real_replace(src, dst)
+        real_link(src, dst)
 
-    monkeypatch.setattr(os, "replace", spy)
-    common.write_output(str(target), lambda f: f.write(b"data"))
+    monkeypatch.setattr(os, "link", spy)
+    common.write_output(str(target), lambda f: f.write(b"data"), force=False)
     assert seen["src"].parent == target.parent and seen["src"].name.startswith(".x.lq.") and seen["dst"] == target
     assert seen["existed"] == b"data" and target.read_bytes() == b"data"
     mask = os.umask(0)
@@ -501,7 +562,7 @@ def test_failed_write_keeps_old_output_and_leaves_no_temp(tmp_path, error):
 
     expected = KeyboardInterrupt if isinstance(error, KeyboardInterrupt) else common.OutputError
     with pytest.raises(expected) as e:
-        common.write_output(str(target), writer)
+        common.write_output(str(target), writer, force=True)
     if expected is common.OutputError:
         assert "None" not in str(e.value)
     assert target.read_bytes() == b"precious"
@@ -514,9 +575,109 @@ def test_unwritable_folder_is_an_output_error(tmp_path, monkeypatch):
 
     import leechcodec.output
 
-    monkeypatch.setattr(leechcodec.output.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(leechcodec.output, "_new_temp", refuse)
     with pytest.raises(common.OutputError, match="Permission denied"):
-        common.write_output(str(tmp_path / "x.lq"), lambda f: f.write(b"x"))
+        common.write_output(str(tmp_path / "x.lq"), lambda f: f.write(b"x"), force=False)
+
+
+def test_library_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    """Reading the umask means setting it, for every thread of the process: write_file leaves the
+    kernel to apply it (open with 0666), for a new file and for one it replaces."""
+    from leechcodec.output import write_file
+
+    def forbidden(*a):
+        raise AssertionError("library code changed the process umask")
+
+    mask = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", forbidden)
+        write_file(tmp_path / "new.lq", lambda f: f.write(b"x"))
+        write_file(tmp_path / "new.lq", lambda f: f.write(b"y"))
+    finally:
+        monkeypatch.undo()
+        os.umask(mask)
+    assert (tmp_path / "new.lq").read_bytes() == b"y"
+    assert (tmp_path / "new.lq").stat().st_mode & 0o777 == 0o640
+    _no_leftovers(tmp_path)
+
+
+APPEARS = {
+    "symlink": lambda p: p.symlink_to(p.parent / "elsewhere"),
+    "fifo": os.mkfifo,
+    "directory": lambda p: p.mkdir(),
+    "file": lambda p: p.write_bytes(b"theirs"),
+}
+
+
+@pytest.mark.parametrize("kind", APPEARS)
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_what_appears_during_the_work_is_not_replaced(tmp_path, kind, force):
+    """check_output runs before a long encode; the write checks again: what appeared at the output
+    meanwhile is left as it is (a regular file is replaced only with --force), no temp file stays."""
+    target = tmp_path / "x.lq"
+    common.check_output(str(target), force)
+
+    def writer(f):
+        f.write(b"ours")
+        APPEARS[kind](target)
+
+    if kind == "file" and force:
+        common.write_output(str(target), writer, force=force)
+        assert target.read_bytes() == b"ours"
+    else:
+        with pytest.raises(common.OutputError, match=f"cannot write {target}: (a {kind}|a directory|a FIFO) appeared"):
+            common.write_output(str(target), writer, force=force)
+        still = os.lstat(target).st_mode
+        assert {"symlink": stat.S_ISLNK, "fifo": stat.S_ISFIFO, "directory": stat.S_ISDIR, "file": stat.S_ISREG}[kind](still)
+        assert not (tmp_path / "elsewhere").exists()
+        if kind == "file":
+            assert target.read_bytes() == b"theirs"
+    _no_leftovers(tmp_path)
+
+
+def test_the_folder_is_flushed_after_the_rename(tmp_path, monkeypatch):
+    """fsync of the file, then of its folder (a crash right after the rename keeps the new name)."""
+    from leechcodec.output import write_file
+
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    write_file(tmp_path / "a.lq", lambda f: f.write(b"x"))
+    write_file(tmp_path / "a.lq", lambda f: f.write(b"y"))
+    assert synced == ["file", "dir", "file", "dir"]
+
+
+@pytest.mark.parametrize("make, output, words", [
+    (lambda d: (d / "f.png").write_bytes(b"x"), "f.png/x.lq", "f.png is not a directory"),
+    (lambda d: ((d / "loop1").symlink_to(d / "loop2"), (d / "loop2").symlink_to(d / "loop1")), "loop1", "symlink loop"),
+    (lambda d: None, "newdir/", "newdir/ names a directory (it ends with '/') and there is none"),
+    (lambda d: (d / "f.lq").write_bytes(b"x"), "f.lq/", "f.lq/ names a directory"),
+])  # fmt: skip
+def test_cli_impossible_output_paths_are_output_errors(runner, tmp_path, lq_bytes, tiny_model_path, monkeypatch,
+                                                      make, output, words):  # fmt: skip
+    """A parent that is a file, a symlink loop, a trailing slash: exit 8 with one line, nothing
+    written (no file named 'newdir' for `-o newdir/`: a trailing slash means a directory, which
+    leechcodec does not create)."""
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "a.png"
+    Image.new("RGB", (20, 12), (9, 99, 199)).save(src)
+    (tmp_path / "s.lq").write_bytes(lq_bytes)
+    make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (["encode", str(src)], ["decode", "s.lq"]):
+        r = runner.invoke(cli, [*args, "-o", output, "--model", str(tiny_model_path), "--quiet"])
+        _one_line_error(r, 8, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(IsADirectoryError):
+        from leechcodec.output import write_file
+
+        write_file("newdir/", lambda f: f.write(b"x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_cli_interrupt_during_write_exits_130(runner, tmp_path, lq_bytes, tiny_model_path, monkeypatch):

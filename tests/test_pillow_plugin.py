@@ -245,6 +245,47 @@ def test_save_errors_are_oserrors_and_leave_no_file(tiny_frozen, settings, tmp_p
         Image.open(DATA / "grey-45x61.png").save(io.BytesIO(), format="LQ", model=tiny_frozen)
 
 
+def _no_temp_files(folder: Path) -> None:
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".part")]
+
+
+def test_save_to_a_path_is_atomic_and_does_not_overwrite_unasked(tiny, tmp_path):
+    """``leechcodec.pillow.save``: the whole file or the old one, never an emptied one; an existing
+    file is replaced only with ``overwrite=True`` (refused before any encoding otherwise)."""
+    src = Image.open(DATA / "grey-45x61.png")
+    path = tmp_path / "x.lq"
+    lqpil.save(src, path, coder="fixed")
+    want = leechcodec.encode(src, tiny, coder="fixed", precision="fp32")
+    assert path.read_bytes() == want
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        lqpil.save(src, path, coder="fixed")
+    assert path.read_bytes() == b"precious"
+    lqpil.MAX_PIXELS = 1000  # a save that fails half-way: the old file stays whole
+    with pytest.raises(lqpil.LqLimitError, match="over the limit of 1000"):
+        lqpil.save(src, path, overwrite=True, coder="fixed")
+    assert path.read_bytes() == b"precious"
+    lqpil.MAX_PIXELS = container.DEFAULT_MAX_PIXELS
+    lqpil.save(src, path, overwrite=True, coder="fixed")
+    assert path.read_bytes() == want
+    _no_temp_files(tmp_path)
+
+
+def test_image_save_to_a_path_is_pillows(tiny, tmp_path):
+    """What the docs say of ``Image.save(path)``: Pillow empties the file before the plugin runs,
+    so a failed save leaves an existing file empty (and removes one it created). If Pillow ever
+    stops doing that, this test says the docs can change."""
+    src = Image.open(DATA / "grey-45x61.png")
+    path = tmp_path / "x.lq"
+    path.write_bytes(b"precious")
+    lqpil.MAX_PIXELS = 1000
+    with pytest.raises(lqpil.LqLimitError):
+        src.save(path, coder="fixed")
+    assert path.read_bytes() == b""
+    for text in (lqpil.__doc__, lqpil.save.__doc__, (REPO / "README.md").read_text()):
+        assert "empt" in text and "atomic" in text
+
+
 def test_other_files_are_not_claimed():
     png = DATA / "rgb-301x77.png"
     assert not lqpil._accept(png.read_bytes()[:16]) and lqpil._accept(RGB_FIXED.read_bytes()[:16])
