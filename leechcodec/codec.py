@@ -399,8 +399,11 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
              latents: list | None = None) -> tuple[np.ndarray, list | None]:
     """``refine.refine_indices``, kept only if the whole decoded picture's error went down.
 
-    Each tile's error on its own never rises; with a decoder halo the neighbours' pixels
-    depend on a tile's tokens too, so the picture is checked as ``decode`` will make it.
+    Each tile's error on its own, decoded as the stream will be (padding tokens filled,
+    ``coders.fill_padding``), never rises; with a decoder halo the neighbours' pixels depend
+    on a tile's tokens too, and the refinement decodes tiles in other batches than ``decode``
+    does, so the picture is checked as ``decode`` will make it (float32): effort never lowers
+    the decoded picture's PSNR.
     Returns the indices and, if ``latents`` (the encoder's) was given, the latents that go
     with them: the refined ones, or ``latents`` when the refinement is not kept.
     """
@@ -410,14 +413,15 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
     found: list | None = [] if latents is not None else None
     new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress, found)
     tx, ty = container.tile_grid(w, h, model.tile)
-    if int(getattr(model, "decode_halo", 0)) <= 0 or tx * ty == 1 or np.array_equal(new, indices):
+    old = coders.fill_padding(indices, container.token_extents(w, h, model.tile, model.patch), model.tile // model.patch)
+    if np.array_equal(new, old):
         return new, found
 
     def sse(idx: np.ndarray) -> float:
-        out = indices_to_image(model, idx, tx, ty, device)[:h, :w].astype(np.float64)
+        out = indices_to_image(model, idx, tx, ty, device, size=(w, h)).astype(np.float64)
         return float(((out - rgb) ** 2).sum())
 
-    return (new, found) if sse(new) < sse(indices) else (indices, latents)
+    return (new, found) if sse(new) < sse(old) else (indices, latents)
 
 
 def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
