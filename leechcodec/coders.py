@@ -168,8 +168,13 @@ def exp_table() -> torch.Tensor:
 
 def frequencies(logits: torch.Tensor) -> np.ndarray:
     """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64 numpy)."""
-    d = (logits.max(1, keepdim=True).values - logits).clamp_(max=EXP_SPAN).long()
-    return exp_table().to(logits.device)[d].cpu().numpy()
+    return frequency_tensor(logits).cpu().numpy()
+
+
+def frequency_tensor(logits: torch.Tensor) -> torch.Tensor:
+    """``frequencies`` as a float64 tensor on the logits' device (for ``rdo``, which stays there)."""
+    d = (logits.max(1, keepdim=True).values - logits).clamp(max=EXP_SPAN).long()
+    return exp_table().to(logits.device)[d]
 
 
 def _index_crc(indices: np.ndarray) -> int:
@@ -275,7 +280,7 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
         if y.shape[0] != indices.size:
             raise ValueError(f"{y.shape[0]} latents for {indices.size} tokens")
         nearest = torch.from_numpy(indices.reshape(-1))
-        cand = rdo.geometric_supports(y, nearest)
+        cand = rdo.candidate_supports(y, nearest)  # (T·grid², C) each, a bounded batch of latents at a time
 
         def choose(h, pos, coded):
             p = len(pos[0])
