@@ -231,17 +231,47 @@ def test_same_bytes_with_one_or_two_threads(sweep):
     assert outs[0] == outs[1] == sweep[0.03]
 
 
-def test_target_bpp(model, picture, sweep):
+@pytest.mark.parametrize("fraction", [0.5])
+def test_target_bpp(model, picture, sweep, fraction):
+    """--bpp B: the largest stream at or under B that the search finds, within codec.BPP_TOLERANCE
+    (2 %, what the help and README promise) of B."""
+    from leechcodec import codec
+
     pixels = picture.size[0] * picture.size[1]
     today = 8 * len(sweep[0.0]) / pixels
     assert leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, precision="fp32") == sweep[0.0]
     stats: dict = {}
-    target = 0.7 * today
+    target = fraction * today
     data = leechcodec.encode(picture, model, coder="ar", bpp=target, precision="fp32", stats=stats)
-    assert 8 * len(data) / pixels <= target and 8 * len(data) / pixels > 0.6 * today  # at, or just under
+    assert codec.BPP_TOLERANCE == 0.02
+    assert (1 - codec.BPP_TOLERANCE) * target <= 8 * len(data) / pixels <= target, (8 * len(data) / pixels, target)
     assert 0 < stats["lambda"] < 1
+    assert data == leechcodec.encode(picture, model, coder="ar", lam=stats["lambda"], precision="fp32")
     with pytest.raises(RateError, match="smallest stream the rate knob reaches"):
         leechcodec.encode(picture, model, coder="ar", bpp=0.001)
+
+
+def test_bpp_search_reaches_the_tolerance_on_a_steep_knob():
+    """Where the sizes fall steeply across the target (a 1000-byte drop within 0.1 % of λ), the
+    search's first steps land far under it; it goes on until it is within the tolerance."""
+    from leechcodec import codec
+
+    lam_c = 0.0123
+
+    def stream(lam):  # 2000 bytes below lam_c, 1000 above lam_c·e^0.001, linear in log λ between
+        t = min(1.0, max(0.0, (np.log(lam) - np.log(lam_c)) / 1e-3)) if lam > 0 else 0.0
+        return bytes(int(round(2000 - 1000 * t)))
+
+    calls = []
+    target = 8 * 1500 / 1000  # bpp of 1500 bytes over 1000 pixels
+
+    def counted(lam):
+        calls.append(lam)
+        return stream(lam)
+
+    lam, data = codec._search_lambda(counted, target, 1000)
+    assert (1 - codec.BPP_TOLERANCE) * 1500 <= len(data) <= 1500, len(data)
+    assert data == stream(lam) and 2 + codec.BPP_STEPS < len(calls) <= 2 + codec.BPP_STEPS + codec.BPP_MORE_STEPS
 
 
 def test_cli_knob_options(tmp_path, picture):
