@@ -303,8 +303,9 @@ def encode(
             files; 0 writes the nearest codewords. The stream decodes the same way either way.
         bpp: a target rate instead of ``lam`` (ar coder): the largest stream at or under
             ``bpp`` bits per pixel (header included) that a search over λ finds
-            (``LAMBDA_MAX``, ``BPP_STEPS``); today's stream (λ = 0) when it is already small
-            enough. ``stats["lambda"]`` says which λ was taken.
+            (``LAMBDA_MAX``, ``BPP_STEPS``), within ``BPP_TOLERANCE`` (2 %) of ``bpp`` where
+            the knob's sizes allow it (``_search_lambda``); today's stream (λ = 0) when it is
+            already small enough. ``stats["lambda"]`` says which λ was taken.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
@@ -367,10 +368,18 @@ def encode(
 
 LAMBDA_MAX = 0.3  # the knob's end: past ~0.2 the sizes only jitter (rdo.MAX_DIST bounds every move)
 BPP_STEPS = 12  # bisection steps in log λ between 1e-4 and LAMBDA_MAX
+BPP_TOLERANCE = 0.02  # what --bpp promises: at or under the target, and within 2 % of it
+BPP_MORE_STEPS = 8  # further steps, only while the best stream is more than BPP_TOLERANCE under the target
 
 
 def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -> tuple[float, bytes]:
-    """The largest stream at or under ``target`` bpp: (λ, bytes), by bisection in log λ."""
+    """The largest stream at or under ``target`` bpp that a bisection in log λ finds: (λ, bytes).
+
+    ``BPP_STEPS`` steps, then up to ``BPP_MORE_STEPS`` more while the best stream is more than
+    ``BPP_TOLERANCE`` under the target: the stream is within the tolerance of the target
+    wherever the knob's sizes, as λ crosses the target, move in smaller steps than that (a
+    picture of a few hundred bytes may not allow it: one token can cost more than 2 %).
+    """
     def rate(data: bytes) -> float:
         return 8 * len(data) / pixels
 
@@ -383,7 +392,9 @@ def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -
                         f"(lambda {LAMBDA_MAX:g}); {target:g} bpp is below it (at lambda 0: {rate(best):.4f} bpp)")
     lo, hi = math.log(1e-4), math.log(LAMBDA_MAX)  # rate(lo) may be above target, rate(hi) is not
     best_lam, best = LAMBDA_MAX, low_end
-    for _ in tqdm(range(BPP_STEPS), desc="rate search", unit="try", disable=not progress, leave=False):
+    bar = tqdm(total=BPP_STEPS, desc="rate search", unit="try", disable=not progress, leave=False)
+    steps = 0
+    while steps < BPP_STEPS or (steps < BPP_STEPS + BPP_MORE_STEPS and rate(best) < (1 - BPP_TOLERANCE) * target):
         mid = (lo + hi) / 2
         data = stream(math.exp(mid))
         if rate(data) <= target:
@@ -392,6 +403,9 @@ def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -
                 best_lam, best = math.exp(mid), data
         else:
             lo = mid
+        steps += 1
+        bar.update(1)
+    bar.close()
     return best_lam, best
 
 
@@ -399,8 +413,11 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
              latents: list | None = None) -> tuple[np.ndarray, list | None]:
     """``refine.refine_indices``, kept only if the whole decoded picture's error went down.
 
-    Each tile's error on its own never rises; with a decoder halo the neighbours' pixels
-    depend on a tile's tokens too, so the picture is checked as ``decode`` will make it.
+    Each tile's error on its own, decoded as the stream will be (padding tokens filled,
+    ``coders.fill_padding``), never rises; with a decoder halo the neighbours' pixels depend
+    on a tile's tokens too, and the refinement decodes tiles in other batches than ``decode``
+    does, so the picture is checked as ``decode`` will make it (float32): effort never lowers
+    the decoded picture's PSNR.
     Returns the indices and, if ``latents`` (the encoder's) was given, the latents that go
     with them: the refined ones, or ``latents`` when the refinement is not kept.
     """
@@ -410,14 +427,15 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
     found: list | None = [] if latents is not None else None
     new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress, found)
     tx, ty = container.tile_grid(w, h, model.tile)
-    if int(getattr(model, "decode_halo", 0)) <= 0 or tx * ty == 1 or np.array_equal(new, indices):
+    old = coders.fill_padding(indices, container.token_extents(w, h, model.tile, model.patch), model.tile // model.patch)
+    if np.array_equal(new, old):
         return new, found
 
     def sse(idx: np.ndarray) -> float:
-        out = indices_to_image(model, idx, tx, ty, device)[:h, :w].astype(np.float64)
+        out = indices_to_image(model, idx, tx, ty, device, size=(w, h)).astype(np.float64)
         return float(((out - rgb) ** 2).sum())
 
-    return (new, found) if sse(new) < sse(indices) else (indices, latents)
+    return (new, found) if sse(new) < sse(old) else (indices, latents)
 
 
 def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:

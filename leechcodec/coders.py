@@ -68,16 +68,24 @@ def stored_mask(extents, grid: int) -> np.ndarray:
     return (r[None, :, None] < e[:, 0, None, None]) & (r[None, None, :] < e[:, 1, None, None])
 
 
-def fill_padding(indices: np.ndarray, extents, grid: int) -> np.ndarray:
-    """(T, grid²) indices with every padding token (outside its tile's extent) replaced by the
-    token at (min(r, rows − 1), min(c, cols − 1)) of its tile: the last stored token of its row
-    or column, as the image's edge is replicated into the padding."""
+def padding_sources(extents, grid: int) -> np.ndarray:
+    """(T, grid²) int64: for each position of each tile (raster order), the position whose token
+    the decoder puts there: itself for a stored token, (min(r, rows − 1), min(c, cols − 1)) for a
+    padding token (``fill_padding``)."""
     e = np.asarray(extents, dtype=np.int64).reshape(-1, 2)
     g = np.arange(grid)
     ri = np.minimum(g[None, :], e[:, :1] - 1)  # (T, grid)
     ci = np.minimum(g[None, :], e[:, 1:] - 1)
-    idx = np.asarray(indices).reshape(-1, grid, grid)
-    return idx[np.arange(len(e))[:, None, None], ri[:, :, None], ci[:, None, :]].reshape(len(e), -1)
+    return (ri[:, :, None] * grid + ci[:, None, :]).reshape(len(e), -1)
+
+
+def fill_padding(indices: np.ndarray, extents, grid: int) -> np.ndarray:
+    """(T, grid²) indices with every padding token (outside its tile's extent) replaced by the
+    token at (min(r, rows − 1), min(c, cols − 1)) of its tile: the last stored token of its row
+    or column, as the image's edge is replicated into the padding."""
+    src = padding_sources(extents, grid)
+    idx = np.asarray(indices).reshape(len(src), -1)
+    return np.take_along_axis(idx, src, 1)
 
 
 def _stored_counts(extents, tiles: int, n: int) -> list[int]:
@@ -160,8 +168,13 @@ def exp_table() -> torch.Tensor:
 
 def frequencies(logits: torch.Tensor) -> np.ndarray:
     """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64 numpy)."""
-    d = (logits.max(1, keepdim=True).values - logits).clamp_(max=EXP_SPAN).long()
-    return exp_table().to(logits.device)[d].cpu().numpy()
+    return frequency_tensor(logits).cpu().numpy()
+
+
+def frequency_tensor(logits: torch.Tensor) -> torch.Tensor:
+    """``frequencies`` as a float64 tensor on the logits' device (for ``rdo``, which stays there)."""
+    d = (logits.max(1, keepdim=True).values - logits).clamp(max=EXP_SPAN).long()
+    return exp_table().to(logits.device)[d]
 
 
 def _index_crc(indices: np.ndarray) -> int:
@@ -267,7 +280,7 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
         if y.shape[0] != indices.size:
             raise ValueError(f"{y.shape[0]} latents for {indices.size} tokens")
         nearest = torch.from_numpy(indices.reshape(-1))
-        cand = rdo.geometric_supports(y, nearest)
+        cand = rdo.candidate_supports(y, nearest)  # (T·grid², C) each, a bounded batch of latents at a time
 
         def choose(h, pos, coded):
             p = len(pos[0])

@@ -4,18 +4,21 @@ The encoder's nearest codewords are a good start, not the best tokens for its de
 effort round (one decoder pass forward and back), for each tile:
 
 1. the tile's tokens are the nearest codewords of continuous latents u (at first the
-   encoder's own), decoded as ``decode`` will decode them (inside the tile's halo window, the
-   neighbours' tokens as refined so far, for a model with a decoder halo); the squared error on
-   the tile's real pixels, after 8-bit rounding, is measured;
+   encoder's own), decoded as ``decode`` will decode them: the padding tokens a stream does
+   not store replaced by the copies the decoder makes (``coders.fill_padding``), and inside
+   the tile's halo window, the neighbours' tokens as refined so far, for a model with a
+   decoder halo; the squared error on the tile's real pixels, after 8-bit rounding, is measured;
 2. **a round that lowered the tile's error is kept** (its tokens become the tile's best) and
    the tile's step grows by 1.2×; one that did not is undone (u back to the best round's) and
    the step halves;
-3. the error's gradient reaches u through the straight-through quantizer, and u takes an Adam
-   step with the tile's own step size.
+3. the error's gradient reaches u through the straight-through quantizer (a padding token's
+   share goes to the stored token it copies), and u takes an Adam step with the tile's own
+   step size.
 
 So a tile's error never rises and more rounds never undo fewer. Decoding is unchanged: the
-stream holds ordinary codeword indices. The codec also checks the whole picture at the end
-(``codec.encode``), since a tile's tokens paint its neighbours' borders too. Why this method
+stream holds ordinary codeword indices. The codec also checks the whole picture at the end,
+decoded as ``decode`` will decode the stream (``codec._refined``), since a tile's tokens paint
+its neighbours' borders too: effort never lowers the PSNR of what the decoder outputs. Why this method
 (MODEL_CARD.md): Adam with a fixed step and the best iterate kept gained less, and moving
 single tokens to the lattice neighbour the gradient prefers gained almost nothing.
 """
@@ -40,7 +43,7 @@ def _tile_error(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tensor, rounds: int, on_round=None,
-                 synthesis=None, latents: list | None = None) -> torch.Tensor:  # fmt: skip
+                 synthesis=None, latents: list | None = None, sources: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Refine one batch of tiles.
 
     Args:
@@ -54,27 +57,38 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
         synthesis: codeword vectors (T, g, g, 24) → the tiles' pixels (T, 3, S, S), as the
             decoder will make them; default ``model.synthesis`` (each tile decoded alone).
         latents: a list to append the (T, N, 24) unit latents of the returned indices to (their
-            nearest codewords are those indices): what the rate knob moves away from.
+            nearest codewords are those indices at the stored positions): what the rate knob
+            moves away from.
+        sources: (T, N) int64, the position whose token the decoder puts at each position
+            (``coders.padding_sources``: a padding token copies a stored one); default: each
+            its own (every token stored).
 
     Returns:
-        (T, N) indices; each tile's rounded error is never above that of ``indices``.
+        (T, N) indices, padding positions filled from their sources; each tile's rounded error,
+        decoded so, is never above that of ``indices`` decoded so.
     """
     T, N = indices.shape
     synthesis = synthesis or model.synthesis
+    if sources is None:
+        sources = torch.arange(N, device=indices.device).expand(T, N)
     with torch.no_grad():
         u = normalize(model.analysis(x).float())  # (T, g, g, 24)
     shape = u.shape
-    best = indices.clone()
+    D = shape[-1]
+    best = indices.gather(1, sources)
     best_err = torch.full((T,), float("inf"), device=x.device)
     best_u = u.clone()
     lr = torch.full((T,), START_LR, device=x.device)
     m1, m2 = torch.zeros_like(u), torch.zeros_like(u)
     for step in range(1, rounds + 2):  # round 0 measures the start
         un = normalize(u).requires_grad_(True)
-        idx = best if step == 1 else lattice.nearest(un.detach().reshape(-1, shape[-1])).view(T, N)
-        qv = lattice.vectors(idx).view(shape)
+        raw = best if step == 1 else lattice.nearest(un.detach().reshape(-1, D)).view(T, N)
+        idx = raw.gather(1, sources)  # the tokens the decoder will see
+        qv = lattice.vectors(raw).view(shape)
         with torch.enable_grad():
-            y = synthesis(un + (qv - un).detach()).float()  # straight-through
+            st = (qv + (un - un.detach())).view(T, N, D)  # straight-through: exactly the codewords, u's gradient
+            q = st.gather(1, sources[..., None].expand(T, N, D)).view(shape)  # (T, g, g, 24) as decoded
+            y = synthesis(q).float()
             err_t = _tile_error(y.detach(), x, mask)
             if step == rounds + 1:
                 grad = None
@@ -96,7 +110,7 @@ def refine_tiles(model, x: torch.Tensor, indices: torch.Tensor, mask: torch.Tens
         mh, vh = m1 / (1 - BETAS[0] ** step), m2 / (1 - BETAS[1] ** step)
         u = u - lr.view(T, 1, 1, 1) * mh / (vh.sqrt() + 1e-8)
     if latents is not None:
-        latents.append(normalize(best_u).reshape(T, N, shape[-1]).detach())
+        latents.append(normalize(best_u).reshape(T, N, D).detach())
     return best
 
 
@@ -104,7 +118,9 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
                    device: str = "cpu", batch: int = 6, progress: bool = False,
                    latents: list | None = None) -> np.ndarray:  # fmt: skip
     """Refine the (T, N) ``indices`` of the (T, 3, S, S) uint8 ``tiles`` of a ``width`` × ``height``
-    image (row-major tiles, edge padding beyond the image) by ``rounds`` effort rounds.
+    image (row-major tiles, edge padding beyond the image) by ``rounds`` effort rounds, measured
+    on what a version-2 stream decodes to: the padding tokens it does not store are the copies
+    the decoder makes (``coders.fill_padding``), in the returned indices too.
 
     With a decoder halo (``model.decode_halo`` > 0) and several tiles, each tile is refined in
     turn inside its decoding window, its neighbours' tokens as refined so far around it, so
@@ -116,6 +132,8 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
         return indices
     from tqdm import tqdm
 
+    from . import coders, container
+
     S = tiles.shape[-1]
     tx = -(-width // S)
     ty = len(tiles) // tx
@@ -125,13 +143,16 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
     for t in range(len(tiles)):
         r, c = divmod(t, tx)
         mask[t, :, : max(0, min(S, height - r * S)), : max(0, min(S, width - c * S))] = 1.0
-    idx = torch.from_numpy(indices).to(device, copy=True)  # the caller's array stays as it was
+    g = S // model.patch
+    sources = torch.from_numpy(coders.padding_sources(container.token_extents(width, height, S, model.patch), g)).to(device)
+    idx = torch.from_numpy(indices).to(device).gather(1, sources)  # a copy: the caller's array stays as it was
     windowed = halo > 0 and len(tiles) > 1
     groups = [slice(t, t + 1) for t in range(len(tiles))] if windowed else [slice(s, s + batch) for s in range(0, len(tiles), batch)]
     found: list = [] if latents is not None else None
     for sl in tqdm(groups, desc="effort", unit="tile" if windowed else "batch", disable=not progress or len(groups) < 2, leave=False):
         synthesis = _window_synthesis(model, idx, sl.start, tx, ty, halo) if windowed else None
-        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis, latents=found)
+        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis, latents=found,
+                               sources=sources[sl])
     if latents is not None:
         latents.append(torch.cat(found).float().cpu().numpy())
     return idx.cpu().numpy()

@@ -97,6 +97,125 @@ def test_vanishing_lambda_picks_the_nearest_codewords(model):
     assert ((dist <= rdo.MAX_DIST + 1e-9) | (far == nearest)).all() and (far != nearest).any()
 
 
+def _bits(logits) -> np.ndarray:
+    """−log2 p of each symbol of one row of logits, from the coder's integer frequencies."""
+    f = coders.frequencies(logits)[0]
+    return np.log2(f.sum()) - np.log2(f)
+
+
+def _costs(prior, h, y, cls: int, sup: int, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """The codewords of support ``sup`` of class ``cls`` and their |y − v/√32|² + λ·bits at a
+    position with prior features ``h`` (1, hidden) and unit latent ``y`` (24,): class, support
+    and detail bits."""
+    start = lattice.BASES[cls] + sup * lattice.DETAIL[cls]
+    idx = np.arange(start, start + lattice.DETAIL[cls])
+    rate = (_bits(prior.class_logits(h))[cls] + _bits(prior.support_logits(h, cls))[sup]
+            + _bits(prior.detail_logits(h, cls, torch.tensor([sup]))))  # fmt: skip
+    v = lattice.codebook()[idx].astype(np.float64) / np.sqrt(lattice.SQ_NORM)
+    return idx, ((np.asarray(y, np.float64) - v) ** 2).sum(1) + lam * rate
+
+
+def _cost(prior, h, y, idx: int, lam: float) -> float:
+    cls, sup, det = (int(v) for v in lattice.split_index(torch.tensor([idx])))
+    return float(_costs(prior, h, y, cls, sup, lam)[1][det])
+
+
+@pytest.mark.parametrize("lam", [0.03, 0.1])
+def test_choice_is_the_cheapest_candidate_by_brute_force(model, lam):
+    """``rdo.choose`` against a brute force on a small grid of positions: every codeword of every
+    candidate support (its class, support and detail bits from the coder's frequencies, and its
+    squared distance), the cheapest within MAX_DIST is the one chosen (or the nearest codeword,
+    if none is within it)."""
+    g = torch.Generator().manual_seed(5)
+    n = 12
+    y = torch.nn.functional.normalize(torch.randn(n, 24, generator=g), dim=1)
+    y[:4] = torch.nn.functional.normalize(lattice.vectors(torch.randint(0, lattice.N_CODEWORDS, (4,), generator=g))
+                                          + 0.15 * torch.randn(4, 24, generator=g), dim=1)  # near codewords
+    nearest = lattice.nearest(y)
+    ctx = torch.from_numpy(lattice.codebook()[torch.randint(0, lattice.N_CODEWORDS, (n * 12,), generator=g).numpy()])
+    h = model.prior.features(ctx.reshape(n, 288).double())  # varied contexts: 12 neighbours each
+    cls, sup = rdo.geometric_supports(y, nearest)
+    got = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, lam, likely=0)
+    moved = 0
+    for i in range(n):
+        costs = {}
+        for k, a in zip(cls[i].tolist(), sup[i].tolist()):
+            idx, cost = _costs(model.prior, h[i : i + 1], y[i], k, a, lam)
+            dist = ((y[i].double().numpy() - lattice.codebook()[idx] / np.sqrt(lattice.SQ_NORM)) ** 2).sum(1)
+            costs.update((int(j), float(c)) for j, c, d in zip(idx, cost, dist) if d <= rdo.MAX_DIST)
+        want = min(costs.values()) if costs else None
+        if want is None:
+            assert int(got[i]) == int(nearest[i])
+        else:
+            assert int(got[i]) in costs and costs[int(got[i])] == pytest.approx(want, abs=1e-9), (i, int(got[i]))
+        moved += int(got[i]) != int(nearest[i])
+    assert moved >= 3, moved  # the rate moved some tokens: the bits are in play
+    # the prior's likeliest supports only add candidates: never a dearer choice
+    more = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, lam)
+    for i in range(n):
+        assert _cost(model.prior, h[i : i + 1], y[i], int(more[i]), lam) <= _cost(
+            model.prior, h[i : i + 1], y[i], int(got[i]), lam) + 1e-9
+
+
+def test_supports_are_found_a_bounded_batch_at_a_time(model, picture, sweep, monkeypatch):
+    """The rate search's big intermediates, geometric_supports' (n, 4096) float32 scores and the
+    (M, 128, 24) float64 codewords of the candidates of ``choose``, are made for at most
+    ``rdo.SUPPORT_BATCH`` latents and ``rdo.CHOOSE_BATCH`` positions at once, whatever the
+    picture's size (a 12-megapixel picture's 187,500 tokens held 3 GB at once), and the stream
+    is the one of single calls."""
+    calls, chosen = [], []
+    real, real_choose = rdo.geometric_supports, getattr(rdo, "_choose", None)
+
+    def spy(y, nearest, m=None):
+        calls.append(y.shape[0])
+        return real(y, nearest, m)
+
+    def spy_choose(prior, h, *args):
+        chosen.append(h.shape[0])
+        return real_choose(prior, h, *args)
+
+    monkeypatch.setattr(rdo, "geometric_supports", spy)
+    monkeypatch.setattr(rdo, "_choose", spy_choose, raising=False)
+    monkeypatch.setattr(rdo, "SUPPORT_BATCH", 100, raising=False)
+    monkeypatch.setattr(rdo, "CHOOSE_BATCH", 7, raising=False)
+    assert leechcodec.encode(picture, model, coder="ar", lam=0.03, precision="fp32") == sweep[0.03]
+    assert sum(calls) == 1024 and max(calls) <= 100, calls  # one tile's tokens, 100 at a time
+    assert sum(chosen) == 32 * 25 and max(chosen) <= 7, chosen  # its stored tokens, 7 at a time
+
+
+def test_batched_candidates_are_one_calls():
+    y = torch.nn.functional.normalize(torch.randn(3000, 24, generator=torch.Generator().manual_seed(7)), dim=1)
+    nearest = lattice.nearest(y)
+    want = rdo.geometric_supports(y, nearest)
+    for batch in (4096, 1000, 7):
+        got = rdo.candidate_supports(y, nearest, batch)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), batch
+
+
+def test_rate_choice_keeps_to_the_priors_device(model, picture):
+    """``encode --device cuda --lambda``: every tensor of the choice is made on (or moved to) the
+    prior's device. On a fake accelerator (tests/fake_device.py: CPU tensors that say they are
+    elsewhere, and refuse, as CUDA does, to be mixed with CPU tensors) the ar coder with the knob
+    runs, and writes the CPU's bytes."""
+    from fake_device import FAKE, FakeDevice
+
+    from leechcodec import codec
+
+    w, h = picture.size
+    latents: list = []
+    idx = codec.tiles_to_indices(model, codec.tile_image(np.asarray(picture), 256), latents=latents)
+    extents = container.token_extents(w, h, 256, 8)
+    want = coders.encode_ar(idx, model.prior, 32, extents=extents, latents=np.concatenate(latents), lam=0.03)
+    try:
+        with FakeDevice():
+            prior = model.prior.to(FAKE)
+            assert prior.w["cls_head.weight"].device == FAKE
+            got = coders.encode_ar(idx, prior, 32, extents=extents, latents=np.concatenate(latents), lam=0.03)
+    finally:
+        lattice._torch_tables.cache_clear()  # nothing made under the fake device outlives it
+    assert got == want
+
+
 def test_same_bytes_with_one_or_two_threads(sweep):
     code = textwrap.dedent(f"""
         import sys, torch
@@ -112,17 +231,47 @@ def test_same_bytes_with_one_or_two_threads(sweep):
     assert outs[0] == outs[1] == sweep[0.03]
 
 
-def test_target_bpp(model, picture, sweep):
+@pytest.mark.parametrize("fraction", [0.5])
+def test_target_bpp(model, picture, sweep, fraction):
+    """--bpp B: the largest stream at or under B that the search finds, within codec.BPP_TOLERANCE
+    (2 %, what the help and README promise) of B."""
+    from leechcodec import codec
+
     pixels = picture.size[0] * picture.size[1]
     today = 8 * len(sweep[0.0]) / pixels
     assert leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, precision="fp32") == sweep[0.0]
     stats: dict = {}
-    target = 0.7 * today
+    target = fraction * today
     data = leechcodec.encode(picture, model, coder="ar", bpp=target, precision="fp32", stats=stats)
-    assert 8 * len(data) / pixels <= target and 8 * len(data) / pixels > 0.6 * today  # at, or just under
+    assert codec.BPP_TOLERANCE == 0.02
+    assert (1 - codec.BPP_TOLERANCE) * target <= 8 * len(data) / pixels <= target, (8 * len(data) / pixels, target)
     assert 0 < stats["lambda"] < 1
+    assert data == leechcodec.encode(picture, model, coder="ar", lam=stats["lambda"], precision="fp32")
     with pytest.raises(RateError, match="smallest stream the rate knob reaches"):
         leechcodec.encode(picture, model, coder="ar", bpp=0.001)
+
+
+def test_bpp_search_reaches_the_tolerance_on_a_steep_knob():
+    """Where the sizes fall steeply across the target (a 1000-byte drop within 0.1 % of λ), the
+    search's first steps land far under it; it goes on until it is within the tolerance."""
+    from leechcodec import codec
+
+    lam_c = 0.0123
+
+    def stream(lam):  # 2000 bytes below lam_c, 1000 above lam_c·e^0.001, linear in log λ between
+        t = min(1.0, max(0.0, (np.log(lam) - np.log(lam_c)) / 1e-3)) if lam > 0 else 0.0
+        return bytes(int(round(2000 - 1000 * t)))
+
+    calls = []
+    target = 8 * 1500 / 1000  # bpp of 1500 bytes over 1000 pixels
+
+    def counted(lam):
+        calls.append(lam)
+        return stream(lam)
+
+    lam, data = codec._search_lambda(counted, target, 1000)
+    assert (1 - codec.BPP_TOLERANCE) * 1500 <= len(data) <= 1500, len(data)
+    assert data == stream(lam) and 2 + codec.BPP_STEPS < len(calls) <= 2 + codec.BPP_STEPS + codec.BPP_MORE_STEPS
 
 
 def test_cli_knob_options(tmp_path, picture):
