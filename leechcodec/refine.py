@@ -149,10 +149,18 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
     windowed = halo > 0 and len(tiles) > 1
     groups = [slice(t, t + 1) for t in range(len(tiles))] if windowed else [slice(s, s + batch) for s in range(0, len(tiles), batch)]
     found: list = [] if latents is not None else None
-    for sl in tqdm(groups, desc="effort", unit="tile" if windowed else "batch", disable=not progress or len(groups) < 2, leave=False):
+    # one step per effort round of each group: a long effort shows progress even on one tile
+    bar = tqdm(total=len(groups) * rounds, desc="effort", unit="round", disable=not progress, leave=False)
+
+    def tick(r: int, best) -> None:
+        if r > 0:
+            bar.update(1)
+
+    for sl in groups:
         synthesis = _window_synthesis(model, idx, sl.start, tx, ty, halo) if windowed else None
-        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, synthesis=synthesis, latents=found,
-                               sources=sources[sl])
+        idx[sl] = refine_tiles(model, x_all[sl], idx[sl], mask[sl], rounds, on_round=tick, synthesis=synthesis,
+                               latents=found, sources=sources[sl])  # fmt: skip
+    bar.close()
     if latents is not None:
         latents.append(torch.cat(found).float().cpu().numpy())
     return idx.cpu().numpy()

@@ -149,3 +149,14 @@ def test_cli_effort(tiny_model_path, tmp_path):
     assert r.exit_code == 0 and Image.open(tmp_path / "b.png").size == (70, 50)
     r = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "c.lq"), "--effort", "-1"])
     assert r.exit_code != 0 and not (tmp_path / "c.lq").exists()
+
+
+def test_long_effort_shows_progress_on_one_tile(tiny_model, capsys):
+    """The effort bar counts rounds, so a one-tile picture at a high effort shows progress too."""
+    img = np.asarray(_photo(70, 50))
+    tiles = codec.tile_image(img, tiny_model.tile)  # one tile
+    assert len(tiles) == 1
+    idx = codec.tiles_to_indices(tiny_model, tiles)
+    refine.refine_indices(tiny_model, tiles, idx, 70, 50, 5, progress=True)
+    err = capsys.readouterr().err
+    assert "effort" in err and "0/5 [" in err and "round" in err, err  # (it may stop early: nothing left to gain)
