@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of the tokenizer's design choices at equal CPU minutes (issue 12; MODEL_CARD.md,
+# A/B of the tokenizer's design choices at equal CPU minutes (docs/training-log.md,
 # "A/B at equal CPU minutes"). Each arm trains from scratch for MINUTES of wall clock on this
 # machine's cores, alone (run nothing else meanwhile), with the same data, crops, seed, batch,
 # peak learning rate and Kodak validation crops, its cosine sized (from 50 timed steps) to end

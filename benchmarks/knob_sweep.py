@@ -4,7 +4,7 @@
         [--likely K] [--geometric M] [--max-dist D]
 
 The last three override ``leechcodec.rdo``'s LIKELY, GEOMETRIC and MAX_DIST, which is how their
-values were chosen on training photos (MODEL_CARD.md, "Rate knob"). float32 reference arithmetic.
+values were chosen on training photos (docs/training-log.md, "Rate knob"). float32 reference arithmetic.
 """
 
 import argparse

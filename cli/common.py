@@ -273,9 +273,9 @@ prior_option = click.option(
 )  # fmt: skip
 precision_option = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-    help="Arithmetic of the network's transformer blocks: 'fp32' is the reference; 'bf16' is about twice as "
-    "fast where the hardware has it (CPUs with AMX, recent GPUs), at 26.136 dB on Kodak against 26.137 "
-    "(MODEL_CARD.md); 'auto' takes bf16 on such hardware, else fp32.",
+    help="Arithmetic of the network's transformer blocks: 'fp32' is the reference; 'bf16' is faster where the "
+    "hardware has it (CPUs with AMX, recent GPUs) and gives slightly different pixels (MODEL_CARD.md); "
+    "'auto' takes bf16 on such hardware, else fp32.",
 )  # fmt: skip
 device_option = click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the network runs."

@@ -27,8 +27,10 @@ from .common import (
     write_output,
 )
 from .errors_table import help_block
+from .figures import FIGURES as FIG
 
 DEFAULT_CODECS = ("jpeg2000", "avif", "webp")  # kodak_eval.figures.DEFAULT_CODECS, without importing torch
+FAR_OFF = 10.0  # % off leechcodec's size past which a note says the sizes are not equal
 
 
 def _name(path: str) -> str:
@@ -71,6 +73,15 @@ Each codec's setting (quality, or compression ratio for JPEG2000) is the
 one whose file is closest in size to leechcodec's, not above it on a tie.
 Codecs this Pillow build lacks are left out with a note.
 
+\b
+How equal the sizes are: as close as each codec's settings allow, and
+each label says how far off it is. On kodim23 (768x512) the files were
+within """ + FIG["compare.kodim23.max_off"] + """ of leechcodec's (JPEG2000 """ + FIG["compare.kodim23.jpeg2000"] + """, AVIF """ + FIG["compare.kodim23.avif"] + """,
+WebP """ + FIG["compare.kodim23.webp"] + """). A small picture's file is so small that a codec's
+smallest file (its headers included) can be much larger: on a """ + FIG["compare.small.size"] + """
+crop of it, JPEG2000 """ + FIG["compare.small.jpeg2000"] + """, AVIF """ + FIG["compare.small.avif"] + """, WebP """ + FIG["compare.small.webp"] + """. A codec more
+than """ + f"{FAR_OFF:g}" + """ % off gets a note.
+
 """ + help_block("compare"))
 @click.argument("photo", metavar="PHOTO")
 @click.option("-o", "--output", required=True, metavar="OUTPUT",
@@ -95,11 +106,12 @@ Codecs this Pillow build lacks are left out with a note.
 @version_option
 @handle_errors
 def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, force, quiet):
-    """Show crops of PHOTO coded by leechcodec and by JPEG2000, AVIF, WebP at the same file size.
+    """Show crops of PHOTO coded by leechcodec and by JPEG2000, AVIF, WebP at about the same file size.
 
     PHOTO is coded with leechcodec; each classical codec is then set to give a
-    file as close as it can to that many bytes, and every file is decoded. A
-    crop of each decode, side by side with the original's, is written as a PNG.
+    file as close as it can to that many bytes (see below how close), and every
+    file is decoded. A crop of each decode, side by side with the original's, is
+    written as a PNG.
     """
     if lam > 0 and coder == "fixed":
         raise click.UsageError("--lambda trades distortion for bits of the ar coder, not of the fixed coder")
@@ -136,5 +148,10 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, f
     row = Row(Path(_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
     canvas, _ = render([row])
     write_output(output, lambda f: canvas.save(f, "PNG"), force)
+    ours = next((p.nbytes for p in shown if p.label == "leechcodec"), None)
+    for p in shown:
+        if ours and p.nbytes and p.label != "leechcodec" and abs(p.nbytes - ours) > FAR_OFF / 100 * ours:
+            note(f"{p.label}'s closest file ({p.setting}) is {100 * (p.nbytes - ours) / ours:+.1f} % off "
+                 f"leechcodec's {ours:,} bytes: compare with care", quiet)
     if not quiet:
         say(f"{output if output != '-' else 'stdout'}: {summary(row)}")

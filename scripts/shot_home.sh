@@ -7,7 +7,7 @@
 #   e.g. scripts/shot_home.sh /work/.device/2 ../shared/data/kodak ../shared/data/train-small
 #
 # Everything it measures is kept under runs/home-MODELID/ (Kodak tables, prior log, ar bench);
-# update MODEL_CARD.md from those files. PRIOR_STEPS (default 1000) sets the prior's length;
+# update docs/training-log.md and MODEL_CARD.md from those files. PRIOR_STEPS (default 1000) sets the prior's length;
 # PRIOR_INIT=CHECKPOINT starts the prior from that `train --prior` run's EMA weights (e.g. the
 # shipped prior's run) instead of afresh.
 # HALO=N sets the decoder's halo (tokens) of weights trained before their preset had one.
@@ -40,4 +40,4 @@ leechcodec export "$dir/prior/checkpoint.safetensors" -o "$dir/tokenizer.prior.s
 cp "$dir/tokenizer.safetensors" models/weights/leech.safetensors
 cp "$dir/tokenizer.prior.safetensors" models/weights/leech.prior.safetensors
 python benchmarks/bench_ar.py --kodak-dir "$kodak" | tee "$dir/bench-ar.txt"
-echo "shipped $id ($new dB > $old dB); now update MODEL_CARD.md from $dir"
+echo "shipped $id ($new dB > $old dB); now update docs/training-log.md and MODEL_CARD.md from $dir"

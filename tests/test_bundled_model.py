@@ -17,7 +17,7 @@ DEMO_IMAGE = REPO / "docs" / "kodim23.png"
 
 # measured PSNR of the demo image (kodim23) with the shipped weights, minus a small margin;
 # re-measure with benchmarks/kodak_roundtrip.py when the weights change
-DEMO_PSNR_FLOOR = 28.7  # measured 28.91 dB (MODEL_CARD.md)
+DEMO_PSNR_FLOOR = 28.7  # measured 28.91 dB (MODEL_CARD.md, docs/training-log.md)
 AR_RATIO_CEILING = 0.41  # ar bytes / fixed bytes on the demo image: a regression floor, measured 0.387 (bench_ar.py, prior c1845661)
 
 

@@ -156,21 +156,54 @@ def test_ddp_two_processes_on_cpu(image_dir, tmp_path, train_like_ddp):
     _assert_same_training(tensors, train_like_ddp(out / "checkpoint.safetensors", tmp_path / "one", world=2))
 
 
-def test_gpu_segment_script_resumes(image_dir, tmp_path):
-    """scripts/gpu_segment.sh (here with DEVICE=cpu): a second segment resumes the first."""
-    run = tmp_path / "seg"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DEVICE": "cpu",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
-    for steps in (2, 4):
-        cmd = ["bash", str(REPO / "scripts" / "gpu_segment.sh"), str(image_dir), str(run), "tiny", "1", str(steps),
-               "--batch", "1", "--crop", "32", "--warmup", "1"]  # fmt: skip
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
-        assert r.returncode == 0, r.stderr[-3000:]
+def test_cli_resume_without_preset_keeps_the_checkpoints_model(image_dir, tmp_path):
+    """`train --resume` without --preset continues the checkpoint's model, not the machine's default
+    preset (a run started elsewhere, or with --preset, resumes as it was)."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    run = tmp_path / "run"
+    common = [str(image_dir), "--out", str(run), "--batch", "1", "--crop", "32", "--warmup", "1", "--steps", "4",
+              "--device", "cpu", "--quiet"]  # fmt: skip
+    r = CliRunner().invoke(cli, ["train", *common, "--preset", "tiny", "--stop-at", "2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["train", *common, "--resume"])
+    assert r.exit_code == 0, r.output
     steps_logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert steps_logged == [2, 4]  # the second segment started at step 2, not from scratch
+    assert steps_logged[-1] == 4
     out = tmp_path / "tok.safetensors"
     export_checkpoint(run / "checkpoint.safetensors", out)
     assert model_io.load_weights(out).cfg.name == "tiny"
+
+
+def test_default_preset_fits_the_machine(monkeypatch):
+    """Without --preset, `train` takes the CPU-sized preset without CUDA and the GPU shots' with it."""
+    import torch
+
+    from cli.train import CPU_PRESET, GPU_PRESET, default_preset
+    from models.vit import PRESETS
+
+    assert CPU_PRESET in PRESETS and GPU_PRESET in PRESETS
+    assert PRESETS[CPU_PRESET].width < PRESETS[GPU_PRESET].width
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_preset("auto") == default_preset("cpu") == CPU_PRESET == "small-skip"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_preset("auto") == default_preset("cuda") == GPU_PRESET == "shot"
+    assert default_preset("cpu") == CPU_PRESET
+
+
+def test_train_help_names_each_preset_and_the_machine_default():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    r = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "Default: small-skip on a CPU, shot where CUDA is used" in text
+    for name in ("tiny:", "small-skip:", "shot:", "medium, base"):
+        assert name in text
 
 
 def test_cli_export_writes_weights_that_load(image_dir, tmp_path):

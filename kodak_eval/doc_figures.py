@@ -1,0 +1,298 @@
+"""The figures that README.md, MODEL_CARD.md and the ``--help`` texts quote, made from measured results.
+
+Two committed sources, both written by a program, never by hand:
+
+* the bench block of README.md (between ``<!-- bench:start -->`` and ``<!-- bench:end -->``),
+  written by ``leechcodec bench --kodak ... --update-readme README.md``: the Kodak rates, PSNR,
+  the rate knob's curve and the BD-rates against the classical codecs;
+* ``docs/results/speed.json``, written by ``python -m kodak_eval.doc_figures --measure``: whole
+  ``leechcodec`` commands timed on ``docs/kodim23.png`` on this machine (CPU named in the file),
+  and how close ``compare`` gets the classical codecs' sizes.
+
+From them :func:`figures` makes a table name → text (``"+56.6 %"``). A doc quotes one as
+``<!-- fig:NAME -->TEXT<!-- /fig -->`` (the comment is invisible on GitHub), and ``cli/figures.py``
+holds the table for the help texts (the CLI reads no Markdown and imports no torch for ``--help``).
+
+    python -m kodak_eval.doc_figures            # rewrite the marked figures and cli/figures.py
+    python -m kodak_eval.doc_figures --check    # exit 1 if a doc or cli/figures.py disagrees (a test runs it)
+    python -m kodak_eval.doc_figures --measure  # time the commands again, then rewrite (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+SPEED = REPO / "docs" / "results" / "speed.json"
+CONSTANTS = REPO / "cli" / "figures.py"
+DOCS = ("README.md", "MODEL_CARD.md", "docs/training-log.md", "models/weights/NOTICE.md")
+
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+MARK = re.compile(r"<!-- fig:([\w.-]+) -->(.*?)<!-- /fig -->", re.S)
+CODECS = {"jpeg2000": "JPEG2000 (OpenJPEG)", "webp": "WebP (libwebp)", "avif": "AVIF (libavif)", "jpeg": "JPEG (libjpeg)"}
+KNOB_POINTS = ("0.01", "0.03", "0.1")  # the --lambda points the help text quotes
+
+
+class FigureError(Exception):
+    """A source is missing or does not have the shape this module reads."""
+
+
+def _num(text: str) -> float:
+    return float(text.replace("−", "-").replace("+", "").replace("%", "").replace("dB", "").replace(",", "").strip())
+
+
+def parse_bench(readme: str) -> dict:
+    """The numbers of the bench block: ``{"ar": {...}, "fixed": {...}, "curve": [...], "at_ar": {...}, ...}``."""
+    if BENCH_START not in readme or BENCH_END not in readme:
+        raise FigureError("README.md has no bench block")
+    block = readme.split(BENCH_START, 1)[1].split(BENCH_END, 1)[0]
+    out: dict = {"at_ar": {}, "at_fixed": {}, "bd": {}, "bpp_for_ours": {}, "curve": []}
+    section = None
+    for line in block.splitlines():
+        m = re.match(r"### leechcodec \((\w[\w-]*), (ar|fixed)\)[^:]*: ([\d.]+) bpp, PSNR ([\d.]+) dB, MS-SSIM ([\d.]+)", line)
+        if m:
+            section = m.group(2)
+            out[section] = {"preset": m.group(1), "bpp": float(m.group(3)), "psnr": float(m.group(4)),
+                            "msssim": float(m.group(5))}
+            continue
+        m = re.match(r"_generated (\S+) by", line)
+        if m:
+            out["date"] = m.group(1)
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) == 7 and re.match(r"^[\d.]+$", cells[0]):  # the --lambda curve
+            out["curve"].append({"lambda": cells[0], "bpp": float(cells[1]), "of_first": _num(cells[2]),
+                                 "psnr": _num(cells[3]), "dpsnr": _num(cells[4]), "msssim": float(cells[5]),
+                                 "encode_s": float(cells[6])})
+        elif len(cells) >= 5 and section and cells[0] in CODECS.values():
+            key = next(k for k, v in CODECS.items() if v == cells[0])
+            out[f"at_{section}"][key] = _num(cells[1])
+            if section == "ar":
+                m = re.match(r"([\d.]+) \(([+-][\d.]+) %\)", cells[4])
+                if m:
+                    out["bpp_for_ours"][key] = float(m.group(1))
+                if len(cells) == 6:
+                    out["bd"][key] = _num(cells[5])
+    missing = [k for k in ("ar", "fixed") if k not in out] + [c for c in CODECS if c not in out["bd"]]
+    if missing or len(out["curve"]) < 2:
+        raise FigureError(f"the bench block lacks {missing or 'the --lambda curve'}")
+    return out
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f} %".replace("-", "−")
+
+
+def _s(x: float) -> str:
+    return f"{x:.1f} s" if x < 100 else f"{x:.0f} s"
+
+
+def figures(readme: str, speed: dict | None) -> dict[str, str]:
+    """Name → text of every figure the docs may quote."""
+    b = parse_bench(readme)
+    f: dict[str, str] = {"bench.date": b.get("date", "n/a")}
+    for coder in ("ar", "fixed"):
+        f[f"{coder}.bpp"] = f"{b[coder]['bpp']:.4f}"
+        f[f"{coder}.psnr"] = f"{b[coder]['psnr']:.2f}"
+        f[f"{coder}.msssim"] = f"{b[coder]['msssim']:.4f}"
+        for codec, psnr in b[f"at_{coder}"].items():
+            f[f"at_{coder}.{codec}"] = f"{psnr:.2f}"
+            f[f"at_{coder}.{codec}.gap"] = f"{b[coder]['psnr'] - psnr:+.1f}".replace("-", "−")
+    f["preset"] = b["ar"]["preset"]
+    f["ar.of_fixed"] = f"{100 * b['ar']['bpp'] / b['fixed']['bpp']:.0f} %"
+    for codec, bd in b["bd"].items():
+        f[f"bd.{codec}"] = _pct(bd)
+    for codec, bpp in b["bpp_for_ours"].items():
+        f[f"bpp_for_ours.{codec}"] = f"{bpp:.4f}"
+    curve = b["curve"]
+    f["curve.min_bpp"] = f"{min(p['bpp'] for p in curve):.4f}"
+    f["curve.max_lambda"] = curve[-1]["lambda"]
+    for p in curve:
+        if p["lambda"] in KNOB_POINTS:
+            f[f"knob.{p['lambda']}.bytes"] = _pct(p["of_first"] - 100, 0)
+            f[f"knob.{p['lambda']}.dpsnr"] = f"{p['dpsnr']:+.1f} dB".replace("-", "−")
+    on = [p["encode_s"] for p in curve if float(p["lambda"]) > 0]
+    f["knob.extra_encode_s"] = _s(statistics.mean(on) - curve[0]["encode_s"])
+    if speed:
+        f["cpu"] = f"{speed['cpu']}, {speed['cores']} cores"
+        f["cpu.busy"] = f"{f['cpu']}, shared (load average {speed['load_before']:.1f})"
+        f["speed.load"] = f"{speed['load_before']:.1f}"
+        f["speed.encode_s"] = _s(statistics.median(speed["encode_s"]))
+        f["speed.decode_s"] = _s(statistics.median(speed["decode_s"]))
+        f["speed.encode_min_s"] = _s(min(speed["encode_s"]))
+        f["speed.decode_min_s"] = _s(min(speed["decode_s"]))
+        f["speed.runs"] = str(len(speed["encode_s"]))
+        f["speed.encode_line"] = re.sub(r", [\d.]+ s$", ", … s", speed["encode_line"])
+        f["speed.decode_line"] = re.sub(r", [\d.]+ s$", ", … s", speed["decode_line"])
+        f["speed.install_s"] = _s(speed["install_s"]) if speed.get("install_s") else "n/a"
+        f["bpp.target"] = f"{speed['bpp_target']:g}"
+        f["bpp.s"] = _s(statistics.median(speed["bpp_s"]))
+        f["bpp.passes"] = str(speed["bpp_passes"])
+        f["effort.2.extra_s"] = _s(speed["effort2_extra_s"])
+        for name, c in speed["compare"].items():
+            offs = [abs(v) for v in c["off_pct"].values()]
+            f[f"compare.{name}.size"] = c["size"]
+            f[f"compare.{name}.max_off"] = f"{max(offs):.1f} %"
+            for codec, v in c["off_pct"].items():
+                f[f"compare.{name}.{codec}"] = _pct(v)
+    return f
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def constants_text(figs: dict[str, str]) -> str:
+    body = "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(figs.items()))
+    return ('"""Figures the help texts quote: generated by ``python -m kodak_eval.doc_figures`` from the\n'
+            'measured results (README.md\'s bench block, docs/results/speed.json); do not edit by hand."""\n\n'
+            f"FIGURES = {{\n{body}}}\n")
+
+
+def fill(text: str, figs: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` with every marked figure set from ``figs``, and the problems found (unknown names)."""
+    problems: list[str] = []
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in figs:
+            problems.append(f"unknown figure {name!r}")
+            return m.group(0)
+        return f"<!-- fig:{name} -->{figs[name]}<!-- /fig -->"
+
+    return MARK.sub(one, text), problems
+
+
+def check(figs: dict[str, str], repo: Path = REPO) -> list[str]:
+    """Every disagreement between the docs (and cli/figures.py) and ``figs``, as lines."""
+    problems = []
+    for rel in DOCS:
+        path = repo / rel
+        if not path.exists():
+            continue
+        text = path.read_text()
+        for m in MARK.finditer(text):
+            want = figs.get(m.group(1))
+            if want is None:
+                problems.append(f"{rel}: figure {m.group(1)!r} is not made from the results")
+            elif m.group(2) != want:
+                problems.append(f"{rel}: figure {m.group(1)} says {m.group(2)!r}, the results give {want!r}")
+    constants = repo / "cli" / "figures.py"
+    if not constants.exists() or constants.read_text() != constants_text(figs):
+        problems.append("cli/figures.py is not the one the results make (python -m kodak_eval.doc_figures)")
+    return problems
+
+
+def write(figs: dict[str, str], repo: Path = REPO) -> list[str]:
+    problems = []
+    for rel in DOCS:
+        path = repo / rel
+        if path.exists():
+            new, bad = fill(path.read_text(), figs)
+            problems += [f"{rel}: {p}" for p in bad]
+            path.write_text(new)
+    (repo / "cli" / "figures.py").write_text(constants_text(figs))
+    return problems
+
+
+def load(repo: Path = REPO) -> dict[str, str]:
+    speed_path = repo / "docs" / "results" / "speed.json"
+    speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
+    return figures((repo / "README.md").read_text(), speed)
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+def _cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        import platform
+
+        name = platform.processor() or platform.machine()
+    return name
+
+
+def _timed(args: list[str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(args, capture_output=True, text=True)
+    if p.returncode:
+        raise FigureError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr.strip()}")
+    return time.perf_counter() - t, p.stderr
+
+
+def _compare_offsets(stderr: str) -> dict[str, float]:
+    """``codec → % larger than leechcodec`` from ``leechcodec compare``'s summary line."""
+    line = stderr.strip().splitlines()[-1]
+    found = re.findall(r"(JPEG2000|AVIF|WebP|JPEG) [\d,]+ B \([\d.]+ dB\) ([+-][\d.]+) %", line)
+    if not found:
+        raise FigureError(f"no sizes in compare's summary: {line!r}")
+    return {name.lower(): float(v) for name, v in found}
+
+
+def measure(runs: int = 3, install_s: float | None = None) -> dict:
+    """Time whole ``leechcodec`` processes on docs/kodim23.png (minutes on 2 cores)."""
+    from PIL import Image
+
+    import leechcodec.codec as codec
+    import torch
+
+    exe = [sys.executable, "-m", "leechcodec"]
+    img = str(REPO / "docs" / "kodim23.png")
+    res: dict = {"command": "python -m kodak_eval.doc_figures --measure", "image": "docs/kodim23.png",
+                 "cpu": _cpu(), "cores": os.cpu_count(), "torch": torch.__version__,
+                 "load_before": os.getloadavg()[0], "install_s": install_s,
+                 "encode_s": [], "decode_s": [], "bpp_target": 0.1, "bpp_s": [], "compare": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        lq, png = f"{tmp}/kodim23.lq", f"{tmp}/kodim23-decoded.png"
+        for _ in range(runs):  # the quick start's two commands (their names as there: the lines show them)
+            t, enc = _timed([*exe, "encode", img, "-o", lq, "-f"])
+            res["encode_s"].append(t)
+            t, dec = _timed([*exe, "decode", lq, "-o", png, "-f"])
+            res["decode_s"].append(t)
+        res["encode_line"] = enc.strip().splitlines()[-1].replace(lq, "kodim23.lq")
+        res["decode_line"] = dec.strip().splitlines()[-1].replace(png, "kodim23-decoded.png")
+        res["bpp_s"].append(_timed([*exe, "encode", img, "-o", lq, "-f", "--bpp", str(res["bpp_target"])])[0])
+        # a target under the lambda-0 rate that the knob reaches: lambda 0, LAMBDA_MAX, then the bisection
+        res["bpp_passes"] = 2 + codec.BPP_STEPS
+        t0 = _timed([*exe, "encode", img, "-o", lq, "-f", "--coder", "fixed"])[0]
+        t2 = _timed([*exe, "encode", img, "-o", lq, "-f", "--coder", "fixed", "--effort", "2"])[0]
+        res["effort2_extra_s"] = t2 - t0  # two rounds and the whole-picture check (two decodes)
+        small = f"{tmp}/kodim23-160x120.png"
+        Image.open(img).crop((0, 0, 160, 120)).save(small)
+        for name, src in (("kodim23", img), ("small", small)):
+            w, h = Image.open(src).size
+            err = _timed([*exe, "compare", src, "-o", f"{tmp}/c.png", "-f"])[1]
+            res["compare"][name] = {"size": f"{w}×{h}", "off_pct": _compare_offsets(err)}
+    res["load_after"] = os.getloadavg()[0]
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 on any disagreement")
+    ap.add_argument("--measure", action="store_true", help="time the commands again into docs/results/speed.json")
+    ap.add_argument("--runs", type=int, default=3, help="--measure: runs of the quick start's encode and decode")
+    ap.add_argument("--install-s", type=float, help="--measure: seconds a fresh `pip install -e .` took")
+    args = ap.parse_args(argv)
+    if args.measure:
+        SPEED.parent.mkdir(parents=True, exist_ok=True)
+        SPEED.write_text(json.dumps(measure(args.runs, args.install_s), indent=2, ensure_ascii=False) + "\n")
+    figs = load()
+    problems = check(figs) if args.check else write(figs)
+    for p in problems:
+        print(f"doc_figures: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
