@@ -22,7 +22,7 @@ mkdir -p "$out"
 # small-skip with the overlapping head (the shot preset's head), as a --config file
 python - "$out/overlap.json" <<'EOF'
 import dataclasses, json, sys
-from models.vit import PRESETS
+from leechcodec.models.vit import PRESETS
 cfg = dataclasses.replace(PRESETS["small-skip"], name="small-skip-overlap", head="overlap")
 open(sys.argv[1], "w").write(json.dumps(cfg.to_dict()))
 EOF

@@ -24,7 +24,7 @@ from PIL import Image
 import leechcodec
 from leechcodec.container import HEADER
 from leechcodec.lattice import BITS_PER_INDEX
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def main():
     if args.no_subprocess:
         return
     code = (
-        "import sys, numpy as np, leechcodec; from pathlib import Path; from models.io import load_weights\n"
+        "import sys, numpy as np, leechcodec; from pathlib import Path; from leechcodec.models.io import load_weights\n"
         "m = load_weights(sys.argv[2] if len(sys.argv) > 2 else None); bad = 0\n"
         "for p in sorted(Path(sys.argv[1]).glob('*.lq')):\n"
         "    bad += not np.array_equal(np.asarray(leechcodec.decode(p.read_bytes(), m)), np.load(p.with_suffix('.npy')))\n"

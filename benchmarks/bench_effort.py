@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 import leechcodec
-from kodak_eval.metrics import psnr_rgb
-from models.io import load_weights
+from leechcodec.kodak_eval.metrics import psnr_rgb
+from leechcodec.models.io import load_weights
 
 
 def main():

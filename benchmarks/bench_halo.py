@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from kodak_eval.metrics import grid_ratios, psnr_rgb
+from leechcodec.kodak_eval.metrics import grid_ratios, psnr_rgb
 from leechcodec import codec, container
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 
 def main():

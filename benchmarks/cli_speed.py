@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "cli"]
+CLI = [sys.executable, "-m", "leechcodec.cli"]
 
 PHASES = r"""
 import json, sys, time
@@ -39,7 +39,7 @@ def mark(name): t.append((name, time.perf_counter()))
 import torch; mark("import torch")
 import numpy as np, leechcodec
 from leechcodec import codec, coders, container, image_io
-from models.io import load_weights; mark("import leechcodec, models")
+from leechcodec.models.io import load_weights; mark("import leechcodec, models")
 model = load_weights(sys.argv[3] or None); mark("load tokenizer + prior")
 data = open(sys.argv[1], "rb").read()
 im = image_io.prepare(image_io.read_image(data)); rgb, _ = image_io.to_rgb_array(im); mark("read image")

@@ -15,7 +15,7 @@ from PIL import Image
 
 import leechcodec
 from leechcodec import rdo
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 
 def main() -> None:

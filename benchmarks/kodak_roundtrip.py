@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 import leechcodec
-from kodak_eval.metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
+from leechcodec.kodak_eval.metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
 from leechcodec.codec import native_bf16
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 
 def main():

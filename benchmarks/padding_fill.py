@@ -9,7 +9,7 @@ import glob
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 from leechcodec.codec import Tiles, indices_to_image, tiles_to_indices, token_grid
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"

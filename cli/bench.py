@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 import leechcodec
-from kodak_eval.codecs import ALL_CODECS
-from kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
+from leechcodec.kodak_eval.codecs import ALL_CODECS
+from leechcodec.kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
 from .common import OutputError, check_device, device_option, handle_errors, note, quiet_option, version_option
 from .errors_table import help_block
@@ -112,8 +112,8 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     image in memory (leechcodec through the same encode/decode as the CLI),
     and bpp, PSNR, MS-SSIM and timings are averaged over the images.
     """
-    from kodak_eval.report import PAPER_POINT, PUBLISHED_DIR, load_published
-    from kodak_eval.run import benchmark, outputs  # imports torch: not for `bench --help`
+    from leechcodec.kodak_eval.report import PAPER_POINT, PUBLISHED_DIR, load_published
+    from leechcodec.kodak_eval.run import benchmark, outputs  # imports torch: not for `bench --help`
 
     offered = leechcodec.CODERS
     bad = [c for c in coders if c not in offered]
@@ -134,7 +134,7 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     published = [] if no_published or not use_kodak else load_published(published_dir or PUBLISHED_DIR)
     net = None
     if "leechcodec" in codecs:  # before any download: a bad --model fails fast
-        from models.io import load_weights
+        from leechcodec.models.io import load_weights
 
         net = load_weights(model, device=device)
         if not coders:

@@ -237,7 +237,7 @@ def write_output(path: str, writer, force: bool) -> None:
 
 def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True):
     """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it)."""
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     check_device(device)
     return load_weights(path, device=device, prior=(prior or "auto") if use_prior else None)

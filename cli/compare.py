@@ -9,7 +9,7 @@ import click
 
 import leechcodec
 import leechcodec.container
-from kodak_eval.codecs import CLASSICAL
+from leechcodec.kodak_eval.codecs import CLASSICAL
 
 from .common import (
     FiniteFloatRange,
@@ -140,7 +140,7 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, f
         note(f"left out (this Pillow build cannot write them): {', '.join(missing)}", quiet)
     model = load_model(model_path, device, use_prior=coder != "fixed")
 
-    from kodak_eval.figures import Row, panels, pick_crop, render, summary  # imports torch: not for --help
+    from leechcodec.kodak_eval.figures import Row, panels, pick_crop, render, summary  # imports torch: not for --help
 
     if lam > 0 and model.prior is None:
         raise leechcodec.ModelError(f"--lambda needs the ar coder, and model {model.model_id.hex()} has no AR prior")

@@ -1,8 +1,8 @@
 """The table of exit codes, made from the exception classes so that the README, the code and
 every command's --help cannot drift.
 
-    python -m cli.errors_table                    # print the table
-    python -m cli.errors_table --update README.md # rewrite the block between the errors markers
+    python -m leechcodec.cli.errors_table                    # print the table
+    python -m leechcodec.cli.errors_table --update README.md # rewrite the block between the errors markers
 
 Each ``LeechError`` subclass gives its ``exit_code``, its name, its docstring (the meaning, in the
 README) and its ``brief`` (the few words of each command's ``--help``); the codes that are not
@@ -49,9 +49,9 @@ COMMAND_CODES = {
 
 def error_classes() -> list[type]:
     """Every LeechError class of the project (they live in four modules), base class first."""
-    import cli.common  # noqa: F401 - OutputError
-    import kodak_eval.dataset  # noqa: F401 - DownloadError, ChecksumError
-    import models.errors  # noqa: F401 - TrainError (models.train itself imports torch)
+    import leechcodec.cli.common  # noqa: F401 - OutputError
+    import leechcodec.kodak_eval.dataset  # noqa: F401 - DownloadError, ChecksumError
+    import leechcodec.models.errors  # noqa: F401 - TrainError (models.train itself imports torch)
     from leechcodec.errors import LeechError
 
     found, todo = [], [LeechError]

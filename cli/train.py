@@ -96,14 +96,14 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
     check_device(device)  # exit 1, one line, before any work (as every command)
     import torch
 
-    from models.train import TrainConfig, TrainError
-    from models.train import train as run
+    from leechcodec.models.train import TrainConfig, TrainError
+    from leechcodec.models.train import train as run
 
     if threads:
         torch.set_num_threads(threads)
     model_config = None
     if preset is None and resume and not config_file and not prior:  # keep the checkpoint's model, whatever the machine
-        from models.train import read_checkpoint
+        from leechcodec.models.train import read_checkpoint
 
         ckpt = Path(out) / "checkpoint.safetensors"
         if ckpt.is_file():
@@ -148,7 +148,7 @@ def export(checkpoint, output, force):
       leechcodec export runs/a/checkpoint.safetensors -o leech.safetensors
       leechcodec export runs/p/checkpoint.safetensors -o leech.prior.safetensors
     """
-    from models.train import export_checkpoint
+    from leechcodec.models.train import export_checkpoint
 
     if output == "-":
         raise OutputError("export needs a file name, not '-'")

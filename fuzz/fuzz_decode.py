@@ -34,7 +34,7 @@ import torch  # heavy dependencies are imported first, so they are not instrumen
 with atheris.instrument_imports(include=["leechcodec"]):
     import leechcodec
     from leechcodec import container
-from models.io import load_weights  # noqa: E402
+from leechcodec.models.io import load_weights  # noqa: E402
 
 MODEL_ID = slice(8, 16)  # where the model id sits in the header (docs/FORMAT.md)
 TINY = Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny.safetensors"

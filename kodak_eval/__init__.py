@@ -6,6 +6,9 @@ Modules: ``dataset`` (download and verify Kodak, holdout folders), ``codecs`` (P
 
 import importlib
 
+if not __name__.startswith("leechcodec."):  # one name, so one copy of each class (issue 28)
+    raise ImportError(f"this folder is the package leechcodec.{__name__}: import it by that name")
+
 _WHERE = {
     "ChecksumError": "dataset", "DownloadError": "dataset", "fetch_kodak": "dataset",
     "holdout_images": "dataset", "kodak_images": "dataset", "local_kodak": "dataset",
@@ -19,7 +22,7 @@ def __getattr__(name: str):
     # commands (and `bench --help`) do without
     if name in _WHERE:
         return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module 'kodak_eval' has no attribute {name!r}")
+    raise AttributeError(f"module 'leechcodec.kodak_eval' has no attribute {name!r}")
 
 
 __all__ = [

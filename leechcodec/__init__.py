@@ -3,7 +3,7 @@
 Public API::
 
     import leechcodec
-    from models.io import load_weights          # the bundled ViT tokenizer
+    from leechcodec.models.io import load_weights          # the bundled ViT tokenizer
     model = load_weights()
     data = leechcodec.encode(Image.open("a.png"), model)   # .lq bytes
     image = leechcodec.decode(data, model)                 # PIL.Image
@@ -25,6 +25,21 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+
+def _source_tree_subpackages() -> None:
+    """Run from a source tree (tests, ``PYTHONPATH=.`` on a GPU, an editable install), the folders
+    models/, cli/ and kodak_eval/ beside this package are its subpackages ``leechcodec.models``,
+    ``leechcodec.cli`` and ``leechcodec.kodak_eval``; a wheel installs them inside the package."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.dirname(here)
+    if not os.path.isdir(os.path.join(here, "models")) and os.path.isfile(os.path.join(src, "models", "vit.py")):
+        __path__.append(src)
+
+
+_source_tree_subpackages()
 
 def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
     """The validated header of .lq bytes (no model, no torch needed)."""

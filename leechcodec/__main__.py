@@ -1,5 +1,5 @@
 """`python -m leechcodec`: the same command as `leechcodec` (the CLI lives in ``cli``)."""
 
-from cli.main import main
+from leechcodec.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """Typed exceptions. The CLI maps each to one line on stderr and its ``exit_code``.
 
 The docstring of each class is its row in the README's table of exit codes, which
-``python -m cli.errors_table --update README.md`` writes (tests/test_cli.py checks it), and its
+``python -m leechcodec.cli.errors_table --update README.md`` writes (tests/test_cli.py checks it), and its
 ``brief`` the words each command's ``--help`` gives the code (``cli.errors_table.help_block``).
 """
 

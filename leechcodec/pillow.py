@@ -127,7 +127,7 @@ _load_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=4)
 def _load_weights(path: str | None, device: str):
-    from models.io import load_weights  # here, on first use: the rest of leechcodec never imports models
+    from leechcodec.models.io import load_weights  # here, on first use: the rest of leechcodec never imports models
 
     return load_weights(path, device=device)
 

@@ -587,7 +587,7 @@ def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.shot", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m leechcodec.models.shot", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train for --minutes, results in --out")
     t.add_argument("--pack", required=True, help="folder of training crops (e.g. .carry/pack)")

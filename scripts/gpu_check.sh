@@ -8,7 +8,7 @@
 #   after/log.jsonl    the same with the fastest exact search and compiled transformer blocks
 #                      ("compile": seconds), profile and crops/s
 #
-# On the GPU:  scripts/gpu_check.sh             (carry .carry: python -m models.shot prepare first)
+# On the GPU:  scripts/gpu_check.sh             (carry .carry: python -m leechcodec.models.shot prepare first)
 # Dry run:     OUT=/tmp/c DEVICE=cpu PRESET=shot-tiny PROBE_S=2 BATCH=2 TOKENS=256 COMPILE_BACKEND=eager \
 #              scripts/gpu_check.sh --search-tokens 256
 # Environment: OUT (required), DEVICE (cuda), PRESET (shot), CARRY (.carry), INIT (default
@@ -31,9 +31,9 @@ common=(--pack "$carry/pack" --minutes 3 --deadline 4 --device "$device" --prese
   --batch "${BATCH:-128}" --profile-steps 8 --profile-only --probe-s "${PROBE_S:-25}" --search-tokens 65536
   --mix 0 --holdout 8)
 rc=0
-"$py" -m models.shot exact --image "${IMAGE:-docs/kodim23.png}" --device "$device" --tokens "${TOKENS:-65536}" 2>&1 | tee "$OUT/exact.log" || rc=1
-"$py" -m models.shot train --out "$OUT/before" --search tiled "${common[@]}" "$@" >/dev/null 2>"$OUT/before.err" || rc=1
-"$py" -m models.shot train --out "$OUT/after" --compile --compile-backend "${COMPILE_BACKEND:-inductor}" "${common[@]}" "$@" \
+"$py" -m leechcodec.models.shot exact --image "${IMAGE:-docs/kodim23.png}" --device "$device" --tokens "${TOKENS:-65536}" 2>&1 | tee "$OUT/exact.log" || rc=1
+"$py" -m leechcodec.models.shot train --out "$OUT/before" --search tiled "${common[@]}" "$@" >/dev/null 2>"$OUT/before.err" || rc=1
+"$py" -m leechcodec.models.shot train --out "$OUT/after" --compile --compile-backend "${COMPILE_BACKEND:-inductor}" "${common[@]}" "$@" \
   >/dev/null 2>"$OUT/after.err" || rc=1
 for run in before after; do
   tail -n 3 "$OUT/$run.err"

@@ -18,7 +18,7 @@ kodak=${2:-../shared/data/kodak}
 data=${3:-../shared/data/train-small}
 mkdir -p runs
 tmp=runs/home-incoming.safetensors
-id=$(python -m models.shot join "$src" "$tmp" ${HALO:+--decode-halo "$HALO"})
+id=$(python -m leechcodec.models.shot join "$src" "$tmp" ${HALO:+--decode-halo "$HALO"})
 dir=runs/home-$id
 mkdir -p "$dir"
 mv "$tmp" "$dir/tokenizer.safetensors"

@@ -15,8 +15,8 @@ DEMO_IMAGE = REPO / "docs" / "kodim23.png"
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory):
-    from models.io import save_weights
-    from models.vit import build
+    from leechcodec.models.io import save_weights
+    from leechcodec.models.vit import build
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
@@ -26,7 +26,7 @@ def tiny_model_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     return load_weights(tiny_model_path)
 
@@ -78,7 +78,7 @@ def train_like_ddp():
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    import models.train as mt
+    import leechcodec.models.train as mt
 
     def run(ckpt, out, world: int) -> dict:
         with safe_open(str(ckpt), framework="pt") as f:
@@ -115,7 +115,7 @@ def exit_codes_are_in_the_help(monkeypatch):
     happens, as `bench --help` once left out 8."""
     from click.testing import CliRunner
 
-    from cli.errors_table import COMMAND_CODES
+    from leechcodec.cli.errors_table import COMMAND_CODES
 
     real = CliRunner.invoke
 

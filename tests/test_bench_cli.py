@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.bench import bench
+from leechcodec.cli.bench import bench
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 

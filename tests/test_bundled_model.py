@@ -9,8 +9,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import leechcodec
-from models.io import DEFAULT_WEIGHTS, load_weights
-from models.prior import prior_path_for
+from leechcodec.models.io import DEFAULT_WEIGHTS, load_weights
+from leechcodec.models.prior import prior_path_for
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGE = REPO / "docs" / "kodim23.png"

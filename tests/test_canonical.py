@@ -17,9 +17,9 @@ import leechcodec
 from leechcodec import coders, container
 from leechcodec.container import HEADER, TRAILER, Header
 from leechcodec.errors import FormatError, ModelError
-from models.io import config_from_json, load_weights, save_weights
-from models.prior import ARPrior, PRIOR_PRESETS, exact, save_prior
-from models.vit import build
+from leechcodec.models.io import config_from_json, load_weights, save_weights
+from leechcodec.models.prior import ARPrior, PRIOR_PRESETS, exact, save_prior
+from leechcodec.models.vit import build
 
 PLEN = slice(30, 34)  # payload length field of the header
 
@@ -97,7 +97,7 @@ def test_pack_and_model_configs_keep_to_the_format_tile():
 
 
 def test_a_tile_128_model_file_is_a_model_error(tmp_path):
-    from models.vit import TokenizerConfig, LeechTokenizer
+    from leechcodec.models.vit import TokenizerConfig, LeechTokenizer
 
     torch.manual_seed(0)
     m = LeechTokenizer(TokenizerConfig(name="t128", width=32, depth=1, dec_depth=1, heads=2, head_channels=8, tile=128))

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
-from cli.main import cli
+from leechcodec.cli.main import cli
 
 
 @pytest.fixture
@@ -133,8 +133,8 @@ def test_error_size_limit(runner, png, tmp_path, tiny_model_path):
 
 
 def test_error_wrong_model(runner, png, tmp_path, tiny_model_path):
-    from models.io import save_weights
-    from models.vit import build
+    from leechcodec.models.io import save_weights
+    from leechcodec.models.vit import build
 
     other = tmp_path / "other.safetensors"
     save_weights(build("tiny"), other)  # different random init → different model id
@@ -199,7 +199,7 @@ def test_bad_knob_values_are_usage_errors(runner, png, tmp_path, command, option
 
 
 def test_effort_maximum_is_documented(runner):
-    from cli.main import MAX_EFFORT
+    from leechcodec.cli.main import MAX_EFFORT
 
     text = " ".join(runner.invoke(cli, ["encode", "--help"]).output.split())
     assert f"at most {MAX_EFFORT}" in text and f"0<=x<={MAX_EFFORT}" in text
@@ -220,7 +220,7 @@ def test_light_commands_do_not_import_torch(args):
     code = (
         "import sys, runpy\n"
         f"sys.argv = ['leechcodec', *{args!r}]\n"
-        "try:\n    runpy.run_module('cli', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+        "try:\n    runpy.run_module('leechcodec.cli', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
         "print('exit', code, 'torch' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
@@ -383,7 +383,7 @@ def test_info_describes_a_damaged_file_field_by_field(runner, tmp_path):
 def test_readme_errors_table_is_made_from_the_exception_classes():
     """One errors table, in README.md, equal to what cli.errors_table builds from the classes
     (codes, names and docstrings): a new error class or code cannot be left out of it."""
-    from cli import errors_table
+    from leechcodec.cli import errors_table
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme.split(errors_table.START, 1)[1].split(errors_table.END, 1)[0].strip()
@@ -436,7 +436,7 @@ def _exit_codes_in_help(text: str) -> dict[int, str]:
 def test_every_commands_help_gives_its_exit_codes_from_the_table(runner):
     """cli/errors_table.py is the one source: each command's --help lists the codes it can end
     with, in the table's words, and any other 'exit N' its help mentions is one of them."""
-    from cli import errors_table
+    from leechcodec.cli import errors_table
 
     rows = errors_table.rows()
     readme = (Path(__file__).parents[1] / "README.md").read_text()
@@ -457,7 +457,7 @@ def test_every_commands_help_gives_its_exit_codes_from_the_table(runner):
 def test_train_device_cuda_without_cuda_is_exit_1_as_the_table_says(runner, tmp_path, monkeypatch):
     import torch
 
-    from cli import errors_table
+    from leechcodec.cli import errors_table
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     r = runner.invoke(cli, ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cuda"])

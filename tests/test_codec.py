@@ -12,7 +12,7 @@ from leechcodec.errors import InputImageError, LeechWarning, LimitError, ModelMi
 
 
 def test_library_does_not_import_models_or_click():
-    code = "import sys, leechcodec; leechcodec.encode; print(sorted(m for m in ('models', 'click', 'kodak_eval', 'cli') if m in sys.modules))"
+    code = "import sys, leechcodec; leechcodec.encode; print(sorted(m for m in ('leechcodec.models', 'click', 'leechcodec.kodak_eval', 'leechcodec.cli') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -110,7 +110,7 @@ def test_input_errors(tiny_model, tmp_path):
 
 
 def test_wrong_model_is_a_clear_error(tiny_model, rng):
-    from models.vit import build
+    from leechcodec.models.vit import build
 
     other = build("tiny")
     other.model_id = b"\x01" * 8
@@ -154,8 +154,8 @@ def test_decode_halo_config_is_checked_and_keeps_old_ids(tiny_model):
     import dataclasses
     import json
 
-    from models.io import _fp16_state, config_from_json, model_id_of
-    from models.vit import TokenizerConfig
+    from leechcodec.models.io import _fp16_state, config_from_json, model_id_of
+    from leechcodec.models.vit import TokenizerConfig
 
     for bad in (-1, 33):
         with pytest.raises(ValueError, match="decode_halo"):

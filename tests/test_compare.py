@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.common import OutputError
-from cli.main import cli
-from kodak_eval.codecs import CLASSICAL
-from kodak_eval.figures import (
+from leechcodec.cli.common import OutputError
+from leechcodec.cli.main import cli
+from leechcodec.kodak_eval.codecs import CLASSICAL
+from leechcodec.kodak_eval.figures import (
     GAP,
     MARGIN,
     Panel,
@@ -37,7 +37,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def bundled(one_thread):
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     return load_weights()
 
@@ -68,7 +68,7 @@ def test_match_bytes_finds_the_closest_quality(photo, codec):
 def test_match_bytes_ties_and_neighbours(photo, monkeypatch):
     """Two files equally far from the target: the one not above it; a dip in size just past the
     bisection's answer (sizes are only nearly monotone in quality) is found."""
-    from kodak_eval import codecs
+    from leechcodec.kodak_eval import codecs
 
     sizes = {q: 100 + 10 * q for q in range(101)}
     sizes.update({10: 210, 11: 200})
@@ -195,7 +195,7 @@ def test_cli_help_teaches_and_stays_light():
     assert r.exit_code == 0 and "leechcodec compare kodim23.png -o compare.png" in r.output
     code = (
         "import sys, runpy\nsys.argv = ['leechcodec', 'compare', '--help']\n"
-        "try:\n    runpy.run_module('cli', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+        "try:\n    runpy.run_module('leechcodec.cli', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
         "print('exit', code, 'torch' in sys.modules, file=sys.stderr)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.figures import FIGURES
-from cli.main import cli
-from kodak_eval import doc_figures
+from leechcodec.cli.figures import FIGURES
+from leechcodec.cli.main import cli
+from leechcodec.kodak_eval import doc_figures
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DOCS = ("README.md", "MODEL_CARD.md", "docs/training-log.md", "docs/FORMAT.md", "models/weights/NOTICE.md")
@@ -23,7 +23,7 @@ def _help(*args: str) -> str:
 
 
 def test_docs_and_help_figures_agree_with_the_results():
-    """What `python -m kodak_eval.doc_figures --check` (CI) checks: every marked figure in the docs
+    """What `python -m leechcodec.kodak_eval.doc_figures --check` (CI) checks: every marked figure in the docs
     and cli/figures.py are what the committed results make."""
     assert doc_figures.check(doc_figures.load()) == []
     assert doc_figures.main(["--check"]) == 0

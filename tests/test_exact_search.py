@@ -13,8 +13,8 @@ from PIL import Image
 
 from leechcodec import lattice
 from leechcodec.quantizer import LeechQuantizer, normalize
-from models import io as model_io
-from models import shot
+from leechcodec.models import io as model_io
+from leechcodec.models import shot
 
 from conftest import REPO
 

@@ -23,9 +23,9 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as load_numpy
 
 from leechcodec import coders, lattice
-from models.io import DEFAULT_WEIGHTS, model_id_of
-from models.prior import ARPrior, PRIOR_PRESETS, exact, prior_id_of, prior_path_for, quantize_state
-from models.vit import TokenizerConfig
+from leechcodec.models.io import DEFAULT_WEIGHTS, model_id_of
+from leechcodec.models.prior import ARPrior, PRIOR_PRESETS, exact, prior_id_of, prior_path_for, quantize_state
+from leechcodec.models.vit import TokenizerConfig
 
 PREC = 24  # probability bits of the range coder
 WORD, STATE = 32, 64  # bits of a coder word and of its state
@@ -301,7 +301,7 @@ def spec_ar(w: dict, layers: int, tiles: int, g: int, tokens=None, words=None, e
 @pytest.mark.parametrize("preset", ["tiny", "small-cb"])  # small-cb: two trunk layers and a codeword bias
 def test_ar_payloads_are_the_documented_ones(preset, tmp_path):
     """The whole ar layer (prior arithmetic, coding order, range coder) from FORMAT.md's text."""
-    from models.prior import save_prior
+    from leechcodec.models.prior import save_prior
 
     torch.manual_seed(11)
     m = ARPrior(PRIOR_PRESETS[preset]).eval()
@@ -415,7 +415,7 @@ def test_the_shipped_model_id_follows_the_documented_recipe():
 
 
 def test_the_shipped_prior_id_follows_the_documented_recipe():
-    from models.prior import PriorConfig
+    from leechcodec.models.prior import PriorConfig
 
     path = prior_path_for(DEFAULT_WEIGHTS)
     meta = _meta(path)
@@ -508,7 +508,7 @@ def test_a_payload_without_words_is_refused_as_documented():
     import leechcodec
     from leechcodec import container
     from leechcodec.errors import FormatError
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     data = (DATA / "grey-45x61.ar.v2.lq").read_bytes()
     header, payload = container.unpack(data)
@@ -541,8 +541,8 @@ def test_the_config_fields_and_defaults_are_the_documented_ones():
 
 
 def test_the_metadata_keys_are_the_documented_ones():
-    from models import io as model_io
-    from models import prior as model_prior
+    from leechcodec.models import io as model_io
+    from leechcodec.models import prior as model_prior
 
     tok = {row[0] for row in _doc_table("**Tokenizer** (`models/io.py`")}
     meta = _meta(DEFAULT_WEIGHTS)

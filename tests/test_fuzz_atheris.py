@@ -50,7 +50,7 @@ def test_seed_corpus_carries_the_tiny_model_id(one_thread):
     If the format changes on purpose, regenerate them: python fuzz/fuzz_decode.py --make-corpus fuzz/corpus
     """
     import leechcodec
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     tiny_model = load_weights(REPO / "tests" / "data" / "tiny.safetensors")  # its prior beside it
     valid = sorted(SEEDS.glob("*.valid.bin")) + sorted(SEEDS.glob("*.ar-valid.bin"))

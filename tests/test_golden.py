@@ -29,12 +29,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import leechcodec
-from cli.main import cli
+from leechcodec.cli.main import cli
 from leechcodec import container
 from leechcodec.errors import ModelError, ModelMismatchError
-from models.io import load_weights, save_weights
-from models.prior import LATER_FIELDS, PRIOR_PRESETS, ARPrior, PriorConfig, load_prior, prior_id_of, save_prior
-from models.vit import build
+from leechcodec.models.io import load_weights, save_weights
+from leechcodec.models.prior import LATER_FIELDS, PRIOR_PRESETS, ARPrior, PriorConfig, load_prior, prior_id_of, save_prior
+from leechcodec.models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -214,7 +214,7 @@ def test_info_needs_no_model(name, monkeypatch):
     def no_model(*a, **k):
         raise AssertionError("info must not load a model")
 
-    for where in ("cli.main.load_model", "cli.common.load_model", "models.io.load_weights", "models.prior.load_prior"):
+    for where in ("leechcodec.cli.main.load_model", "leechcodec.cli.common.load_model", "leechcodec.models.io.load_weights", "leechcodec.models.prior.load_prior"):
         monkeypatch.setattr(where, no_model)
     s = STREAMS[name]
     r = CliRunner().invoke(cli, ["info", str(DATA / name)])

@@ -26,13 +26,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import leechcodec
-from cli import common
-from cli import main as cli_main
-from cli.main import cli
+from leechcodec.cli import common
+from leechcodec.cli import main as cli_main
+from leechcodec.cli.main import cli
 from leechcodec import container
 from leechcodec.errors import FormatError, InputImageError, LeechError, LeechWarning, LimitError, ModelError
 from leechcodec.image_io import read_image, to_rgb_array
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -337,7 +337,7 @@ HOSTILE_ERRORS = {
 def forward_passes(monkeypatch):
     """Every tokenizer forward pass (analysis or synthesis) from now on, as (name, batch size):
     the work bound of the hostile-input tests (wall-clock limits misfire on a busy machine)."""
-    from models.vit import LeechTokenizer
+    from leechcodec.models.vit import LeechTokenizer
 
     calls = []
     for name in ("analysis", "synthesis"):
@@ -455,7 +455,7 @@ def test_cli_every_malformed_input(command, runner, tmp_path, rgb, lq_bytes, tin
 
 def _leechcodec_exe() -> list[str]:
     exe = Path(sys.executable).with_name("leechcodec")
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "cli"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "leechcodec.cli"]
 
 
 @pytest.mark.parametrize(
@@ -496,7 +496,7 @@ def test_cli_internal_error_exits_70_and_debug_shows_the_traceback(runner, tmp_p
     r = runner.invoke(cli, ["info", str(src)])
     _one_line_error(r, 70, "internal error: ZeroDivisionError: planted bug (LEECHCODEC_DEBUG=1 shows details)")
     # a real process, as a user runs it: the traceback on stderr and Python's exit status 1
-    code = "import sys, leechcodec; from cli.main import main\n"
+    code = "import sys, leechcodec; from leechcodec.cli.main import main\n"
     code += "def bug(*a, **k): raise ZeroDivisionError('planted bug')\n"
     code += "leechcodec.read_header = bug; sys.argv[0] = 'leechcodec'; main()"
     repo = str(Path(__file__).resolve().parents[1])
@@ -783,16 +783,16 @@ def test_bad_config_metadata_is_a_model_error_without_allocating(tmp_path, tiny_
     path = _weights(tmp_path, state, meta)
     # work, not seconds: a config is only ever built on the meta device (shapes, no memory), and
     # only one of no more blocks than the file has tensors (a depth of 10^9 would never finish)
-    import models.io
+    from leechcodec.models import io as model_io_mod
 
-    real = models.io.LeechTokenizer
+    real = model_io_mod.LeechTokenizer
 
     def bounded(cfg):
         assert torch.empty(0).device.type == "meta", f"{name}: a model built in memory before its tensors were checked"
         assert cfg.depth + cfg.dec_depth <= len(state), f"{name}: a {cfg.depth}+{cfg.dec_depth}-block model was built"
         return real(cfg)
 
-    monkeypatch.setattr(models.io, "LeechTokenizer", bounded)
+    monkeypatch.setattr(model_io_mod, "LeechTokenizer", bounded)
     with pytest.raises(ModelError):
         load_weights(path)
 

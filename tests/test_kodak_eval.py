@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kodak_eval.codecs import CLASSICAL
-from kodak_eval.dataset import (
+from leechcodec.kodak_eval.codecs import CLASSICAL
+from leechcodec.kodak_eval.dataset import (
     KODAK_NAMES,
     ChecksumError,
     DownloadError,
@@ -28,9 +28,9 @@ from kodak_eval.dataset import (
     load_checksums,
     local_kodak,
 )
-from kodak_eval.metrics import bd_rate, bpp_at_quality, interp_log_bpp, ms_ssim_rgb, pchip_slopes, psnr_rgb
-from kodak_eval.report import RESULT_KEYS, markdown_table
-from kodak_eval.run import evaluate, write_report
+from leechcodec.kodak_eval.metrics import bd_rate, bpp_at_quality, interp_log_bpp, ms_ssim_rgb, pchip_slopes, psnr_rgb
+from leechcodec.kodak_eval.report import RESULT_KEYS, markdown_table
+from leechcodec.kodak_eval.run import evaluate, write_report
 from leechcodec.errors import InputImageError, LeechError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
@@ -383,7 +383,7 @@ def test_parallel_jobs_give_the_same_figures(small_pngs):
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path):
-    from kodak_eval.report import README_END, README_START, provenance, update_readme
+    from leechcodec.kodak_eval.report import README_END, README_START, provenance, update_readme
     from leechcodec.errors import LeechError
 
     readme = tmp_path / "README.md"
@@ -399,7 +399,7 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
 
 
 def test_grid_ratios_by_construction():
-    from kodak_eval.metrics import grid_ratios
+    from leechcodec.kodak_eval.metrics import grid_ratios
 
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 256, (512, 520, 3), dtype=np.uint8)
@@ -454,7 +454,7 @@ def test_one_file_per_codec_reads_like_compressai(small_pngs, tmp_path):
 
 
 def test_published_curves_are_drawn_dashed_and_compared_at_our_rate(tmp_path):
-    from kodak_eval.report import PUBLISHED_DIR, load_published, rd_figure
+    from leechcodec.kodak_eval.report import PUBLISHED_DIR, load_published, rd_figure
 
     published = load_published()
     names = [e["name"] for e in published]

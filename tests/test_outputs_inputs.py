@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
-from cli.main import cli
+from leechcodec.cli.main import cli
 from leechcodec import image_io
 
 
@@ -219,7 +219,7 @@ def test_srgb_and_untagged_inputs_are_unchanged():
 def test_p3_photo_decodes_closer_to_its_srgb_rendering(tmp_path):
     """Through the bundled model: a flat P3-tagged colour comes back near its sRGB rendering."""
     import leechcodec
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     model = load_weights(prior=None)
     colour = (60, 160, 90)

@@ -32,7 +32,7 @@ STREAMS = ["rgb-301x77.fixed.lq", "rgb-301x77.ar.lq", "grey-45x61.fixed.lq", "gr
 
 @pytest.fixture(scope="module")
 def tiny_frozen(one_thread):
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     return load_weights(DATA / "tiny.safetensors")
 
@@ -101,7 +101,7 @@ def test_open_reads_the_header_only():
             im.verify()
         except lqpil.LqFormatError as e:
             print('verify:', e)
-        print(sorted(m for m in ('torch', 'models', 'leechcodec.codec') if m in sys.modules))
+        print(sorted(m for m in ('torch', 'leechcodec.models', 'leechcodec.codec') if m in sys.modules))
         print(lqpil._load_weights.cache_info().currsize)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -232,7 +232,7 @@ def test_model_per_image_and_by_path(tiny_frozen, settings, one_thread):
 
 
 def test_save_errors_are_oserrors_and_leave_no_file(tiny_frozen, settings, tmp_path):
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     no_prior = load_weights(DATA / "tiny.safetensors", prior=None)
     path = tmp_path / "x.lq"

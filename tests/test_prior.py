@@ -17,12 +17,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import leechcodec
-from cli.main import cli
+from leechcodec.cli.main import cli
 from leechcodec import coders, lattice
 from leechcodec.container import HEADER, TRAILER
 from leechcodec.errors import FormatError, ModelError, ModelMismatchError
-from models.io import load_weights, save_weights
-from models.prior import (
+from leechcodec.models.io import load_weights, save_weights
+from leechcodec.models.prior import (
     ARPrior,
     PRIOR_PRESETS,
     context,
@@ -31,8 +31,8 @@ from models.prior import (
     prior_path_for,
     save_prior,
 )
-from models.train import TrainConfig, TrainError, export_checkpoint, train
-from models.vit import build
+from leechcodec.models.train import TrainConfig, TrainError, export_checkpoint, train
+from leechcodec.models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -296,7 +296,7 @@ def test_ddp_prior_two_processes_on_cpu(tiny_pair, kodak_crops, tmp_path, train_
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "cli", "train", "--prior", str(kodak_crops), "--tokenizer", str(tiny_pair[0]), "--out", str(out),
+           "-m", "leechcodec.cli", "train", "--prior", str(kodak_crops), "--tokenizer", str(tiny_pair[0]), "--out", str(out),
            "--preset", "tiny", "--batch", "1", "--steps", "3", "--warmup", "1", "--device", "cpu", "--quiet"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -326,7 +326,7 @@ def test_thread_count_does_not_change_the_stream(tiny_pair, tmp_path):
         torch.set_num_threads(n)
     (tmp_path / "a.lq").write_bytes(data)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "cli", "decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "a.png"),
+    r = subprocess.run([sys.executable, "-m", "leechcodec.cli", "decode", str(tmp_path / "a.lq"), "-o", str(tmp_path / "a.png"),
                         "--model", str(path), "--quiet"], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), want)
@@ -380,7 +380,7 @@ def _ar_stream(model, im) -> bytes:
 def test_training_tokens_are_the_streams_tokens(tiny_model, tmp_path, rng):
     """The prior learns on the grids a version-2 stream decodes to: the padding filled with
     copies of the last stored row/column, the same for the mirror image; cached once."""
-    from models.prior import token_cache
+    from leechcodec.models.prior import token_cache
 
     src = tmp_path / "a.png"
     Image.fromarray(rng.integers(0, 256, (77, 301, 3), dtype=np.uint8)).save(src)

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
-from cli.main import cli
+from leechcodec.cli.main import cli
 from leechcodec import coders, container, lattice, rdo
 from leechcodec.errors import RateError
-from models.io import load_weights
+from leechcodec.models.io import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGE = REPO / "docs" / "kodim23.png"
@@ -222,7 +222,7 @@ def test_same_bytes_with_one_or_two_threads(sweep):
         torch.set_num_threads(int(sys.argv[1]))
         from PIL import Image
         import leechcodec
-        from models.io import load_weights
+        from leechcodec.models.io import load_weights
         im = Image.open({str(DEMO_IMAGE)!r}).convert("RGB").crop((300, 150, 556, 350))
         sys.stdout.buffer.write(leechcodec.encode(im, load_weights(), coder="ar", lam=0.03, precision="fp32"))
     """)

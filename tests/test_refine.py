@@ -18,7 +18,7 @@ DEMO_IMAGE = REPO / "docs" / "kodim23.png"
 @pytest.fixture(scope="module")
 def trained_like():
     """The tiny model with its PCA skip path: untrained, but its tokens carry the picture."""
-    from models.vit import build, pca_init
+    from leechcodec.models.vit import build, pca_init
 
     torch.manual_seed(0)
     m = build("shot-tiny")
@@ -101,7 +101,7 @@ def test_halo_models_keep_the_better_picture(trained_like):
 
 @pytest.fixture(scope="module")
 def bundled(one_thread):
-    from models.io import load_weights
+    from leechcodec.models.io import load_weights
 
     return load_weights()
 
@@ -139,7 +139,7 @@ def test_effort_never_lowers_the_decoded_psnr_at_odd_sizes(bundled, source, box,
 
 
 def test_cli_effort(tiny_model_path, tmp_path):
-    from cli.main import cli
+    from leechcodec.cli.main import cli
 
     _photo(70, 50).save(tmp_path / "a.png")
     r = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.lq"), "--effort", "2",

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 import leechcodec
-from models import io as model_io
-from models import shot
-from models.vit import build, pca_init
+from leechcodec.models import io as model_io
+from leechcodec.models import shot
+from leechcodec.models.vit import build, pca_init
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from models import io as model_io
-from models.train import TrainConfig, TrainError, export_checkpoint, lr_at, train
-from models.vit import build
+from leechcodec.models import io as model_io
+from leechcodec.models.train import TrainConfig, TrainError, export_checkpoint, lr_at, train
+from leechcodec.models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def test_ddp_two_processes_on_cpu(image_dir, tmp_path, train_like_ddp):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "cli", "train", str(image_dir), "--out", str(out), "--preset", "tiny", "--crop", "64",
+           "-m", "leechcodec.cli", "train", str(image_dir), "--out", str(out), "--preset", "tiny", "--crop", "64",
            "--batch", "1", "--steps", "3", "--warmup", "1", "--device", "cpu", "--quiet"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -161,7 +161,7 @@ def test_cli_resume_without_preset_keeps_the_checkpoints_model(image_dir, tmp_pa
     preset (a run started elsewhere, or with --preset, resumes as it was)."""
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from leechcodec.cli.main import cli
 
     run = tmp_path / "run"
     common = [str(image_dir), "--out", str(run), "--batch", "1", "--crop", "32", "--warmup", "1", "--steps", "4",
@@ -181,8 +181,8 @@ def test_default_preset_fits_the_machine(monkeypatch):
     """Without --preset, `train` takes the CPU-sized preset without CUDA and the GPU shots' with it."""
     import torch
 
-    from cli.train import CPU_PRESET, GPU_PRESET, default_preset
-    from models.vit import PRESETS
+    from leechcodec.cli.train import CPU_PRESET, GPU_PRESET, default_preset
+    from leechcodec.models.vit import PRESETS
 
     assert CPU_PRESET in PRESETS and GPU_PRESET in PRESETS
     assert PRESETS[CPU_PRESET].width < PRESETS[GPU_PRESET].width
@@ -196,7 +196,7 @@ def test_default_preset_fits_the_machine(monkeypatch):
 def test_train_help_names_each_preset_and_the_machine_default():
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from leechcodec.cli.main import cli
 
     r = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
     assert r.exit_code == 0
@@ -211,7 +211,7 @@ def test_cli_export_writes_weights_that_load(image_dir, tmp_path):
     load as the trained preset and whose id the command prints; no overwrite without --force."""
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from leechcodec.cli.main import cli
 
     train(_cfg(image_dir, tmp_path / "run", steps=2), progress=False)
     ckpt, out = tmp_path / "run" / "checkpoint.safetensors", tmp_path / "tok.safetensors"
@@ -234,7 +234,7 @@ def test_cli_train_and_export_errors_exit_11(image_dir, tmp_path, tiny_model_pat
     """A TrainError through the CLI: one 'leechcodec: error:' line and exit 11 (README, "Errors and exit codes")."""
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from leechcodec.cli.main import cli
 
     empty = tmp_path / "empty"
     empty.mkdir()

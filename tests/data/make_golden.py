@@ -46,9 +46,9 @@ sys.path.insert(0, str(REPO))
 
 import leechcodec  # noqa: E402
 from leechcodec import coders, container  # noqa: E402
-from models.io import load_weights, save_weights  # noqa: E402
-from models.prior import PRIOR_PRESETS, ARPrior, load_prior, prior_id_of, prior_path_for, save_prior  # noqa: E402
-from models.vit import build  # noqa: E402
+from leechcodec.models.io import load_weights, save_weights  # noqa: E402
+from leechcodec.models.prior import PRIOR_PRESETS, ARPrior, load_prior, prior_id_of, prior_path_for, save_prior  # noqa: E402
+from leechcodec.models.vit import build  # noqa: E402
 
 TOKENIZER = DATA / "tiny.safetensors"
 PRIOR = prior_path_for(TOKENIZER)
