@@ -116,7 +116,7 @@ def test_licence_files_and_metadata():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["license"].startswith("MIT AND LicenseRef-")
     assert set(project["project"]["license-files"]) == {"LICENSE", "models/weights/NOTICE.md"}
-    assert "weights/NOTICE.md" in project["tool"]["setuptools"]["package-data"]["models"]
+    assert "weights/NOTICE.md" in project["tool"]["setuptools"]["package-data"]["leechcodec.models"]
 
 
 def test_help_texts_quote_the_results():

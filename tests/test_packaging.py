@@ -62,6 +62,7 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"leechcodec"}
     for needed in ("leechcodec/models/weights/leech.safetensors", "leechcodec/models/weights/leech.prior.safetensors",
+                   "leechcodec/models/weights/NOTICE.md",
                    "leechcodec/models/vit.py", "leechcodec/cli/main.py", "leechcodec/kodak_eval/SHA256SUMS"):  # fmt: skip
         assert needed in names, needed
     entry = next(n for n in names if n.endswith("entry_points.txt"))
