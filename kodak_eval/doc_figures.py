@@ -125,7 +125,7 @@ def figures(readme: str, speed: dict | None) -> dict[str, str]:
     f["knob.extra_encode_s"] = _s(statistics.mean(on) - curve[0]["encode_s"])
     if speed:
         f["cpu"] = f"{speed['cpu']}, {speed['cores']} cores"
-        f["cpu.busy"] = f"{f['cpu']}, shared (load average {speed['load_before']:.1f})"
+        f["cpu.busy"] = f"{f['cpu']}, load average before the runs {speed['load_before']:.1f}"
         f["speed.load"] = f"{speed['load_before']:.1f}"
         f["speed.encode_s"] = _s(statistics.median(speed["encode_s"]))
         f["speed.decode_s"] = _s(statistics.median(speed["decode_s"]))
