@@ -43,7 +43,7 @@ from leechcodec.output import write_file
 from leechcodec.quantizer import normalize
 
 from . import io as model_io
-from .train import psnr
+from .train import psnr, psnr_tensor
 from .vit import PRESETS, build, count_params, pca_init
 
 PART_BYTES = 15 * 2**20  # what comes back is at most 16 MiB a file
@@ -187,14 +187,6 @@ class Profiler:
         step = sum(med.values())
         return {"steps": len(self.ms["data"]), "ms": med, "step_ms": round(step, 2),
                 "share": {k: round(v / step, 3) for k, v in med.items()}, "crops_per_s": round(1000 * batch / step, 1)}  # fmt: skip
-
-
-def psnr_t(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``models.train.psnr`` left on the device (a 0-d tensor): no wait for the GPU per step."""
-    yq = (y.float().clamp(0, 1) * 255).round()
-    xq = (x.clamp(0, 1) * 255).round()
-    mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(255.0**2 / mse)).mean()
 
 
 def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
@@ -449,7 +441,7 @@ def run(args: argparse.Namespace) -> dict:
         images += args.batch
         if step % 10 == 0:
             acc_loss += loss
-            acc_psnr += psnr_t(y, x)
+            acc_psnr += psnr_tensor(y, x)
             acc_n += 1
         acc_img += args.batch
         now = time.monotonic()

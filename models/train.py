@@ -152,12 +152,18 @@ def load_val_crops(val_dir: str | None, n: int, size: int) -> torch.Tensor | Non
 
 
 # ----------------------------------------------------------------------------- helpers
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1] after 8-bit rounding, averaged per image."""
-    xq = (x.clamp(0, 1) * 255).round()
-    yq = (y.clamp(0, 1) * 255).round()
+def psnr_tensor(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1] after 8-bit rounding, averaged per image, as a 0-d tensor
+    on their device (no wait for a GPU)."""
+    xq = (x.float().clamp(0, 1) * 255).round()
+    yq = (y.float().clamp(0, 1) * 255).round()
     mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(255.0**2 / mse)).mean())
+    return (10 * torch.log10(255.0**2 / mse)).mean()
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """``psnr_tensor`` as a float."""
+    return float(psnr_tensor(x, y))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
