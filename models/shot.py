@@ -502,12 +502,11 @@ def check_exact(image: str, device: str, n_time: int = 65_536) -> dict:
     method's time on ``n_time`` tokens (``time_search``)."""
     dev = torch.device(device)
     model = model_io.load_weights(prior=None).to(dev)
+    from leechcodec.codec import tile_image
+
     with Image.open(image) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    h, w = (s - s % model.cfg.tile for s in rgb.shape[:2])
-    x = torch.from_numpy(rgb[:h, :w].copy()).permute(2, 0, 1)[None].to(dev).float().div(255.0)
-    x = x.view(1, 3, h // model.cfg.tile, model.cfg.tile, w // model.cfg.tile, model.cfg.tile)
-    x = x.permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, model.cfg.tile, model.cfg.tile)  # the codec's tiles
+        tiles = tile_image(np.asarray(im.convert("RGB")), model.cfg.tile)  # the codec's tiles
+    x = torch.from_numpy(tiles).to(dev).float().div(255.0)
     with torch.no_grad():
         z = normalize(model.analysis(x).float()).reshape(-1, lattice.DIM)
     ref = lattice.nearest_brute(z)
