@@ -19,7 +19,7 @@ So a tile's error never rises and more rounds never undo fewer. Decoding is unch
 stream holds ordinary codeword indices. The codec also checks the whole picture at the end,
 decoded as ``decode`` will decode the stream (``codec._refined``), since a tile's tokens paint
 its neighbours' borders too: effort never lowers the PSNR of what the decoder outputs. Why this method
-(MODEL_CARD.md): Adam with a fixed step and the best iterate kept gained less, and moving
+(docs/training-log.md, "`encode --effort N`"): Adam with a fixed step and the best iterate kept gained less, and moving
 single tokens to the lattice neighbour the gradient prefers gained almost nothing.
 """
 
