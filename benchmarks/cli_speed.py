@@ -1,12 +1,14 @@
 """What a user waits for: whole `leechcodec` processes, timed from the shell's point of view.
 
     python benchmarks/cli_speed.py [--image docs/kodim23.png] [--runs 5] [--kodak-dir ../shared/data/kodak]
-                                   [--big PHOTO | --big-from DIR] [--precision auto] [--model PATH]
+                                   [--big PHOTO | --big-from DIR] [--precision auto] [--backend auto]
+                                   [--model PATH]
 
 Prints, on this machine:
 
-* the phases of one encode and one decode of --image inside a single process (import torch,
-  load model and prior, read, tokenizer network + nearest codeword, ar coding, write, …);
+* the phases of one encode and one decode of --image inside a single process (imports, load
+  model and prior, read, tokenizer network + nearest codeword, ar coding, write, …), with the
+  networks on ONNX Runtime (``--backend onnx``, what a CPU gets by default) or torch;
 * the median wall time (and peak memory) of --runs whole processes for `--help`, `info`,
   encode and decode with the ar and the fixed coder;
 * with --kodak-dir: throughput of one `encode`/`decode` process over all the Kodak images;
@@ -36,24 +38,32 @@ PHASES = r"""
 import json, sys, time
 t = [("start", time.perf_counter())]
 def mark(name): t.append((name, time.perf_counter()))
-import torch; mark("import torch")
+backend = sys.argv[4]
+if backend == "torch":
+    import torch; mark("import torch")
 import numpy as np, leechcodec
 from leechcodec import codec, coders, container, image_io
-from leechcodec.models.io import load_weights; mark("import leechcodec, models")
-model = load_weights(sys.argv[3] or None); mark("load tokenizer + prior")
+from leechcodec.models.load import load; mark("import leechcodec, models")
+model = load(sys.argv[3] or None, backend=backend); mark("load tokenizer + prior")
 data = open(sys.argv[1], "rb").read()
 im = image_io.prepare(image_io.read_image(data)); rgb, _ = image_io.to_rgb_array(im); mark("read image")
 precision = sys.argv[2]
-idx = codec.tiles_to_indices(model, codec.Tiles(rgb, 256), precision=precision); mark("encoder network + nearest")
-payload = coders.encode_ar(idx, model.prior, 32); mark("ar encode")
-back = coders.decode_ar(payload, len(idx), 32, model.prior); mark("ar decode")
-h, w, _ = rgb.shape
-tx, ty = container.tile_grid(w, h, 256)
-out = codec.indices_to_image(model, back, tx, ty, precision=precision, size=(w, h)); mark("decoder network")
+from threadpoolctl import threadpool_limits
+with threadpool_limits(1, user_api="blas"):  # as codec.encode and decode
+    idx = codec.tiles_to_indices(model, codec.Tiles(rgb, 256), precision=precision); mark("encoder network + nearest")
+    payload = coders.encode_ar(idx, model.prior, 32); mark("ar encode")
+    back = coders.decode_ar(payload, len(idx), 32, model.prior); mark("ar decode")
+    h, w, _ = rgb.shape
+    tx, ty = container.tile_grid(w, h, 256)
+    out = codec.indices_to_image(model, back, tx, ty, precision=precision, size=(w, h)); mark("decoder network")
 import io
 from PIL import Image
 Image.fromarray(out).save(io.BytesIO(), format="PNG"); mark("write PNG")
-info = f"torch {torch.__version__} ({torch.get_num_threads()} threads), bf16 native: {codec.native_bf16()}"
+if getattr(model, "numpy_nets", False):
+    import onnxruntime
+    info = f"onnxruntime {onnxruntime.__version__} ({model.threads} threads), torch imported: {'torch' in sys.modules}"
+else:
+    info = f"torch {torch.__version__} ({torch.get_num_threads()} threads), bf16 native: {codec.native_bf16()}"
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])] + [info]))
 """
 
@@ -100,6 +110,8 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=REPO / "docs" / "kodim23.png")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                    help="what runs the networks (torch: the numbers before ONNX Runtime)")
     ap.add_argument("--model", type=Path, help="tokenizer weights (its prior beside it) [default: the bundled model]")
     ap.add_argument("--kodak-dir", type=Path)
     ap.add_argument("--big", type=Path, help="a large photo to encode and decode once")
@@ -107,17 +119,20 @@ def main() -> None:
     args = ap.parse_args()
     image = args.image.resolve()
     # torch is imported in the children only: a forked child's peak memory counts its parent's
-    out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision, str(args.model or "")],
+    out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision, str(args.model or ""), args.backend],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
     phases = json.loads(out)
-    print(f"{os.cpu_count()} CPUs, {phases.pop()}, precision {args.precision}, image {image.name}")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"{cpu}, {os.cpu_count()} CPUs, {phases.pop()}, backend {args.backend}, precision {args.precision}, "
+          f"image {image.name}")
     print("\nphases of one encode + decode in one process (s):")
     for name, sec in phases:
         print(f"  {name:28s} {sec:6.3f}")
 
     tmp = Path(tempfile.mkdtemp(prefix="cli-speed-"))
     try:
-        p = ["--precision", args.precision, *(["--model", str(args.model.resolve())] if args.model else [])]
+        p = ["--precision", args.precision, "--backend", args.backend,
+             *(["--model", str(args.model.resolve())] if args.model else [])]
         lq_ar, lq_fixed = tmp / "ar.lq", tmp / "fixed.lq"
         rows = [
             ("leechcodec --help", [*CLI, "--help"]),

@@ -10,7 +10,17 @@ import leechcodec
 from leechcodec.kodak_eval.codecs import ALL_CODECS
 from leechcodec.kodak_eval.dataset import default_cache_dir, holdout_images, kodak_images
 
-from .common import OutputError, check_device, device_option, handle_errors, note, quiet_option, version_option
+from .common import (
+    OutputError,
+    check_device,
+    device_option,
+    handle_errors,
+    load_model,
+    note,
+    quiet_option,
+    threads_option,
+    version_option,
+)
 from .errors_table import help_block
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -89,6 +99,7 @@ silences it.
                    "leechcodec and by JPEG2000, AVIF and WebP at the same file size, at 100 % "
                    "(Kodak runs with leechcodec; `leechcodec compare` does it for any photo).")
 @device_option
+@threads_option
 @click.option("--force", "-f", is_flag=True,
               help="Replace the results of an earlier run in --output-dir (KODAK.json, KODAK.png, KODAK-crops.png "
                    "and the KODAK/ folder, KODAK being kodak or holdout); without it they are kept and the run "
@@ -105,7 +116,7 @@ silences it.
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
-          no_published, crops, device, force, quiet, lambdas, coders, update_readme):
+          no_published, crops, device, threads, force, quiet, lambdas, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
@@ -131,12 +142,15 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     if existing and not force:  # before any work: results are not replaced by accident
         raise OutputError(f"{', '.join(existing)} exist{'s' * (len(existing) == 1)} (use --force to overwrite)")
     check_device(device)
+    import importlib.util
+
+    missing = [m for m in ("torch", "pytorch_msssim", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:  # MS-SSIM and the plots; encode/decode themselves need none of them
+        raise leechcodec.LeechError(f"bench needs {', '.join(missing)}: pip install 'leechcodec[bench]'")
     published = [] if no_published or not use_kodak else load_published(published_dir or PUBLISHED_DIR)
     net = None
     if "leechcodec" in codecs:  # before any download: a bad --model fails fast
-        from leechcodec.models.io import load_weights
-
-        net = load_weights(model, device=device)
+        net = load_model(model, device, threads=threads)
         if not coders:
             coders = ("ar", "fixed") if net.prior is not None else ("fixed",)
         if "ar" in coders and net.prior is None:

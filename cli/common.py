@@ -235,17 +235,23 @@ def write_output(path: str, writer, force: bool) -> None:
         raise OutputError(f"cannot write {path}: {_why(path, e) if isinstance(e, OSError) else e}") from None
 
 
-def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True):
-    """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it)."""
-    from leechcodec.models.io import load_weights
+def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True,
+               threads: int | None = None, backend: str = "auto", precision: str = "auto"):
+    """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it), on
+    ONNX Runtime unless the options need torch (``leechcodec.models.load``)."""
+    from leechcodec.models.load import load
 
-    check_device(device)
-    return load_weights(path, device=device, prior=(prior or "auto") if use_prior else None)
+    return load(path, prior=(prior or "auto") if use_prior else None, device=device, backend=backend,
+                threads=threads, precision=precision)
 
 
 def check_device(device: str) -> None:
-    """``--device cuda`` on a machine without CUDA: a LeechError (exit 1), before any work."""
+    """``--device cuda`` on a machine without CUDA (or without torch): a LeechError (exit 1), before any work."""
     if device == "cuda":
+        from leechcodec.models.load import have_torch
+
+        if not have_torch():
+            raise leechcodec.LeechError("--device cuda needs torch, which is not installed: pip install 'leechcodec[train]'")
         import torch
 
         if not torch.cuda.is_available():
@@ -273,13 +279,24 @@ prior_option = click.option(
 )  # fmt: skip
 precision_option = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-    help="Arithmetic of the network's transformer blocks: 'fp32' is the reference; 'bf16' is faster where the "
-    "hardware has it (CPUs with AMX, recent GPUs) and gives slightly different pixels (MODEL_CARD.md); "
-    "'auto' takes bf16 on such hardware, else fp32.",
+    help="Arithmetic of the network's transformer blocks: 'fp32' is the reference; 'bf16' (torch backend) is "
+    "faster where the hardware has it (CPUs with AMX, recent GPUs) and gives slightly different pixels; "
+    "'auto' takes bf16 on such hardware with the torch backend, else fp32.",
 )  # fmt: skip
 device_option = click.option(
-    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the network runs."
-)
+    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+    help="Where the network runs. 'cuda' runs the torch model on a GPU (needs torch with CUDA).",
+)  # fmt: skip
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, metavar="N",
+    help="CPU threads for the networks. Default: the CPUs this process may use. Give fewer when other "
+    "jobs share the machine; the entropy coder always runs on one.",
+)  # fmt: skip
+backend_option = click.option(
+    "--backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+    help="What runs the networks: 'onnx' (ONNX Runtime, no torch needed), 'torch' (needs the train extra), "
+    "'auto' = onnx on a CPU, torch for --device cuda or --precision bf16. Streams are the same format either way.",
+)  # fmt: skip
 quiet_option = click.option(
     "--quiet", is_flag=True,
     help="No progress bar, summary line or notes on stderr (warnings and errors still print).",

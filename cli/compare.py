@@ -15,6 +15,7 @@ from .common import (
     FiniteFloatRange,
     check_output,
     device_option,
+    threads_option,
     force_option,
     handle_errors,
     load_model,
@@ -100,12 +101,13 @@ than """ + f"{FAR_OFF:g}" + """ % off gets a note.
 @click.option("--lambda", "lam", type=FiniteFloatRange(0), default=0.0, show_default=True, metavar="X",
               help="leechcodec's rate knob, as in `encode --lambda` (ar coder): compare at a smaller size.")
 @device_option
+@threads_option
 @model_option
 @force_option
 @quiet_option
 @version_option
 @handle_errors
-def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, force, quiet):
+def compare(photo, output, crop, size, codecs, coder, lam, device, threads, model_path, force, quiet):
     """Show crops of PHOTO coded by leechcodec and by JPEG2000, AVIF, WebP at about the same file size.
 
     PHOTO is coded with leechcodec; each classical codec is then set to give a
@@ -138,9 +140,9 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, model_path, f
     missing = [c for c in codecs if not CLASSICAL[c].available()]
     if missing:
         note(f"left out (this Pillow build cannot write them): {', '.join(missing)}", quiet)
-    model = load_model(model_path, device, use_prior=coder != "fixed")
+    model = load_model(model_path, device, use_prior=coder != "fixed", threads=threads)
 
-    from leechcodec.kodak_eval.figures import Row, panels, pick_crop, render, summary  # imports torch: not for --help
+    from leechcodec.kodak_eval.figures import Row, panels, pick_crop, render, summary  # after the checks: not for --help
 
     if lam > 0 and model.prior is None:
         raise leechcodec.ModelError(f"--lambda needs the ar coder, and model {model.model_id.hex()} has no AR prior")

@@ -57,10 +57,12 @@ def error_classes() -> list[type]:
     found, todo = [], [LeechError]
     while todo:
         cls = todo.pop(0)
+        todo.extend(cls.__subclasses__())
         if cls.__module__ == "leechcodec.pillow":  # its OSError twins, for Pillow users: never a CLI exit
             continue
+        if cls is not LeechError and "exit_code" not in cls.__dict__:  # a kind of its parent (e.g. NoGraphError)
+            continue
         found.append(cls)
-        todo.extend(cls.__subclasses__())
     return found
 
 

@@ -23,6 +23,8 @@ from .common import (
     batch_plan,
     check_output,
     device_option,
+    backend_option,
+    threads_option,
     handle_errors,
     load_model,
     max_pixels_option,
@@ -118,6 +120,8 @@ def cli():
               help="Code the first frame of an animation or multi-page file (refused without this flag).")
 @precision_option
 @device_option
+@threads_option
+@backend_option
 @model_option
 @prior_option
 @batch_force_option
@@ -126,8 +130,8 @@ def cli():
 @verbose_option
 @version_option
 @handle_errors
-def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_frame, precision, device, model_path,
-           prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
+def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_frame, precision, device, threads,
+           backend, model_path, prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
@@ -155,7 +159,8 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
                                "spends 17.585 bits on any token")
     if coder == "fixed" and prior_path:
         note("--prior is not used by the fixed coder", quiet)
-    models = functools.cache(lambda: load_model(model_path, device, prior_path, use_prior=coder != "fixed"))
+    models = functools.cache(lambda: load_model(model_path, device, prior_path, use_prior=coder != "fixed",
+                                                threads=threads, backend=backend, precision=precision))
 
     @functools.cache
     def model():
@@ -218,6 +223,8 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
                    "Pillow's default quality, with a warning saying which.")
 @precision_option
 @device_option
+@threads_option
+@backend_option
 @model_option
 @prior_option
 @batch_force_option
@@ -226,8 +233,8 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
 @verbose_option
 @version_option
 @handle_errors
-def decode(inputs, output, fmt_name, quality, precision, device, model_path, prior_path, force, max_pixels, quiet,
-           verbose):  # fmt: skip
+def decode(inputs, output, fmt_name, quality, precision, device, threads, backend, model_path, prior_path, force,
+           max_pixels, quiet, verbose):  # fmt: skip
     """Restore the image in the .lq file INPUT ('-' for stdin).
 
     The stream records the model it needs (a hash of its weights) and its coder;
@@ -241,7 +248,8 @@ def decode(inputs, output, fmt_name, quality, precision, device, model_path, pri
       leechcodec decode compressed/*.lq -o restored/
     """
     plan = batch_plan(inputs, output, "." + (fmt_name or "png").lower().lstrip("."))
-    model = functools.cache(lambda ar: load_model(model_path, device, prior_path, use_prior=ar))
+    model = functools.cache(lambda ar: load_model(model_path, device, prior_path, use_prior=ar, threads=threads,
+                                                  backend=backend, precision=precision))
 
     said = set()  # notes said once per command, also in a batch
 
@@ -291,8 +299,9 @@ def _run(plan, inputs, output, one, quiet: bool, verb: str) -> None:
 def _details(model, prior_id: bytes | None, stats: dict, device: str, t: tuple) -> None:
     """The -v line: what was used, and the seconds of each phase (``t``: the CLI's five clock readings)."""
     phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
-    say(f"  model {model.model_id.hex()}, prior {prior_id.hex() if prior_id else '-'}, precision "
-        f"{stats['precision']}, {device}; read {t[1] - t[0]:.2f} s, start-up (torch, weights) {t[2] - t[1]:.2f} s, "
+    runtime = "onnxruntime" if getattr(model, "numpy_nets", False) else "torch"
+    say(f"  model {model.model_id.hex()}, prior {prior_id.hex() if prior_id else '-'}, {runtime}, precision "
+        f"{stats['precision']}, {device}; read {t[1] - t[0]:.2f} s, start-up ({runtime}, weights) {t[2] - t[1]:.2f} s, "
         f"{phases}, write {t[4] - t[3]:.2f} s")  # fmt: skip
 
 

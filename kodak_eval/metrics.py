@@ -6,8 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim
 
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim: 4 downsamplings of an 11-tap window need > (11 - 1) * 2**4 pixels
 
@@ -47,6 +45,9 @@ def ms_ssim_rgb(ref: np.ndarray, test: np.ndarray) -> float:
     ref, test = _pair(ref, test)
     if min(ref.shape[:2]) < MS_SSIM_MIN_SIDE:
         return math.nan
+    import torch  # here: psnr_rgb (compare) needs no torch, MS-SSIM (bench, the bench extra) does
+    from pytorch_msssim import ms_ssim
+
     x = torch.tensor(ref).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     y = torch.tensor(test).permute(2, 0, 1)[None].float()
     threads = torch.get_num_threads()

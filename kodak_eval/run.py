@@ -119,9 +119,16 @@ def _entry(name: str, description: str, per_image: list[list[Point]]) -> dict:
 
 
 def _worker_init() -> None:
-    import torch
+    """One thread per worker process: ``jobs`` of them share the CPU."""
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    threadpool_limits(1)
+    from leechcodec.models.load import have_torch
+
+    if have_torch():  # MS-SSIM (metrics.ms_ssim_rgb)
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def evaluate(

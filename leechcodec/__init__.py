@@ -3,13 +3,16 @@
 Public API::
 
     import leechcodec
-    from leechcodec.models.io import load_weights          # the bundled ViT tokenizer
-    model = load_weights()
+    model = leechcodec.load_model()                        # the bundled tokenizer and prior
     data = leechcodec.encode(Image.open("a.png"), model)   # .lq bytes
     image = leechcodec.decode(data, model)                 # PIL.Image
 
-The library does not import ``models`` or ``click``: any object with ``analysis``,
-``synthesis``, ``model_id``, ``tile`` and ``patch`` can be the model.
+``load_model`` (``models.load.load``) runs the networks on ONNX Runtime, and encode and decode
+do the rest in numpy: no torch (``load_model(backend="torch")``, ``device="cuda"`` and
+``encode(effort=…)`` use it, from the ``train`` extra). The library itself imports neither
+``models`` nor ``click``: any object with ``analysis``, ``synthesis``, ``model_id``, ``tile``
+and ``patch`` can be the model (numpy in and out if it has ``numpy_nets = True``, torch
+tensors otherwise).
 """
 
 from .container import CODERS, DEFAULT_MAX_PIXELS, Header
@@ -49,12 +52,16 @@ def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Hea
 
 
 def __getattr__(name: str):
-    # encode/decode need torch (about 1 s to import): loaded on first use, so that
-    # `leechcodec --help`, `info` and the header functions start in a fraction of that
+    # loaded on first use, so that `leechcodec --help`, `info` and the header functions start
+    # without numpy's and ONNX Runtime's imports
     if name in ("encode", "decode"):
         from . import codec
 
         return getattr(codec, name)
+    if name == "load_model":
+        from .models.load import load
+
+        return load
     raise AttributeError(f"module 'leechcodec' has no attribute {name!r}")
 
 
@@ -72,5 +79,6 @@ __all__ = [
     "RateError",
     "decode",
     "encode",
+    "load_model",
     "read_header",
 ]

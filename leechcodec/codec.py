@@ -13,58 +13,68 @@ bottom by replicating its last column/row; decode crops the padding away exactly
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import functools
 import math
 import time
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from . import coders, container, lattice
 from .container import DEFAULT_MAX_PIXELS, Header
-from .errors import FormatError, ModelError, ModelMismatchError, RateError
+from .errors import FormatError, LeechError, ModelError, ModelMismatchError, RateError
 from .image_io import prepare, read_image, to_rgb_array
-from .quantizer import normalize
 
 TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16(device: str = "cpu") -> bool:
-    """Whether ``device`` does bfloat16 matrix products in hardware (a CUDA GPU that supports
-    it, or a CPU with AMX tiles), where bf16 blocks make the networks about twice as fast."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+    """Whether torch on ``device`` has bf16 matrix products in hardware (``torch_nets``; imports torch)."""
+    from .torch_nets import native_bf16 as probe
+
+    return probe(device)
 
 
-def block_dtype(device: str = "cpu", precision: str = "fp32") -> torch.dtype | None:
-    """The dtype of the networks' transformer blocks: None (float32) or torch.bfloat16.
+def block_dtype(device: str = "cpu", precision: str = "fp32"):
+    """The torch dtype of a torch model's transformer blocks (``torch_nets.block_dtype``; imports torch)."""
+    from .torch_nets import block_dtype as pick
 
-    ``"auto"`` takes bf16 where the hardware has it (``native_bf16``). Only the blocks' matrix
-    products (and the decoder head's transposed convolution): their residual stream, the layer
-    norms and the layers around them stay float32 (``models.vit.run_blocks``; the whole encoder
-    in bf16 costs 0.26 dB). On the 24 Kodak images,
-    encode and decode in bf16 give 26.136 dB against 26.137 in float32 (MS-SSIM 0.9084 both)
-    at about twice the speed (MODEL_CARD.md). The pixels of a stream are not part of the
-    format, and "fp32" is the reference.
+    return pick(device, precision)
+
+
+def nets(model, device: str = "cpu", precision: str = "fp32"):
+    """``model``'s networks with numpy arrays in and out (``analysis``, ``synthesis``, ``precision``).
+
+    A model that works on numpy itself (``numpy_nets``: the ONNX Runtime tokenizer of
+    ``models.runtime``) is returned as it is: it runs on the CPU in float32, whatever
+    ``device`` and ``precision`` say, except that asking it for "bf16" or "cuda" is an error
+    (those need the torch model). Any other model is a torch model, wrapped by ``torch_nets``
+    (the one place where encode and decode import torch).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return None
+    if getattr(model, "numpy_nets", False):
+        if precision == "bf16" or device != "cpu":
+            what = "bf16 precision" if precision == "bf16" else f"device {device!r}"
+            raise ValueError(f"{what} needs the torch backend; this model runs on ONNX Runtime (float32, CPU)")
+        return model
+    from .torch_nets import TorchNets
+
+    return TorchNets(model, device, precision)
 
 
-def _net(fn, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``model.analysis``/``model.synthesis`` (float32 out); a model that takes no
-    ``block_dtype`` is only ever called in float32."""
-    if dtype is None or "block_dtype" not in inspect.signature(fn).parameters:
-        return fn(x).float()
-    return fn(x, block_dtype=dtype).float()
+def normalize(y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Latents onto the unit sphere, as ``quantizer.normalize`` does in training."""
+    norm = np.sqrt(np.einsum("...i,...i->...", y, y, dtype=np.float32))[..., None]
+    return (y / np.maximum(norm, np.float32(eps))).astype(np.float32, copy=False)
+
+
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """Decoder output (nominally [0, 1]) → uint8: clamped, times 255, rounded half to even."""
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
 def tile_image(rgb: np.ndarray, tile: int) -> np.ndarray:
@@ -123,7 +133,6 @@ def _batches(n: int, progress: bool, desc: str):
     bar.close()
 
 
-@torch.inference_mode()
 def tiles_to_indices(
     model, tiles: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32",
     latents: list | None = None,
@@ -133,38 +142,39 @@ def tiles_to_indices(
     ``latents``: a list to append each batch's (B, tokens, 24) float32 unit latents to (what
     the rate–distortion choice of ``encode(lam=…)`` measures distortion against).
     """
-    dtype = block_dtype(device, precision)
+    net = nets(model, device, precision)
     out = []
     for sl in _batches(len(tiles), progress, "encode"):
-        x = torch.from_numpy(tiles[sl]).to(device).float().div_(255.0)
-        y = normalize(_net(model.analysis, x, dtype))  # (B, h, w, 24)
+        x = np.asarray(tiles[sl], dtype=np.float32) / np.float32(255.0)
+        y = normalize(net.analysis(x))  # (B, h, w, 24)
         idx = lattice.nearest(y.reshape(-1, lattice.DIM))
-        out.append(idx.reshape(y.shape[0], -1).cpu().numpy())
+        out.append(idx.reshape(y.shape[0], -1))
         if latents is not None:
-            latents.append(y.reshape(y.shape[0], -1, lattice.DIM).float().cpu().numpy())
+            latents.append(y.reshape(y.shape[0], -1, lattice.DIM))
     return np.concatenate(out) if out else np.empty((0, 0), np.int64)
 
 
-@torch.inference_mode()
 def indices_to_tiles(
     model, indices: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32"
 ) -> np.ndarray:
     """(T, tokens) indices → (T, 3, tile, tile) uint8 reconstructions."""
     g = model.tile // model.patch
-    dtype = block_dtype(device, precision)
+    net = nets(model, device, precision)
     out = []
     for sl in _batches(len(indices), progress, "decode"):
-        idx = torch.from_numpy(indices[sl]).to(device)
+        idx = np.asarray(indices[sl])
         q = lattice.vectors(idx).reshape(idx.shape[0], g, g, lattice.DIM)
-        x = _net(model.synthesis, q, dtype)
-        out.append(x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().numpy())
+        out.append(to_pixels(net.synthesis(q)))
     return np.concatenate(out)
 
 
-def token_grid(indices: torch.Tensor, tx: int, ty: int) -> torch.Tensor:
-    """(T, g·g) per-tile indices of a ``tx`` × ``ty`` tile grid → the picture's (ty·g, tx·g) token grid."""
+def token_grid(indices, tx: int, ty: int):
+    """(T, g·g) per-tile indices of a ``tx`` × ``ty`` tile grid → the picture's (ty·g, tx·g) token
+    grid (numpy in, numpy out; a torch tensor, as ``refine`` has, likewise)."""
     g = int(round(indices.shape[1] ** 0.5))
-    return indices.reshape(ty, tx, g, g).permute(0, 2, 1, 3).reshape(ty * g, tx * g)
+    grid = indices.reshape(ty, tx, g, g)
+    grid = grid.permute(0, 2, 1, 3) if hasattr(grid, "permute") else grid.transpose(0, 2, 1, 3)
+    return grid.reshape(ty * g, tx * g)
 
 
 def halo_window(r: int, c: int, tx: int, ty: int, g: int, halo: int) -> tuple[int, int, int, int]:
@@ -173,7 +183,6 @@ def halo_window(r: int, c: int, tx: int, ty: int, g: int, halo: int) -> tuple[in
     return max(0, r * g - halo), min(ty * g, (r + 1) * g + halo), max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
 
 
-@torch.inference_mode()
 def indices_to_image(
     model,
     indices: np.ndarray,
@@ -197,7 +206,7 @@ def indices_to_image(
     ``block_dtype``.
     """
     halo = max(0, int(getattr(model, "decode_halo", 0)))
-    dtype = block_dtype(device, precision)
+    net = nets(model, device, precision)
     g, p, t = model.tile // model.patch, model.patch, model.tile
     if into is not None:
         width, height = into.size
@@ -215,20 +224,19 @@ def indices_to_image(
 
     if halo == 0:  # tiles on their own, TILE_BATCH per network call
         for sl in _batches(len(indices), progress, "decode"):
-            tiles = indices_to_tiles(model, indices[sl], device, False, precision)  # (B, 3, t, t)
+            tiles = indices_to_tiles(net, indices[sl], device="cpu")  # (B, 3, t, t)
             for i, tile in zip(range(sl.start, sl.stop), tiles):
                 put(*divmod(i, tx), tile.transpose(1, 2, 0))
         return out
-    grid = token_grid(torch.from_numpy(indices), tx, ty)
+    grid = token_grid(np.asarray(indices), tx, ty)
     bar = tqdm(total=tx * ty, desc="decode", unit="tile", disable=not progress or tx * ty <= TILE_BATCH, leave=False)
     for r in range(ty):
         for c in range(tx):
             r0, r1, c0, c1 = halo_window(r, c, tx, ty, g, halo)
-            q = lattice.vectors(grid[r0:r1, c0:c1].to(device))[None]  # (1, h, w, 24)
-            y = _net(model.synthesis, q, dtype)[0]  # (3, h·p, w·p)
+            q = lattice.vectors(grid[r0:r1, c0:c1])[None]  # (1, h, w, 24)
+            y = net.synthesis(q)[0]  # (3, h·p, w·p)
             oy, ox = (r * g - r0) * p, (c * g - c0) * p
-            y = y[:, oy : oy + t, ox : ox + t].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-            put(r, c, y.permute(1, 2, 0).cpu().numpy())
+            put(r, c, to_pixels(y[:, oy : oy + t, ox : ox + t]).transpose(1, 2, 0))
             bar.update(1)
     bar.close()
     return out
@@ -248,6 +256,26 @@ class _Clock:
         self.t = now
 
 
+def _one_blas_thread(fn):
+    """Run ``fn`` with numpy's BLAS on one thread (threadpoolctl): the search, the prior and the
+    rate choice make many small products, which a BLAS thread pool only slows down, and its
+    idle threads spin against whatever else runs on the machine. The networks have their own
+    threads (ONNX Runtime's ``--threads``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # a dependency; a bare environment still encodes
+            limit = contextlib.nullcontext()
+        else:
+            limit = threadpool_limits(1, user_api="blas")
+        with limit:
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def pick_coder(model, coder: str = "auto") -> str:
     """Resolve ``"auto"``: the ``ar`` coder when the model has a prior, else ``fixed``."""
     if coder == "auto":
@@ -259,11 +287,7 @@ def pick_coder(model, coder: str = "auto") -> str:
     return coder
 
 
-def _prior_on(model, device: str):
-    prior = model.prior
-    return prior if str(prior.device) == str(torch.device(device)) else prior.to(device)
-
-
+@_one_blas_thread
 def encode(
     image,
     model,
@@ -324,8 +348,10 @@ def encode(
                          "spends 17.585 bits on any token")
     if bpp is not None and lam > 0:
         raise ValueError("give lambda or a target bpp, not both")
-    dtype = block_dtype(device, precision)  # a bad precision fails before any work
-    clock = _Clock(stats, coder=coder, precision="bf16" if dtype else "fp32")
+    net = nets(model, device, precision)  # a bad precision fails before any work
+    if effort > 0:
+        _torch_model(model)  # likewise a missing torch
+    clock = _Clock(stats, coder=coder, precision=getattr(net, "precision", "fp32"))
     im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
     w, h = im.size
@@ -335,7 +361,7 @@ def encode(
     tiles = Tiles(src, model.tile)
     clock.lap("prepare_s")
     latents = [] if lam > 0 or bpp is not None else None
-    indices = tiles_to_indices(model, tiles, device, progress, precision, latents)
+    indices = tiles_to_indices(net, tiles, progress=progress, latents=latents)
     clock.lap("network_s")
     if effort > 0:
         # with the rate knob, its targets become the refined latents (whose nearest codewords are
@@ -349,7 +375,7 @@ def encode(
 
     def stream(lam_: float) -> bytes:
         if coder == "ar":
-            payload = coders.encode_ar(indices, _prior_on(model, device), model.tile // model.patch,
+            payload = coders.encode_ar(indices, model.prior, model.tile // model.patch,
                                        progress and len(tiles) > TILE_BATCH and bpp is None, extents, latents, lam_)
         else:
             payload = coders.encode_fixed(indices, extents)
@@ -409,6 +435,28 @@ def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -
     return best_lam, best
 
 
+def _on_numpy(model) -> bool:
+    return bool(getattr(model, "numpy_nets", False))
+
+
+def _torch_model(model):
+    """The torch twin of an ONNX Runtime model (same weights file), for what needs gradients:
+    ``--effort``. Needs torch (the ``train`` extra)."""
+    if not _on_numpy(model):
+        return model
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise LeechError("--effort refines the tokens with the decoder's gradients, which needs torch: "
+                         "pip install 'leechcodec[train]'") from None
+    twin = model.__dict__.get("_torch_twin")
+    if twin is None:
+        from leechcodec.models.io import load_weights
+
+        twin = model.__dict__["_torch_twin"] = load_weights(model.path, prior=None)
+    return twin
+
+
 def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool,
              latents: list | None = None) -> tuple[np.ndarray, list | None]:
     """``refine.refine_indices``, kept only if the whole decoded picture's error went down.
@@ -421,18 +469,20 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
     Returns the indices and, if ``latents`` (the encoder's) was given, the latents that go
     with them: the refined ones, or ``latents`` when the refinement is not kept.
     """
+    net = _torch_model(model)  # before refine's import of torch: a missing torch is a one-line error
     from . import refine
 
     h, w, _ = rgb.shape
     found: list | None = [] if latents is not None else None
-    new = refine.refine_indices(model, tiles, indices, w, h, effort, device, TILE_BATCH, progress, found)
+    new = refine.refine_indices(net, tiles, indices, w, h, effort, device if not _on_numpy(model) else "cpu",
+                                TILE_BATCH, progress, found)
     tx, ty = container.tile_grid(w, h, model.tile)
     old = coders.fill_padding(indices, container.token_extents(w, h, model.tile, model.patch), model.tile // model.patch)
     if np.array_equal(new, old):
         return new, found
 
     def sse(idx: np.ndarray) -> float:
-        out = indices_to_image(model, idx, tx, ty, device, size=(w, h)).astype(np.float64)
+        out = indices_to_image(model, idx, tx, ty, "cpu" if _on_numpy(model) else device, size=(w, h)).astype(np.float64)
         return float(((out - rgb) ** 2).sum())
 
     return (new, found) if sse(new) < sse(old) else (indices, latents)
@@ -443,6 +493,7 @@ def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Hea
     return container.unpack(data, max_pixels)[0]
 
 
+@_one_blas_thread
 def decode(
     data: bytes,
     model,
@@ -464,9 +515,9 @@ def decode(
         ModelError: an ar stream and a model without a prior.
         LimitError: the image is over ``max_pixels``.
     """
-    dtype = block_dtype(device, precision)  # a bad precision fails before any work
+    net = nets(model, device, precision)  # a bad precision fails before any work
     header, payload = container.unpack(data, max_pixels)
-    clock = _Clock(stats, coder=header.coder, precision="bf16" if dtype else "fp32")
+    clock = _Clock(stats, coder=header.coder, precision=getattr(net, "precision", "fp32"))
     if header.model_id != bytes(model.model_id):
         raise ModelMismatchError(
             f"this file needs model {header.model_id.hex()}, the loaded model is {bytes(model.model_id).hex()}; "
@@ -480,7 +531,7 @@ def decode(
     if header.coder == "ar":
         if getattr(model, "prior", None) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
-        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, _prior_on(model, device),
+        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, model.prior,
                                    progress and header.n_tiles > TILE_BATCH, extents)
     elif header.coder == "fixed":
         indices = coders.decode_fixed(payload, header.n_tiles, tokens, extents)
@@ -488,6 +539,6 @@ def decode(
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
     clock.lap("coder_s")
     im = Image.new("RGB", (header.width, header.height))
-    indices_to_image(model, indices, header.tiles_x, header.tiles_y, device, progress, precision, into=im)
+    indices_to_image(net, indices, header.tiles_x, header.tiles_y, progress=progress, into=im)
     clock.lap("network_s")
     return im.convert("L") if header.mode == "L" else im

@@ -5,7 +5,7 @@ big-endian in ``fixed_tile_bytes(n)`` bytes: exactly ceil(n·log2(196,560)/8) by
 log2(196,560) = 17.585 bits per token plus under one byte per tile.
 
 ``ar``: a range coder (constriction's ``queue.RangeEncoder``) driven by an autoregressive
-prior (``models.prior.ExactPrior``, or anything with its methods). Payload::
+prior (``exact_prior.ExactPrior``, or anything with its methods). Payload::
 
     8 bytes   prior id (content hash of the exact prior)
     4 bytes   CRC32 of the token indices, big-endian uint32 per index, tile by tile
@@ -19,6 +19,11 @@ table, so encoder and decoder hand constriction bit-identical inputs. A decoder 
 disagreed would produce other tokens; the index CRC turns that into an error. Streams are
 canonical: the decoder re-codes the tokens it decodes and refuses words that differ from the
 encoder's (trailing words included). docs/FORMAT.md specifies all of it to the bit.
+
+numpy only: encoding and decoding (``exact_prior``, ``rdo``, this module) never import torch.
+The prior's integer logits are exact in float64 whatever the BLAS (``exact_prior``), and the
+frequencies are looked up in an integer table, so the streams are those the earlier torch
+implementation wrote, bit for bit (tests/test_golden.py, tests/test_format_spec.py).
 """
 
 from __future__ import annotations
@@ -28,15 +33,11 @@ import zlib
 from fractions import Fraction
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .container import CODERS  # noqa: F401 - re-exported: the coders this module implements
 from .errors import FormatError, ModelMismatchError
-from .lattice import DIM, N_CODEWORDS, codebook
-from .lattice import join_index as _join_t
-from .lattice import split_index as _split_t
-
+from .lattice import DIM, N_CODEWORDS, _codebook_int8, join_index, split_index
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,8 +149,9 @@ AR_HEAD = 12  # prior id + index CRC
 
 
 @functools.lru_cache(maxsize=None)
-def exp_table() -> torch.Tensor:
-    """round(2^24 · exp(-d/256)) for d = 0 … EXP_SPAN (at least 1), from integers only.
+def exp_table() -> np.ndarray:
+    """round(2^24 · exp(-d/256)) for d = 0 … EXP_SPAN (at least 1), from integers only, as a
+    read-only float64 array (the type constriction takes; every entry is exact in it).
 
     exp(-1/256) is a Taylor sum in exact rationals, fixed to 64 fractional bits; its powers
     are taken by integer multiply-and-shift, so every platform builds the same table.
@@ -163,18 +165,16 @@ def exp_table() -> torch.Tensor:
     for _ in range(EXP_SPAN + 1):
         out.append(max(1, (acc * EXP_ONE + 2**63) >> 64))
         acc = (acc * step) >> 64
-    return torch.tensor(out, dtype=torch.float64)
+    table = np.array(out, dtype=np.float64)
+    table.setflags(write=False)  # cached: shared by every caller
+    return table
 
 
-def frequencies(logits: torch.Tensor) -> np.ndarray:
-    """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64 numpy)."""
-    return frequency_tensor(logits).cpu().numpy()
-
-
-def frequency_tensor(logits: torch.Tensor) -> torch.Tensor:
-    """``frequencies`` as a float64 tensor on the logits' device (for ``rdo``, which stays there)."""
-    d = (logits.max(1, keepdim=True).values - logits).clamp(max=EXP_SPAN).long()
-    return exp_table().to(logits.device)[d]
+def frequencies(logits) -> np.ndarray:
+    """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    d = np.minimum(logits.max(1, keepdims=True) - logits, EXP_SPAN).astype(np.int64)
+    return exp_table()[d]
 
 
 def _index_crc(indices: np.ndarray) -> int:
@@ -207,25 +207,26 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     """
     nb = prior.neighbours
     top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
-    dev = prior.device
+    nb_r, nb_c = np.array([dr for dr, _ in nb]) + top, np.array([dc for _, dc in nb]) + side
     # codeword entries are integers in −4…4: int8 keeps the context grid of a 64-megapixel
     # picture at 30 MB (240 MB in float64); each wavefront's contexts are widened on use
-    vec = torch.zeros(tiles, grid + top, grid + 2 * side, DIM, dtype=torch.int8, device=dev)
-    book = torch.from_numpy(codebook()).to(dev, torch.int8)
+    vec = np.zeros((tiles, grid + top, grid + 2 * side, DIM), dtype=np.int8)
+    book = _codebook_int8()
     out = np.zeros((tiles, grid, grid), dtype=np.int64)
     ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
     mask = stored_mask(ext, grid)  # (T, grid, grid)
     w = prior.wave
     for t in tqdm(range(w * (grid - 1) + grid), desc=desc, unit="wave", disable=not progress, leave=False):
-        rows = torch.tensor([r for r in range(grid) if 0 <= t - w * r < grid], device=dev)
+        rows = np.array([r for r in range(grid) if 0 <= t - w * r < grid], dtype=np.int64)
         cols = t - w * rows
-        pos = (rows.cpu().numpy(), cols.cpu().numpy())
-        stored = mask[:, pos[0], pos[1]].reshape(-1)  # (T·P,)
+        pos = (rows, cols)
+        stored = mask[:, rows, cols].reshape(-1)  # (T·P,)
         coded = np.flatnonzero(stored)
         row_of = np.full(stored.shape, -1, np.int64)  # position → its row of h (stored positions only)
         row_of[coded] = np.arange(len(coded))
-        ctx = torch.cat([vec[:, rows + top + dr, cols + side + dc] for dr, dc in nb], -1)  # (T, P, 288)
-        h = prior.features(ctx.reshape(-1, ctx.shape[-1])[torch.from_numpy(coded).to(dev)].double())
+        # the 12 neighbours of every position in one gather: (T, P, 12, 24) → (T·P, 288), neighbour-major
+        ctx = vec[:, rows[:, None] + nb_r, cols[:, None] + nb_c].reshape(tiles * len(rows), -1)
+        h = prior.features(ctx[coded])
         if choose is not None and len(coded):
             choose(h, pos, coded)
         cls = np.zeros(stored.shape, dtype=np.int64)
@@ -239,14 +240,14 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
                 a[sel] = code("support", prior.support_logits(h[row_of[sel]], k), pos, sel)
         for k, group in groups:
             for sel in _chunks(group):
-                b[sel] = code("detail", prior.detail_logits(h[row_of[sel]], k, torch.from_numpy(a[sel])), pos, sel)
-        idx = _join(cls, a, b).reshape(tiles, -1)
+                b[sel] = code("detail", prior.detail_logits(h[row_of[sel]], k, a[sel]), pos, sel)
+        idx = join_index(cls, a, b).reshape(tiles, -1)
         if len(coded) < stored.size:  # padding tokens: copies of tokens of earlier wavefronts
-            rr = np.minimum(pos[0][None, :], ext[:, :1] - 1)
-            cc = np.minimum(pos[1][None, :], ext[:, 1:] - 1)
+            rr = np.minimum(rows[None, :], ext[:, :1] - 1)
+            cc = np.minimum(cols[None, :], ext[:, 1:] - 1)
             idx = np.where(stored.reshape(tiles, -1), idx, out[np.arange(tiles)[:, None], rr, cc])
-        out[:, pos[0], pos[1]] = idx
-        vec[:, rows + top, cols + side] = book[torch.from_numpy(idx.reshape(-1)).to(dev)].reshape(tiles, len(rows), DIM)
+        out[:, rows, cols] = idx
+        vec[:, rows + top, cols + side] = book[idx]
     return out.reshape(tiles, -1)
 
 
@@ -279,25 +280,24 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
         y = rdo.as_latents(latents)
         if y.shape[0] != indices.size:
             raise ValueError(f"{y.shape[0]} latents for {indices.size} tokens")
-        nearest = torch.from_numpy(indices.reshape(-1))
+        nearest = indices.reshape(-1)
         cand = rdo.candidate_supports(y, nearest)  # (T·grid², C) each, a bounded batch of latents at a time
 
         def choose(h, pos, coded):
             p = len(pos[0])
             t, j = np.divmod(coded, p)
             r, c = pos[0][j], pos[1][j]
-            flat = torch.from_numpy((t * grid + r) * grid + c)
+            flat = (t * grid + r) * grid + c
             for sel in _chunks(np.arange(len(coded))):
                 f = flat[sel]
-                tokens[t[sel], r[sel], c[sel]] = rdo.choose(
-                    prior, h[sel], y[f], nearest[f], cand[0][f], cand[1][f], lam).cpu().numpy()
+                tokens[t[sel], r[sel], c[sel]] = rdo.choose(prior, h[sel], y[f], nearest[f], cand[0][f], cand[1][f], lam)
 
     wave: dict = {}  # this wavefront's pos and its symbols of each kind: split once, not per chunk
 
     def code(kind, logits, pos, sel):
         if wave.get("pos") is not pos:  # `is`: the entry keeps its pos alive
             wave.clear()
-            wave.update(_split(tokens[:, pos[0], pos[1]]), pos=pos)
+            wave.update(zip(("class", "support", "detail"), split_index(tokens[:, pos[0], pos[1]])), pos=pos)
         sym = wave[kind].reshape(-1)[sel]
         enc.encode(sym.astype(np.int32), family, frequencies(logits))
         return sym
@@ -365,12 +365,3 @@ def _check_canonical(words: np.ndarray, canonical: np.ndarray) -> None:
     raise FormatError(
         f"ar stream's range-coder words are not the canonical coding of its tokens ({k} words, the encoder writes {n})"
     )
-
-
-def _split(idx: np.ndarray) -> dict[str, np.ndarray]:
-    cls, a, b = _split_t(torch.from_numpy(idx))
-    return {"class": cls.numpy(), "support": a.numpy(), "detail": b.numpy()}
-
-
-def _join(cls: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _join_t(*(torch.from_numpy(np.asarray(x, dtype=np.int64)) for x in (cls, a, b))).numpy()

@@ -42,19 +42,27 @@ structure of each block instead of scanning all 196,560 rows:
 
 The few surviving candidates of each block are then rescored in float64 against the actual
 integer codewords and the largest wins, ties going to the smallest index, exactly like an
-argmax over the whole codebook in float64 (``nearest_brute``). (The one exception: an octad
-whose two smallest |z| are exactly equal and whose sign parity must be repaired; either
-flip scores the same and the first coordinate is flipped. Real-valued inputs never do this.)
+argmax over the whole codebook in float64 (``nearest_brute``). (An octad whose sign parity
+must be repaired at one of several exactly equal smallest |z| has as many tied codewords:
+the flip that gives the smallest index is taken; integer inputs do this, real ones hardly.)
+Rows are first scaled by a power of two to max|z| in [0.5, 1): exact, and it keeps the
+float32 bounds' error inside the pruning slack whatever the norm of the input.
+
+numpy and torch
+---------------
+This module imports numpy only: the codec encodes and decodes with numpy and ONNX Runtime.
+Numpy input is searched in numpy (``_nearest_structured_np``, ``nearest_brute``). Torch
+tensors (training: CPU or CUDA, under autocast) go to ``_lattice_torch``, imported on the
+first tensor seen, which returns torch; so do the tiled searches, which are torch only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
+import sys
 
 import numpy as np
-import torch
 
 N_CODEWORDS = 196_560
 DIM = 24
@@ -145,27 +153,36 @@ def codebook() -> np.ndarray:
     return _codebook_int8().astype(np.int32)
 
 
-@functools.lru_cache(maxsize=None)
-def _torch_tables(device: str) -> dict:
-    t = _tables()
-    dev = torch.device(device)
-    return dict(
-        octad_mask=torch.tensor(t["octad_mask"], dtype=torch.float32, device=dev),  # (759, 24)
-        octpos=torch.tensor(t["octpos"], dtype=torch.long, device=dev),  # (759, 8)
-        signs=torch.tensor(1 - 2 * t["words"].astype(np.float32), device=dev),  # (4096, 24)
-        pair_rank=torch.tensor(t["pair_rank"], device=dev),
-        book=torch.tensor(_codebook_int8(), device=dev),  # (196560, 24) int8
-        pow7=torch.tensor([1 << k for k in range(7)], dtype=torch.long, device=dev),
-    )
+# ----------------------------------------------------------------------------- torch, lazily
+def _is_torch(x) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch: if torch was never imported,
+    nothing can be one."""
+    t = sys.modules.get("torch")
+    return t is not None and isinstance(x, t.Tensor)
 
 
-def _as_torch(z) -> tuple[torch.Tensor, bool]:
-    if isinstance(z, torch.Tensor):
-        return z, True
-    return torch.as_tensor(np.asarray(z)), False
+def _torch():
+    """The torch half of this module (``_lattice_torch``; importing it imports torch)."""
+    from . import _lattice_torch
+
+    return _lattice_torch
 
 
-def _check_shape(z: torch.Tensor) -> None:
+# names that live in ``_lattice_torch`` and stay readable here (tests, benchmarks, rdo.py):
+# looked up on first use, so ``import leechcodec.lattice`` never imports torch
+_TORCH_NAMES = frozenset(
+    {"_torch_tables", "_as_torch", "_AUTOCAST_DEVICES", "_full_precision", "_scan", "_REL_ERR",
+     "_fp32_reductions", "_nearest_structured", "_pow2_unit"}
+)  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        return getattr(_torch(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_shape(z) -> None:
     if z.ndim != 2 or z.shape[1] != DIM:
         raise ValueError(f"expected an (N, {DIM}) array, got shape {tuple(z.shape)}")
 
@@ -178,8 +195,8 @@ def vectors(indices, check: bool = True):
     the range check, which on a GPU tensor waits for the device: for indices that come from
     ``nearest`` (in range by construction), as in the training step.
     """
-    if isinstance(indices, torch.Tensor):
-        book = _torch_tables(str(indices.device))["book"]
+    if _is_torch(indices):
+        book = _torch()._torch_tables(str(indices.device))["book"]
         idx = indices.long()
         if check and idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
             raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
@@ -190,106 +207,43 @@ def vectors(indices, check: bool = True):
     return _codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
 
 
-_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
-
-
-def _full_precision(device: torch.device):
-    """A context in which no autocast lowers the search's arithmetic, whatever the caller runs
-    under: inside ``torch.autocast(..., dtype=torch.bfloat16)`` a float32 matmul runs in bf16,
-    and about one token in five got a codeword that is not the nearest (issue 26)."""
-    if device.type in _AUTOCAST_DEVICES:
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def _scan(z, dtype: torch.dtype, chunk: int):
-    """argmax of <z, c> over all codewords in ``dtype``, ``chunk`` rows at a time (first index on ties)."""
-    zt, was_torch = _as_torch(z)
-    _check_shape(zt)
-    with torch.no_grad(), _full_precision(zt.device):
-        book = _torch_tables(str(zt.device))["book"].to(dtype)
-        out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
-        zc = zt.detach().to(dtype)
-        for i in range(0, zt.shape[0], chunk):
-            out[i : i + chunk] = (zc[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
-    return out if was_torch else out.cpu().numpy()
+# ----------------------------------------------------------------------------- searches
+@functools.lru_cache(maxsize=None)
+def _codebook_f64() -> np.ndarray:
+    book = _codebook_int8().astype(np.float64)
+    book.setflags(write=False)
+    return book
 
 
 def nearest_brute(z, chunk: int = 256):
-    """Reference search: float64 argmax of <z, c> over all codewords (first index on ties)."""
-    return _scan(z, torch.float64, chunk)
+    """Reference search: float64 argmax of <z, c> over all codewords (first index on ties).
+
+    Torch in → torch out (``_scan`` on its device); anything else → numpy, without torch.
+    """
+    if _is_torch(z):
+        return _torch().nearest_brute(z, chunk)
+    zd = np.asarray(z, dtype=np.float64)
+    _check_shape(zd)
+    book = _codebook_f64()
+    out = np.empty(len(zd), dtype=np.int64)
+    for i in range(0, len(zd), chunk):
+        out[i : i + chunk] = (zd[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
+    return out
 
 
-# Relative error bound of one score <z, c> computed from z rounded to ``dtype`` (c is exact in
-# both: integers of magnitude ≤ 4), with float32 accumulation (the fp16 reduced-precision
-# reduction is switched off around the matmul) and the score itself rounded to ``dtype``:
-# each rounding moves a score by at most 2^-11 · 4·Σ|z_i| in fp16 (|s| ≤ Σ|c_i z_i| ≤ 4·Σ|z_i|),
-# two of them stay under 2^-9 · 4·Σ|z_i| with room for the float32 sums and fp16 subnormals
-# (z is scaled into [-1, 1] first, so no overflow). TF32 (10-bit mantissa, rounding 2^-11) is
-# covered for float32 in case a caller allowed it. |score error| ≤ REL · 4·Σ|z_i|. (bf16 was
-# tried: its 2^-8 rounding left 15 % of rows uncertified on Kodak latents, so it is not offered.)
-_REL_ERR = {torch.float32: 2.0**-10, torch.float16: 2.0**-9}
 TILED_CANDIDATES = 8
 TILED_STATS = {"rows": 0, "uncertified": 0}  # since import, for profiles
 
 
-@contextlib.contextmanager
-def _fp32_reductions():
-    """fp16 matmuls with float32 accumulation throughout (the bound above assumes it)."""
-    m = torch.backends.cuda.matmul
-    old = m.allow_fp16_reduced_precision_reduction
-    m.allow_fp16_reduced_precision_reduction = False
-    try:
-        yield
-    finally:
-        m.allow_fp16_reduced_precision_reduction = old
+def nearest_tiled(z, chunk: int | None = None, dtype=None):
+    """Exact nearest search by a brute-force matmul in ``dtype`` (a torch dtype, float32 if
+    None; fastest on a GPU): ``TILED_CANDIDATES`` approximate best rescored in float64, with
+    a certificate that nothing left out can win (proof in ``_lattice_torch.nearest_tiled``).
+    Torch only: numpy input goes through torch and comes back numpy."""
+    return _torch().nearest_tiled(z, chunk, dtype)
 
 
-def nearest_tiled(z, chunk: int | None = None, dtype: torch.dtype = torch.float32):
-    """Exact nearest search by a brute-force matmul in ``dtype`` (fastest on a GPU).
-
-    Proof of exactness: each approximate score ŝ differs from the true score s by at most
-    δ = REL·4·Σ|z_i| (``_REL_ERR``; |c_i| ≤ 4 and c is exact in ``dtype``). The
-    ``TILED_CANDIDATES`` best approximate scores of each row are rescored in float64 and the
-    best wins (smallest index on ties). Any codeword left out has ŝ ≤ ŝ_k (the k-th best), so
-    s ≤ ŝ_k + δ; if ŝ_k + δ < ŝ_1 − δ ≤ s_1, no left-out codeword can beat or tie the top
-    candidate and the answer equals the float64 argmax over all 196,560 (``nearest_brute``).
-    Rows where that certificate fails (many codewords within 2δ) are searched again in
-    float64 in full: rare (``TILED_STATS`` counts them).
-    """
-    zt, was_torch = _as_torch(z)
-    _check_shape(zt)
-    if dtype not in _REL_ERR:
-        raise ValueError(f"nearest_tiled: dtype must be one of {list(_REL_ERR)}, got {dtype}")
-    n = zt.shape[0]
-    chunk = chunk or (4096 if zt.device.type == "cuda" else 512)  # scores: 3.2 GB on a GPU, 0.4 GB here
-    out = torch.empty(n, dtype=torch.long, device=zt.device)
-    bad = torch.empty(n, dtype=torch.bool, device=zt.device)
-    with torch.no_grad(), _full_precision(zt.device), _fp32_reductions():
-        T = _torch_tables(str(zt.device))
-        book = T["book"].to(dtype)
-        bookd = T["book"].double()
-        zd_all = zt.detach().double()
-        for i in range(0, n, chunk):
-            zd = zd_all[i : i + chunk]
-            # scaled into [-1, 1] (the argmax does not change): no overflow in fp16
-            zs = zd / zd.abs().amax(1, keepdim=True).clamp_min(1e-300)
-            approx = zs.to(dtype) @ book.T  # (c, 196560) in dtype: half the memory traffic in fp16
-            top, cand = approx.topk(TILED_CANDIDATES, dim=1)  # (c, k) descending
-            top = top.float()
-            delta = (_REL_ERR[dtype] * 4.0) * zs.abs().sum(1).float()
-            exact = (bookd[cand] * zd[:, None, :]).sum(-1)  # (c, k) float64 scores
-            best = exact.amax(1, keepdim=True)
-            # smallest index among the exact maxima
-            out[i : i + chunk] = torch.where(exact == best, cand, torch.full_like(cand, N_CODEWORDS)).amin(1)
-            bad[i : i + chunk] = top[:, -1] + delta >= top[:, 0] - delta
-        rows = bad.nonzero().squeeze(1)  # the one wait for the device
-        TILED_STATS["rows"] += n
-        TILED_STATS["uncertified"] += len(rows)
-        for i in range(0, len(rows), chunk):
-            r = rows[i : i + chunk]
-            out[r] = (zd_all[r] @ bookd.T).argmax(1)
-    return out if was_torch else out.cpu().numpy()
+_METHODS = ("auto", "structured", "brute", "tiled", "tiled16")
 
 
 def nearest(z, method: str = "auto"):
@@ -304,103 +258,136 @@ def nearest(z, method: str = "auto"):
             argmax (``nearest_brute``) whatever autocast the caller runs under.
 
     Returns:
-        int64 indices, torch if ``z`` was a torch tensor, else numpy.
+        int64 indices, torch if ``z`` was a torch tensor, else numpy. Numpy input never
+        imports torch, except for the tiled methods (torch only).
     """
-    zt, was_torch = _as_torch(z)
-    _check_shape(zt)
-    if method == "auto":
-        method = "tiled" if zt.device.type == "cuda" else "structured"
+    if _is_torch(z):
+        return _torch().nearest(z, method)
+    z = np.asarray(z)
+    _check_shape(z)
+    if method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    if method in ("tiled", "tiled16"):
+        return _torch().nearest(z, method)
     if method == "brute":
         return nearest_brute(z)
-    if method == "tiled":
-        return nearest_tiled(z)
-    if method == "tiled16":
-        return nearest_tiled(z, dtype=torch.float16)
-    if method != "structured":
-        raise ValueError(f"unknown method {method!r}")
-    with torch.no_grad(), _full_precision(zt.device):
-        out = _nearest_structured(zt.detach())
-    return out if was_torch else out.cpu().numpy()
+    return _nearest_structured_np(z)
 
 
-def _nearest_structured(zt: torch.Tensor, chunk: int = 2048) -> torch.Tensor:  # fastest of 1k-8k rows, and bounded memory
-    if zt.shape[0] > chunk:
-        return torch.cat([_nearest_structured(zt[i : i + chunk]) for i in range(0, zt.shape[0], chunk)])
-    T = _torch_tables(str(zt.device))
-    n = zt.shape[0]
-    if n == 0:
-        return torch.empty(0, dtype=torch.long, device=zt.device)
-    zf = zt.float()  # (N, 24) for the cheap bounds
-    zd = zt.double()  # (N, 24) for the exact scores
-    ax = zf.abs()
-    axd = zd.abs()
-    neg = zt < 0
-    rows = torch.arange(n, device=zt.device)
+@functools.lru_cache(maxsize=None)
+def _np_tables() -> dict:
+    t = _tables()
+    signs = 1.0 - 2.0 * t["words"]  # (4096, 24) ±1 float64
+    return dict(
+        octad_mask_t=np.ascontiguousarray(t["octad_mask"].T, dtype=np.float32),  # (24, 759)
+        signs_t=np.ascontiguousarray(signs.T, dtype=np.float32),  # (24, 4096)
+        minus_signs=-signs,  # (4096, 24) float64: -s
+        s_neg=t["words"].astype(bool).ravel(),  # (4096·24,) s_j < 0 at 24·w + j
+        octpos=t["octpos"],  # (759, 8)
+        pair_rank=t["pair_rank"],  # (24, 24)
+        pow8=np.array([1 << k for k in range(7)] + [0]),  # index change of a flip at q_k (q7: none)
+    )
+
+
+def _pow2_unit_np(zd: np.ndarray) -> np.ndarray:
+    """Rows times a power of two that brings max|z| into [0.5, 1) (zero rows unchanged).
+
+    Exact in float64 (short of underflow), so the float64 scores scale exactly and the argmax
+    and its ties are those of the input; the pruning slack ``_EPS`` is absolute and holds for
+    max|z| < 1 (the float32 bounds err by under 5e-5 there), not for inputs of any norm.
+    """
+    return np.ldexp(zd, -np.frexp(np.abs(zd).max(1))[1][:, None])
+
+
+def _nearest_structured_np(z: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """The structured search (module docstring) in numpy: int64 indices of an (N, 24) array.
+
+    A port of ``_lattice_torch._nearest_structured`` with the same bounds, slack and float64
+    rescoring, so it returns the float64 argmax over all 196,560 codewords (``nearest_brute``)
+    with ties to the smallest index. ``chunk`` rows at a time: the (rows, 4096) Golay bounds
+    are the memory (32 MB of float32 at 2048 rows).
+    """
+    zd = np.asarray(z, dtype=np.float64)
+    _check_shape(zd)
+    out = np.empty(len(zd), dtype=np.int64)
+    for i in range(0, len(zd), chunk):
+        out[i : i + chunk] = _structured_chunk(zd[i : i + chunk])
+    return out
+
+
+def _structured_chunk(zd: np.ndarray) -> np.ndarray:
+    T = _np_tables()
+    n = len(zd)
+    zd = _pow2_unit_np(zd)  # (n, 24) float64 for the exact scores
+    zf = zd.astype(np.float32)  # (n, 24) for the cheap bounds
+    ax = np.abs(zf)
+    axd = np.abs(zd)
+    neg = zd < 0
+    rows = np.arange(n)
 
     # --- pairs: the top three |z| (stable: equal values keep index order) give the best
-    # pair, its near-ties, and the smallest index among exact ties
-    top3 = axd.sort(dim=1, descending=True, stable=True).indices[:, :3]  # (N, 3)
-    p_rows, p_idx, p_score = [], [], []
-    for u, v in ((0, 1), (0, 2), (1, 2)):
-        a = torch.minimum(top3[:, u], top3[:, v])
-        b = torch.maximum(top3[:, u], top3[:, v])
-        t = neg[rows, a].long() + 2 * neg[rows, b].long()
-        p_rows.append(rows)
-        p_idx.append(PAIR_BASE + 4 * T["pair_rank"][a, b] + t)
-        p_score.append(4.0 * (axd[rows, a] + axd[rows, b]))
+    # pair, its near-ties, and the smallest index among exact ties; (n, 3) for (0,1) (0,2) (1,2)
+    top3 = np.argsort(-axd, axis=1, kind="stable")[:, :3]
+    u, v = top3[:, [0, 0, 1]], top3[:, [1, 2, 2]]
+    a, b = np.minimum(u, v), np.maximum(u, v)
+    r3 = rows[:, None]
+    p_idx = PAIR_BASE + 4 * T["pair_rank"][a, b] + neg[r3, a] + 2 * neg[r3, b]
+    p_score = 4.0 * (axd[r3, a] + axd[r3, b])
 
-    # --- cheap upper bounds for every octad (N, 759) and Golay word (N, 4096)
-    osum = 2.0 * (ax @ T["octad_mask"].T)
-    S = T["signs"]  # (4096, 24) ±1
-    base = zf @ S.T
-    amax = ax.amax(1)
+    # --- cheap upper bounds for every octad (n, 759) and Golay word (n, 4096), in float32
+    osum = 2.0 * (ax @ T["octad_mask_t"])
+    base = zf @ T["signs_t"]
+    amax = ax.max(1)
 
     def octad_exact(r, o):
         """Exact octad scores and indices for (row, octad) pairs."""
         pos = T["octpos"][o]  # (C, 8)
         a8 = axd[r[:, None], pos]  # (C, 8)
         n8 = neg[r[:, None], pos]
-        odd = (n8.sum(-1) % 2).bool()
-        mins, am = a8.min(-1)
-        c = torch.arange(len(r), device=zt.device)
-        n8[c, am] = n8[c, am] ^ odd
-        pidx = (n8[:, :7].long() * T["pow7"]).sum(1)
-        return OCTAD_BASE + 128 * o + pidx, 2.0 * a8.sum(-1) - 4.0 * odd.double() * mins
+        odd = (n8.sum(1) & 1).astype(bool)
+        mins = a8.min(1)
+        # odd: flip the sign at a smallest |z|; of equal ones, the flip giving the smallest
+        # index (clearing bit k < 7 lowers it by 2^k, flipping q7 keeps it, setting raises it)
+        step = np.where(n8, -T["pow8"], T["pow8"])
+        am = np.where(a8 == mins[:, None], step, 256).argmin(1)
+        n8[np.arange(len(r)), am] ^= odd
+        pidx = np.packbits(n8[:, :7], axis=1, bitorder="little")[:, 0]  # Σ n8[k] << k
+        return OCTAD_BASE + 128 * o + pidx, 2.0 * a8.sum(1) - 4.0 * odd * mins
 
     def golay_exact(r, w):
         """Exact Golay-block scores and indices for (row, word) pairs."""
-        sz = -S[w].double() * zd[r]  # (C, 24): -s_j z_j
-        m, j = sz.max(-1)  # first j on ties
-        return GOLAY_BASE + 24 * w + j, -sz.sum(-1) + 4.0 * m
+        sz = T["minus_signs"][w] * zd[r]  # (C, 24): -s_j z_j
+        j = sz.argmax(1)  # first j on ties
+        return GOLAY_BASE + 24 * w + j, -sz.sum(1) + 4.0 * sz[np.arange(len(r)), j]
 
     # --- a lower bound from one exact candidate of each block, then keep everything above it
     _, o1 = octad_exact(rows, osum.argmax(1))
     _, g1 = golay_exact(rows, base.argmax(1))
-    lb = torch.maximum(torch.maximum(o1, g1), p_score[0]).float()
-    o_r, o_o = torch.nonzero(osum > (lb - _EPS)[:, None], as_tuple=True)
-    g_r, g_w = torch.nonzero(base > (lb - 4.0 * amax - _EPS)[:, None], as_tuple=True)
+    lb = np.maximum(np.maximum(o1, g1), p_score[:, 0]).astype(np.float32)
+    o_r, o_o = np.divmod(np.flatnonzero(osum > (lb - _EPS)[:, None]), 759)  # 3× faster than 2-D nonzero
+    g = np.flatnonzero(base > (lb - 4.0 * amax - _EPS)[:, None])
+    g_r, g_w = g >> 12, g & 4095  # 4096 words a row
     # tighter: max_j(-s_j z_j) is |z| at the first of the largest |z| where s disagrees with z's
     # sign (a1 if it disagrees at the largest, else a2 at the second, else at most a3)
-    a_top = ax[rows[:, None], top3]  # (N, 3) float32, descending
-    s_neg = S < 0  # (4096, 24)
+    a_top = np.take_along_axis(ax, top3, 1)  # (n, 3) float32, descending
     m_bound = a_top[g_r, 2]
     for k in (1, 0):
         j = top3[g_r, k]
-        m_bound = torch.where(s_neg[g_w, j] != neg[g_r, j], a_top[g_r, k], m_bound)
+        m_bound = np.where(T["s_neg"][24 * g_w + j] != neg[g_r, j], a_top[g_r, k], m_bound)
     keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - _EPS
     g_r, g_w = g_r[keep], g_w[keep]
     o_idx, o_score = octad_exact(o_r, o_o)
     g_idx, g_score = golay_exact(g_r, g_w)
 
     # --- the best exact float64 score per row; ties → smallest index
-    r_all = torch.cat(p_rows + [o_r, g_r])
-    i_all = torch.cat(p_idx + [o_idx, g_idx])
-    s_all = torch.cat(p_score + [o_score, g_score])
-    best = torch.full((n,), -torch.inf, dtype=torch.float64, device=zt.device)
-    best = best.scatter_reduce(0, r_all, s_all, "amax")
-    keep = s_all == best[r_all]
-    out = torch.full((n,), N_CODEWORDS, dtype=torch.long, device=zt.device)
-    return out.scatter_reduce(0, r_all[keep], i_all[keep], "amin")
+    best = p_score.max(1)
+    np.maximum.at(best, o_r, o_score)
+    np.maximum.at(best, g_r, g_score)
+    out = np.where(p_score == best[:, None], p_idx, N_CODEWORDS).min(1)
+    for r, idx, score in ((o_r, o_idx, o_score), (g_r, g_idx, g_score)):
+        keep = score == best[r]
+        np.minimum.at(out, r[keep], idx[keep])
+    return out
 
 
 # ----------------------------------------------------------------------------- structure
@@ -411,15 +398,23 @@ SUPPORT = (759, 4096, 276)  # octads / Golay words / pairs
 DETAIL = (128, 24, 4)  # sign patterns / place of the ∓3 / signs
 
 
-def split_index(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Codeword indices → (class, support, detail) long tensors; inverse of ``join_index``."""
-    idx = idx.long()
-    cls = (idx >= GOLAY_BASE).long() + (idx >= PAIR_BASE).long()
-    off = idx - torch.tensor(BASES, device=idx.device)[cls]
-    m = torch.tensor(DETAIL, device=idx.device)[cls]
-    return cls, torch.div(off, m, rounding_mode="floor"), off % m
+def split_index(idx):
+    """Codeword indices → (class, support, detail); inverse of ``join_index``.
+
+    Torch in → long tensors on its device; anything else → int64 numpy arrays.
+    """
+    if _is_torch(idx):
+        return _torch().split_index(idx)
+    idx = np.asarray(idx, dtype=np.int64)
+    cls = (idx >= GOLAY_BASE).astype(np.int64) + (idx >= PAIR_BASE)
+    off = idx - np.asarray(BASES, dtype=np.int64)[cls]
+    m = np.asarray(DETAIL, dtype=np.int64)[cls]
+    return cls, off // m, off % m
 
 
-def join_index(cls: torch.Tensor, support: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-    cls = cls.long()
-    return torch.tensor(BASES, device=cls.device)[cls] + support.long() * torch.tensor(DETAIL, device=cls.device)[cls] + detail.long()
+def join_index(cls, support, detail):
+    """(class, support, detail) → codeword indices: torch if ``cls`` is a tensor, else int64 numpy."""
+    if _is_torch(cls):
+        return _torch().join_index(cls, support, detail)
+    cls, support, detail = (np.asarray(x, dtype=np.int64) for x in (cls, support, detail))
+    return np.asarray(BASES, dtype=np.int64)[cls] + support * np.asarray(DETAIL, dtype=np.int64)[cls] + detail

@@ -16,7 +16,8 @@ and torch is not imported. ``load()`` checks the whole stream (CRC included) and
 
 Another model: ``set_model(path_or_model)`` for every image from then on, ``im.model = ...`` on
 an opened image before it loads, or ``model=`` to ``save``; a path is read with
-``models.io.load_weights`` (with the AR prior beside it), once per path and device.
+``leechcodec.models.load.load`` (ONNX Runtime on a CPU, torch for "cuda"; with the AR prior beside it),
+once per path and device.
 
 Saving to a path: ``Image.save(path)`` opens and empties the file before any plugin runs
 (Pillow's behaviour for every format), so a failed save leaves an existing file empty; the
@@ -127,9 +128,9 @@ _load_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=4)
 def _load_weights(path: str | None, device: str):
-    from leechcodec.models.io import load_weights  # here, on first use: the rest of leechcodec never imports models
+    from leechcodec.models.load import load  # here, on first use: the rest of leechcodec never imports models
 
-    return load_weights(path, device=device)
+    return load(path, device=device)  # ONNX Runtime on a CPU, torch for "cuda"
 
 
 def load_model(model: object = None, device: str | None = None):
@@ -138,7 +139,7 @@ def load_model(model: object = None, device: str | None = None):
     bundled model. Weights are read once per path and device and kept.
 
     Raises:
-        ModelError: unusable weights (``models.io.load_weights``).
+        ModelError: unusable weights (``models.load.load``).
     """
     device = device or _settings.device
     if model is None:
@@ -153,10 +154,11 @@ def set_model(model: object = None, device: str = "cpu", precision: str = "auto"
     """Choose the model ``load()`` decodes with, and ``save`` encodes with, from now on.
 
     Args:
-        model: a loaded tokenizer (``models.io.load_weights``, or any object ``leechcodec.decode``
+        model: a loaded tokenizer (``models.load.load``, or any object ``leechcodec.decode``
             takes), the path of its weights (read now), or None: the bundled model.
-        device: torch device of the networks ("cpu", "cuda").
-        precision: "auto", "fp32" (the reference pixels) or "bf16" (``leechcodec.codec.block_dtype``).
+        device: where the networks run: "cpu" (ONNX Runtime) or "cuda" (torch).
+        precision: "auto", "fp32" (the reference pixels) or "bf16" (torch models only,
+            ``leechcodec.torch_nets.block_dtype``).
 
     Raises:
         ModelError: unusable weights at ``model``.

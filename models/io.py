@@ -7,8 +7,6 @@ bytes, in name order), so it identifies the exact weights a stream needs.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -18,38 +16,22 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from leechcodec.container import TILE
 from leechcodec.errors import ModelError
 
-from .vit import LeechTokenizer, TokenizerConfig
-
-FORMAT_TAG = "leechcodec-tokenizer"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "leech.safetensors"
+from .config import (  # noqa: F401  (re-exported: they moved to the torch-free models.config)
+    DEFAULT_WEIGHTS,
+    FORMAT_TAG,
+    LATER_FIELDS,
+    MAX_TILE_TOKENS,
+    ZERO_OK,
+    config_from_json,
+    model_id_of,
+)
+from .vit import LeechTokenizer
 
 
 def _fp16_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-
-
-# config fields added after the first release, with the value that means "as before"
-LATER_FIELDS = {"skip": "none", "decode_halo": 0}
-ZERO_OK = {"decode_halo"}  # integer fields where 0 is meaningful
-
-
-def model_id_of(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> bytes:
-    """8-byte content hash of a config and its fp16 tensors."""
-    h = hashlib.sha256()
-    d = cfg.to_dict()
-    for name, default in LATER_FIELDS.items():  # keep the ids of weights saved before they existed
-        if d.get(name) == default:
-            del d[name]
-    h.update(json.dumps(d, sort_keys=True).encode())
-    for name in sorted(state):
-        t = state[name].to(torch.float16).contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().astype("<f2").tobytes())  # little-endian IEEE half, on any machine
-    return h.digest()[:8]
 
 
 def save_weights(model: LeechTokenizer, path: str | os.PathLike) -> bytes:
@@ -68,34 +50,6 @@ def save_weights(model: LeechTokenizer, path: str | os.PathLike) -> bytes:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return mid
-
-
-MAX_TILE_TOKENS = 64 * 64  # tokens per tile; the fixed coder's big-integer work grows as its square
-
-
-def config_from_json(text: str) -> TokenizerConfig:
-    """Parse and check a config from untrusted JSON: known fields, their types, sane ranges.
-
-    Raises:
-        ValueError: anything wrong (``json.JSONDecodeError`` is a ValueError).
-    """
-    d = json.loads(text)
-    if not isinstance(d, dict):
-        raise ValueError("the config is not a JSON object")
-    for f in dataclasses.fields(TokenizerConfig):
-        if f.name not in d:
-            continue
-        v, kind = d[f.name], type(f.default)
-        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else kind):
-            raise ValueError(f"{f.name} must be {kind.__name__}, got {v!r:.40}")
-        if kind in (int, float) and not (0 <= v < float("inf") if f.name in ZERO_OK else 0 < v < float("inf")):
-            raise ValueError(f"{f.name} must be {'non-negative' if f.name in ZERO_OK else 'positive'} and finite, got {v!r:.40}")
-    cfg = TokenizerConfig.from_dict(d)
-    if cfg.tile != TILE:
-        raise ValueError(f"tile {cfg.tile}: the .lq format (version 1) has {TILE}px tiles")
-    if (cfg.tile // cfg.patch) ** 2 > MAX_TILE_TOKENS:
-        raise ValueError(f"{(cfg.tile // cfg.patch) ** 2} tokens per tile, over {MAX_TILE_TOKENS}")
-    return cfg
 
 
 def load_weights(path: str | os.PathLike | None = None, device: str = "cpu", prior: str | os.PathLike | None = "auto") -> LeechTokenizer:

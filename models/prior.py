@@ -1,4 +1,5 @@
-"""Autoregressive prior over Λ24 token indices, exact in integer arithmetic for coding.
+"""Autoregressive prior over Λ24 token indices: the float model that is trained, and its export
+to the exact integer prior that codes (``leechcodec.exact_prior``).
 
 Model
 -----
@@ -22,71 +23,53 @@ of 1,024, and no cache to keep.
 
 Determinism
 -----------
-Training uses float32 (``ARPrior``). Coding uses ``ExactPrior``: the same network with
-integer weights, integer activations (floored to 1/256) and integer logits (1/256 nat),
-evaluated as float64 tensors holding integers below 2^53. Every sum of such products is
-exact in any order, so the logits are bit-identical across thread counts, batch sizes and
-devices (CPU or CUDA, where float64 matmuls are exact on integers too). Integer logits turn
-into integer frequencies through a table built with integer arithmetic (``leechcodec.coders``).
+Training uses float32 (``ARPrior``, here). Coding uses ``ExactPrior``: the same network with
+integer weights (``quantize_state``), integer activations and integer logits, in numpy float64
+arithmetic that is exact on integers; it lives in ``leechcodec.exact_prior`` with the formats,
+the prior id and ``load_prior`` (re-exported here), so that encoding and decoding never
+import torch. See that module for the determinism argument.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from leechcodec import lattice
-from leechcodec.errors import ModelError
-
-# causal neighbourhood (row, column offsets) and the wavefront that respects it
-NEIGHBOURS = tuple((dr, dc) for dr in (-2, -1) for dc in range(-2, 3)) + ((0, -2), (0, -1))
-WAVE = 3  # every neighbour of (r, c) has WAVE·r' + c' < WAVE·r + c
-PAD = 2  # zero border of the context grid: 2 rows on top, 2 columns on each side
-CTX_DIM = len(NEIGHBOURS) * lattice.DIM  # 288 integers in −4…4
-
-N_CLASSES = 3
-SUPPORT, DETAIL, BASES = lattice.SUPPORT, lattice.DETAIL, lattice.BASES
-
-# fixed-point formats of the exact prior (part of the .lq "ar" format: changing any of them
-# changes every probability, so they are hashed into the prior id)
-W_FRAC = 12  # weights and first-layer biases: round(w · 2^12)
-A_FRAC = 8  # activations: floor(a · 2^8), clamped to [0, A_MAX]
-A_MAX = 2**16 - 1
-LOGIT_FRAC = 8  # logits handed to the coder: floor(l · 2^8), i.e. 1/256 nat
-W_MAX = 2**15 - 1
-
-FORMAT_TAG = "leechcodec-prior"
-
-
-@dataclass(frozen=True)
-class PriorConfig:
-    name: str = "prior"
-    hidden: int = 256
-    layers: int = 2  # hidden layers of the trunk
-    codeword_bias: bool = False  # a learned logit per codeword added at the detail level
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# config fields added after the first release, with the value that means "as before": the
-# prior id leaves them out at that value, so adding one keeps the ids of existing priors
-LATER_FIELDS = {"codeword_bias": False}
-
+from leechcodec.exact_prior import (  # noqa: F401 - re-exported: the coding side of the prior
+    A_FRAC,
+    A_MAX,
+    B_MAX,
+    BASES,
+    CTX_DIM,
+    DETAIL,
+    FORMAT_TAG,
+    LATER_FIELDS,
+    LOGIT_FRAC,
+    N_CLASSES,
+    NEIGHBOURS,
+    PAD,
+    SUPPORT,
+    W_FRAC,
+    W_MAX,
+    WAVE,
+    ExactPrior,
+    PriorConfig,
+    load_prior,
+    prior_id_of,
+    prior_path_for,
+    state_shapes,
+)
 
 PRIOR_PRESETS = {
     "tiny": PriorConfig(name="tiny", hidden=32, layers=1),
@@ -213,7 +196,7 @@ def token_cache(tokenizer, files, out: Path, name: str, progress: bool = True) -
     return grids
 
 
-# ----------------------------------------------------------------------------- exact integer prior
+# ----------------------------------------------------------------------------- export to the exact integer prior
 def _q(t: torch.Tensor, frac: int, limit: int | None = None) -> torch.Tensor:
     q = torch.round(t.double() * 2.0**frac)
     return q.clamp(-limit, limit) if limit is not None else q
@@ -233,95 +216,12 @@ def quantize_state(model: ARPrior) -> dict[str, torch.Tensor]:
         first = name.startswith("trunk.0.")
         in_frac = 0 if first else A_FRAC
         frac = W_FRAC if name.endswith("weight") else W_FRAC + in_frac
-        limit = W_MAX if name.endswith("weight") else 2**40
+        limit = W_MAX if name.endswith("weight") else B_MAX
         out[name] = _q(p, frac, limit).to(torch.int64 if name.endswith("bias") else torch.int32)
     return out
 
 
-class ExactPrior:
-    """Integer inference of an ``ARPrior``: what ``leechcodec.coders`` calls to code tokens.
-
-    Every method returns float64 tensors that hold integers; logits are in 1/256 nat.
-    """
-
-    neighbours = NEIGHBOURS
-    wave = WAVE
-    classes = N_CLASSES
-
-    def __init__(self, cfg: PriorConfig, state: dict[str, torch.Tensor], prior_id: bytes, device="cpu", legacy_ids=()):
-        self.cfg = cfg
-        self.prior_id = prior_id  # what the encoder writes
-        self.ids = (prior_id, *(i for i in legacy_ids if i != prior_id))  # what a stream may name (decoder)
-        self.device = torch.device(device)
-        self.w = {k: v.to(self.device, torch.float64) for k, v in state.items()}
-        self._details = {}
-
-    def to(self, device) -> "ExactPrior":
-        return ExactPrior(self.cfg, {k: v.long() for k, v in self.w.items()}, self.prior_id, device, self.ids[1:])
-
-    @staticmethod
-    def _floor_shift(x: torch.Tensor, bits: int) -> torch.Tensor:
-        return torch.floor(x * 2.0**-bits)  # exact: a power-of-two scale, then floor
-
-    def features(self, ctx: torch.Tensor) -> torch.Tensor:
-        """(N, 288) integer contexts → (N, hidden) integer activations at 2^A_FRAC."""
-        a = ctx.to(self.device, torch.float64)
-        for i in range(self.cfg.layers):
-            y = a @ self.w[f"trunk.{i}.weight"].T + self.w[f"trunk.{i}.bias"]
-            shift = W_FRAC - A_FRAC if i == 0 else W_FRAC
-            a = self._floor_shift(y, shift).clamp_(0, A_MAX)
-        return a
-
-    def _head(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        return h @ self.w[f"{name}.weight"].T + self.w[f"{name}.bias"]  # at 2^(A_FRAC+W_FRAC)
-
-    def _logits(self, y: torch.Tensor) -> torch.Tensor:
-        return self._floor_shift(y, A_FRAC + W_FRAC - LOGIT_FRAC)
-
-    def class_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self._logits(self._head(h, "cls_head"))
-
-    def support_logits(self, h: torch.Tensor, cls: int) -> torch.Tensor:
-        return self._logits(self._head(h, f"support_heads.{cls}"))
-
-    def detail_logits(self, h: torch.Tensor, cls: int, a: torch.Tensor) -> torch.Tensor:
-        if cls not in self._details:
-            self._details[cls] = detail_vectors(cls, "cpu").to(self.device, torch.float64)
-        u = self._logits(self._head(h, "u_head"))  # (N, 24), 1/256 nat per unit of a codeword entry
-        y = torch.einsum("nmd,nd->nm", self._details[cls][a.to(self.device)], u)
-        if cls == 1:
-            y = y + self._logits(self._head(h, "place_head"))
-        if "codeword_bias" in self.w:
-            y = y + self.w["codeword_bias"][_detail_rows(cls, a.to(self.device))]
-        return y
-
-
 # ----------------------------------------------------------------------------- files
-def prior_id_of(cfg: PriorConfig, state: dict[str, torch.Tensor], tokenizer_id: bytes, legacy: bool = False) -> bytes:
-    """8-byte content hash of the exact prior: config, fixed-point formats, integer weights.
-
-    The config enters without the ``LATER_FIELDS`` that have their "as before" value, so a
-    field added with such a default keeps every existing id. ``legacy=True`` hashes the
-    whole config instead: the id that priors saved while ``codeword_bias`` was hashed
-    unconditionally (the releases up to 2026-11-26) carry, and that their ar streams name.
-    """
-    d = cfg.to_dict()
-    if not legacy:
-        for name, default in LATER_FIELDS.items():
-            if name in d and d[name] == default:
-                del d[name]
-    h = hashlib.sha256()
-    fmt = dict(cfg=d, w=W_FRAC, a=A_FRAC, amax=A_MAX, logit=LOGIT_FRAC, nb=NEIGHBOURS, wave=WAVE)
-    h.update(json.dumps(fmt, sort_keys=True).encode())
-    h.update(tokenizer_id)
-    for name in sorted(state):
-        t = state[name].long().contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().astype("<i8").tobytes())
-    return h.digest()[:8]
-
-
 def save_prior(model: ARPrior, path: str | os.PathLike, tokenizer_id: bytes) -> bytes:
     """Write the integer weights of ``model`` (for the tokenizer ``tokenizer_id``); returns the prior id."""
     state = quantize_state(model)
@@ -345,60 +245,9 @@ def save_prior(model: ARPrior, path: str | os.PathLike, tokenizer_id: bytes) -> 
     return pid
 
 
-def prior_path_for(weights: str | os.PathLike) -> Path:
-    """Where the prior of a tokenizer file lives by default: ``name.safetensors`` → ``name.prior.safetensors``."""
-    p = Path(weights)
-    return p.with_name(p.name.removesuffix(".safetensors") + ".prior.safetensors")
-
-
-def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, device: str = "cpu") -> ExactPrior:
-    """Read an exact prior (safetensors only).
-
-    Raises:
-        ModelError: unreadable file, not a leechcodec prior, wrong shapes or tensor types,
-            or a prior trained for a different tokenizer than ``tokenizer_id``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"prior file not found: {path}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{path} is not a readable safetensors file ({e.__class__.__name__})") from None
-    if meta.get("format") != FORMAT_TAG:
-        raise ModelError(f"{path} is not a leechcodec prior (no '{FORMAT_TAG}' metadata)")
-    try:
-        d = json.loads(meta["config"])
-        cb = bool(d.get("codeword_bias", LATER_FIELDS["codeword_bias"]))  # absent from priors saved before it existed
-        cfg = PriorConfig(**{k: d[k] for k in ("name", "hidden", "layers")}, codeword_bias=cb)
-        if not (0 < cfg.hidden <= 4096 and 0 < cfg.layers <= 16):
-            raise ValueError("hidden/layers out of range")
-        tok = bytes.fromhex(meta["tokenizer_id"])
-        with torch.device("meta"):
-            expected = ARPrior(cfg).state_dict()
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{path} has an invalid prior config: {e}") from None
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        raise ModelError(f"{path}: tensors do not match the stored prior config")
-    if any(v.dtype not in (torch.int32, torch.int64) for v in state.values()):
-        raise ModelError(f"{path}: prior tensors must be integers")
-    # the bounds that keep every integer sum of the exact prior below 2^53 (see quantize_state)
-    if any(int(v.abs().max()) > (W_MAX if k.endswith("weight") else 2**40) for k, v in state.items() if v.numel()):
-        raise ModelError(f"{path}: prior weights out of range")
-    if tokenizer_id is not None and tok != bytes(tokenizer_id):
-        raise ModelError(f"{path} is the prior of model {tok.hex()}, not of {bytes(tokenizer_id).hex()}")
-    pid, legacy = prior_id_of(cfg, state, tok), prior_id_of(cfg, state, tok, legacy=True)
-    if "prior_id" in meta and meta["prior_id"] not in (pid.hex(), legacy.hex()):  # saved by save_prior: either recipe
-        raise ModelError(f"{path}: its weights hash to prior id {pid.hex()}, not the {meta['prior_id']!r:.40} it names")
-    return ExactPrior(cfg, state, pid, device, (legacy,))
-
-
-def exact(model: ARPrior, tokenizer_id: bytes, device: str = "cpu") -> ExactPrior:
-    """The exact prior a float model exports to (what ``save_prior`` writes and ``load_prior`` reads)."""
-    state = quantize_state(model)
+def exact(model: ARPrior, tokenizer_id: bytes, device=None) -> ExactPrior:
+    """The exact prior a float model exports to (what ``save_prior`` writes and ``load_prior`` reads):
+    the numpy ``ExactPrior`` of its integer weights (``device`` is ignored, as by ``load_prior``)."""
+    state = {k: v.cpu().numpy() for k, v in quantize_state(model).items()}
     ids = prior_id_of(model.cfg, state, tokenizer_id), prior_id_of(model.cfg, state, tokenizer_id, legacy=True)
-    return ExactPrior(model.cfg, state, ids[0], device, ids[1:])
+    return ExactPrior(model.cfg, state, ids[0], legacy_ids=ids[1:])

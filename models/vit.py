@@ -15,14 +15,13 @@ Data flow::
                → image (B, 3, 256, 256)
 
 The configuration is a frozen dataclass saved beside the weights (see ``models.io``), so a
-weights file alone rebuilds its model. Presets live in ``PRESETS``.
+weights file alone rebuilds its model. It and the presets (``PRESETS``) live in the torch-free
+``models.config``; ``models.export_onnx`` exports these networks for ``models.runtime``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,89 +29,7 @@ from torch import nn
 
 from leechcodec.quantizer import LeechQuantizer, normalize
 
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    """Everything needed to rebuild a tokenizer; stored in the weights file's metadata."""
-
-    name: str = "custom"
-    width: int = 192  # transformer width D
-    depth: int = 4  # encoder blocks
-    dec_depth: int = 4  # decoder blocks
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    patch: int = 8
-    tile: int = 256
-    latent_dim: int = 24
-    stem: str = "conv"  # "conv" (3 strided convs) or "linear" (one 8×8 patch projection)
-    head: str = "conv"  # "conv" (unpatchify + 2 convs), "linear" (unpatchify only) or "overlap" (see below)
-    head_channels: int = 16
-    skip: str = "none"  # "linear": a per-patch linear path beside encoder and decoder (see ``pca_init``)
-    decode_halo: int = 0  # tokens of the neighbouring tiles the decoder sees around each tile (codec.indices_to_image)
-
-    def __post_init__(self):
-        if self.tile % self.patch:
-            raise ValueError(f"tile {self.tile} is not divisible by patch {self.patch}")
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        if self.latent_dim != 24:
-            raise ValueError(f"latent_dim must be 24 for Λ24, got {self.latent_dim}")
-        if self.stem not in ("conv", "linear") or self.head not in ("conv", "linear", "overlap"):
-            raise ValueError(f"unknown stem/head {self.stem!r}/{self.head!r}")
-        if self.skip not in ("none", "linear"):
-            raise ValueError(f"unknown skip {self.skip!r}")
-        if self.head == "overlap" and self.patch % 2:
-            raise ValueError(f"the overlap head needs an even patch, got {self.patch}")
-        if not 0 <= self.decode_halo <= self.tile // self.patch:
-            raise ValueError(f"decode_halo must be 0..{self.tile // self.patch} tokens, got {self.decode_halo}")
-        if self.stem == "conv" and self.patch != 8:
-            raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
-
-    @property
-    def grid(self) -> int:
-        return self.tile // self.patch
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TokenizerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}")
-        return cls(**d)
-
-
-PRESETS: dict[str, TokenizerConfig] = {
-    # for tests: seconds on a CPU
-    "tiny": TokenizerConfig(name="tiny", width=32, depth=1, dec_depth=1, heads=2, head_channels=8),
-    # the shot preset in miniature, for the dry run of scripts/gpu_shot.sh
-    "shot-tiny": TokenizerConfig(
-        name="shot-tiny", width=32, depth=1, dec_depth=1, heads=2, head="overlap", head_channels=8, skip="linear"
-    ),
-    # sized to train and run on 2 CPU cores (the first shipped model)
-    "small": TokenizerConfig(name="small", width=192, depth=3, dec_depth=4, heads=3),
-    # "small" plus the PCA-initialised linear skip path (the 2026-11-25 releases, MODEL_CARD.md)
-    "small-skip": TokenizerConfig(name="small-skip", width=192, depth=3, dec_depth=4, heads=3, skip="linear"),
-    # trained by GPU shots (models/shot.py): wider, deeper decoder, overlapping output head
-    "shot": TokenizerConfig(
-        name="shot", width=256, depth=4, dec_depth=7, heads=4, head="overlap", head_channels=16, skip="linear",
-        decode_halo=6,
-    ),
-    # a wider/deeper step up for GPU training
-    "medium": TokenizerConfig(name="medium", width=384, depth=8, dec_depth=8, heads=6),
-    # paper-like: width 768, depth 12, heads 12, ~174M parameters
-    "base": TokenizerConfig(
-        name="base", width=768, depth=12, dec_depth=12, heads=12, stem="linear", head="linear"
-    ),
-}
-DEFAULT_PRESET = "shot"
-
-# The sin-cos table has entries of size ~0.7; at full scale it drowned the content signal and
-# the small preset sat on a predict-the-mean plateau (12 dB after 80 steps); at 0.1, with the
-# decoder input rescaled to unit variance, it reached 17 dB (A/B, 80 steps of 8 128px crops).
-POS_SCALE = 0.1
+from .config import DEFAULT_PRESET, POS_SCALE, PRESETS, TokenizerConfig  # noqa: F401  (re-exported: torch-free now)
 
 
 _POS_CACHE: dict = {}
@@ -129,7 +46,8 @@ def pos_embed(grid_h: int, grid_w: int, dim: int, like: torch.Tensor) -> torch.T
 
 
 def sincos_pos_embed(grid_h: int, grid_w: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos position embedding, (grid_h*grid_w, dim)."""
+    """Fixed 2-D sin-cos position embedding, (grid_h*grid_w, dim); ``models.config`` has its
+    numpy twin for the ONNX graphs (bit-identical, tests/test_onnx_runtime.py)."""
     if dim % 4:
         raise ValueError(f"position embedding width {dim} is not divisible by 4")
     q = dim // 4
@@ -220,7 +138,11 @@ class Encoder(nn.Module):
         self.out = nn.Linear(cfg.width, cfg.latent_dim)
         self.skip = nn.Conv2d(3, cfg.latent_dim, cfg.patch, cfg.patch) if cfg.skip == "linear" else None
 
-    def forward(self, x: torch.Tensor, block_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, block_dtype: torch.dtype | None = None, pos: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``pos``: the (N, D) position table (``pos_embed``), given by the ONNX export, which
+        takes it as a graph input (``models.export_onnx``)."""
         B, C, H, W = x.shape
         p = self.cfg.patch
         if C != 3 or H % p or W % p:
@@ -229,7 +151,7 @@ class Encoder(nn.Module):
         h = self.stem(x)  # (B, D, H/p, W/p)
         gh, gw = h.shape[-2:]
         h = h.flatten(2).transpose(1, 2)  # (B, N, D)
-        h = h + pos_embed(gh, gw, self.cfg.width, h)
+        h = h + (pos_embed(gh, gw, self.cfg.width, h) if pos is None else pos)
         h = run_blocks(self.blocks, h, block_dtype)
         z = self.out(self.norm(h)).view(B, gh, gw, self.cfg.latent_dim)  # (B, gh, gw, 24)
         if self.skip is not None:
@@ -264,10 +186,13 @@ class Decoder(nn.Module):
             else:
                 self.skip = nn.Linear(cfg.latent_dim, 3 * p2)
 
-    def forward(self, q: torch.Tensor, block_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, block_dtype: torch.dtype | None = None, pos: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``pos``: as in ``Encoder.forward``."""
         B, gh, gw, _ = q.shape
         h = self.inp(q * math.sqrt(self.cfg.latent_dim)).flatten(1, 2)  # unit-variance entries, (B, N, D)
-        h = h + pos_embed(gh, gw, self.cfg.width, h)
+        h = h + (pos_embed(gh, gw, self.cfg.width, h) if pos is None else pos)
         h = run_blocks(self.blocks, h, block_dtype)
         h = self.norm(h)
         if self.cfg.head == "overlap":  # the transposed convolution is the head's bulk: with the blocks' dtype

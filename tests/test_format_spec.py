@@ -185,10 +185,10 @@ def _workload(seed: int, batches: int):
 
 def test_frequencies_are_the_documented_table():
     t = spec_exp_table()
-    assert np.array_equal(coders.exp_table().numpy(), t)
+    assert np.array_equal(coders.exp_table(), t)
     for logits, _, _ in _workload(1, 40):
         want = np.stack([spec_frequencies(row) for row in logits])
-        assert np.array_equal(coders.frequencies(torch.from_numpy(logits).double()), want)
+        assert np.array_equal(coders.frequencies(logits.astype(np.float64)), want)
 
 
 def test_constriction_writes_the_documented_words():

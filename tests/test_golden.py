@@ -159,7 +159,7 @@ class _ConfigBeforeCodewordBias:
 
 def test_prior_id_ignores_a_later_field_at_its_default(golden):
     cfg, mid = golden.prior.cfg, golden.model_id
-    state = {k: v.long() for k, v in golden.prior.w.items()}
+    state = {k: v.astype(np.int64) for k, v in golden.prior.w.items()}
     assert not cfg.codeword_bias
     old = prior_id_of(_ConfigBeforeCodewordBias(cfg), state, mid)
     assert old == prior_id_of(cfg, state, mid) == golden.prior.prior_id

@@ -1,9 +1,10 @@
 """The rate knob (leechcodec/rdo.py, ``encode --lambda`` / ``--bpp``), on the bundled model and prior.
 
 λ = 0 is today's stream, larger λ never a larger one, every knob stream decodes with the plain
-decoder, and the same bytes come out whatever the number of torch threads.
+decoder, and the same bytes come out whatever the number of threads.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -81,19 +81,23 @@ def test_knob_streams_decode_with_the_plain_decoder(model, picture, sweep):
     assert 0 < moved_small < moved_large < 1
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 def test_vanishing_lambda_picks_the_nearest_codewords(model):
     """cost = distance + λ·bits: as λ → 0 the choice is the exact nearest codeword (checks the
     candidates, the distance and the index assembly)."""
-    y = torch.nn.functional.normalize(torch.randn(300, 24, generator=torch.Generator().manual_seed(3)), dim=1)
-    y[:10] = lattice.vectors(torch.arange(10) * 19_000)  # some latents on codewords, of all three classes
+    y = _unit(np.random.default_rng(3).standard_normal((300, 24)))
+    y[:10] = lattice.vectors(np.arange(10) * 19_000)  # some latents on codewords, of all three classes
     nearest = lattice.nearest(y)
     cls, sup = rdo.geometric_supports(y, nearest)
-    h = model.prior.features(torch.zeros(300, 288, dtype=torch.float64))
-    got = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, 1e-12)
-    assert torch.equal(got, nearest)
+    h = model.prior.features(np.zeros((300, 288)))
+    got = rdo.choose(model.prior, h, y, nearest, cls, sup, 1e-12)
+    assert np.array_equal(got, nearest)
     # a huge λ: the cheapest candidate within MAX_DIST of the latent, never farther
-    far = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, 1e6)
-    dist = ((lattice.vectors(far).double() - y.double()) ** 2).sum(1)
+    far = rdo.choose(model.prior, h, y, nearest, cls, sup, 1e6)
+    dist = ((lattice.vectors(far).astype(np.float64) - y) ** 2).sum(1)
     assert ((dist <= rdo.MAX_DIST + 1e-9) | (far == nearest)).all() and (far != nearest).any()
 
 
@@ -110,14 +114,24 @@ def _costs(prior, h, y, cls: int, sup: int, lam: float) -> tuple[np.ndarray, np.
     start = lattice.BASES[cls] + sup * lattice.DETAIL[cls]
     idx = np.arange(start, start + lattice.DETAIL[cls])
     rate = (_bits(prior.class_logits(h))[cls] + _bits(prior.support_logits(h, cls))[sup]
-            + _bits(prior.detail_logits(h, cls, torch.tensor([sup]))))  # fmt: skip
+            + _bits(prior.detail_logits(h, cls, np.array([sup]))))  # fmt: skip
     v = lattice.codebook()[idx].astype(np.float64) / np.sqrt(lattice.SQ_NORM)
     return idx, ((np.asarray(y, np.float64) - v) ** 2).sum(1) + lam * rate
 
 
 def _cost(prior, h, y, idx: int, lam: float) -> float:
-    cls, sup, det = (int(v) for v in lattice.split_index(torch.tensor([idx])))
+    cls, sup, det = (int(v) for v in lattice.split_index(idx))
     return float(_costs(prior, h, y, cls, sup, lam)[1][det])
+
+
+def _brute_choice(prior, h, y, cls, sup, lam: float) -> dict[int, float]:
+    """Every codeword of every candidate support within MAX_DIST of ``y``, with its cost."""
+    costs = {}
+    for k, a in zip(cls.tolist(), sup.tolist()):
+        idx, cost = _costs(prior, h, y, k, a, lam)
+        dist = ((y.astype(np.float64) - lattice.codebook()[idx] / np.sqrt(lattice.SQ_NORM)) ** 2).sum(1)
+        costs.update((int(j), float(c)) for j, c, d in zip(idx, cost, dist) if d <= rdo.MAX_DIST)
+    return costs
 
 
 @pytest.mark.parametrize("lam", [0.03, 0.1])
@@ -126,23 +140,18 @@ def test_choice_is_the_cheapest_candidate_by_brute_force(model, lam):
     candidate support (its class, support and detail bits from the coder's frequencies, and its
     squared distance), the cheapest within MAX_DIST is the one chosen (or the nearest codeword,
     if none is within it)."""
-    g = torch.Generator().manual_seed(5)
+    g = np.random.default_rng(5)
     n = 12
-    y = torch.nn.functional.normalize(torch.randn(n, 24, generator=g), dim=1)
-    y[:4] = torch.nn.functional.normalize(lattice.vectors(torch.randint(0, lattice.N_CODEWORDS, (4,), generator=g))
-                                          + 0.15 * torch.randn(4, 24, generator=g), dim=1)  # near codewords
+    y = _unit(g.standard_normal((n, 24)))
+    y[:4] = _unit(lattice.vectors(g.integers(0, lattice.N_CODEWORDS, 4)) + 0.15 * g.standard_normal((4, 24)))  # near codewords
     nearest = lattice.nearest(y)
-    ctx = torch.from_numpy(lattice.codebook()[torch.randint(0, lattice.N_CODEWORDS, (n * 12,), generator=g).numpy()])
-    h = model.prior.features(ctx.reshape(n, 288).double())  # varied contexts: 12 neighbours each
+    ctx = lattice.codebook()[g.integers(0, lattice.N_CODEWORDS, n * 12)]
+    h = model.prior.features(ctx.reshape(n, 288))  # varied contexts: 12 neighbours each
     cls, sup = rdo.geometric_supports(y, nearest)
-    got = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, lam, likely=0)
+    got = rdo.choose(model.prior, h, y, nearest, cls, sup, lam, likely=0)
     moved = 0
     for i in range(n):
-        costs = {}
-        for k, a in zip(cls[i].tolist(), sup[i].tolist()):
-            idx, cost = _costs(model.prior, h[i : i + 1], y[i], k, a, lam)
-            dist = ((y[i].double().numpy() - lattice.codebook()[idx] / np.sqrt(lattice.SQ_NORM)) ** 2).sum(1)
-            costs.update((int(j), float(c)) for j, c, d in zip(idx, cost, dist) if d <= rdo.MAX_DIST)
+        costs = _brute_choice(model.prior, h[i : i + 1], y[i], cls[i], sup[i], lam)
         want = min(costs.values()) if costs else None
         if want is None:
             assert int(got[i]) == int(nearest[i])
@@ -151,7 +160,7 @@ def test_choice_is_the_cheapest_candidate_by_brute_force(model, lam):
         moved += int(got[i]) != int(nearest[i])
     assert moved >= 3, moved  # the rate moved some tokens: the bits are in play
     # the prior's likeliest supports only add candidates: never a dearer choice
-    more = rdo.choose(model.prior, h, y.double(), nearest, cls, sup, lam)
+    more = rdo.choose(model.prior, h, y, nearest, cls, sup, lam)
     for i in range(n):
         assert _cost(model.prior, h[i : i + 1], y[i], int(more[i]), lam) <= _cost(
             model.prior, h[i : i + 1], y[i], int(got[i]), lam) + 1e-9
@@ -184,39 +193,17 @@ def test_supports_are_found_a_bounded_batch_at_a_time(model, picture, sweep, mon
 
 
 def test_batched_candidates_are_one_calls():
-    y = torch.nn.functional.normalize(torch.randn(3000, 24, generator=torch.Generator().manual_seed(7)), dim=1)
+    y = _unit(np.random.default_rng(7).standard_normal((3000, 24)))
     nearest = lattice.nearest(y)
     want = rdo.geometric_supports(y, nearest)
     for batch in (4096, 1000, 7):
         got = rdo.candidate_supports(y, nearest, batch)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), batch
-
-
-def test_rate_choice_keeps_to_the_priors_device(model, picture):
-    """``encode --device cuda --lambda``: every tensor of the choice is made on (or moved to) the
-    prior's device. On a fake accelerator (tests/fake_device.py: CPU tensors that say they are
-    elsewhere, and refuse, as CUDA does, to be mixed with CPU tensors) the ar coder with the knob
-    runs, and writes the CPU's bytes."""
-    from fake_device import FAKE, FakeDevice
-
-    from leechcodec import codec
-
-    w, h = picture.size
-    latents: list = []
-    idx = codec.tiles_to_indices(model, codec.tile_image(np.asarray(picture), 256), latents=latents)
-    extents = container.token_extents(w, h, 256, 8)
-    want = coders.encode_ar(idx, model.prior, 32, extents=extents, latents=np.concatenate(latents), lam=0.03)
-    try:
-        with FakeDevice():
-            prior = model.prior.to(FAKE)
-            assert prior.w["cls_head.weight"].device == FAKE
-            got = coders.encode_ar(idx, prior, 32, extents=extents, latents=np.concatenate(latents), lam=0.03)
-    finally:
-        lattice._torch_tables.cache_clear()  # nothing made under the fake device outlives it
-    assert got == want
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), batch
 
 
 def test_same_bytes_with_one_or_two_threads(sweep):
+    """One or two threads for the networks (torch) and for the prior's matmuls (the BLAS under
+    numpy, which reads its thread count from the environment at import)."""
     code = textwrap.dedent(f"""
         import sys, torch
         torch.set_num_threads(int(sys.argv[1]))
@@ -226,8 +213,9 @@ def test_same_bytes_with_one_or_two_threads(sweep):
         im = Image.open({str(DEMO_IMAGE)!r}).convert("RGB").crop((300, 150, 556, 350))
         sys.stdout.buffer.write(leechcodec.encode(im, load_weights(), coder="ar", lam=0.03, precision="fp32"))
     """)
-    outs = [subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, cwd=REPO, check=True).stdout
-            for n in (1, 2)]
+    outs = [subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, cwd=REPO, check=True,
+                           env={**os.environ, "OPENBLAS_NUM_THREADS": str(n), "OMP_NUM_THREADS": str(n)}).stdout
+            for n in (1, 2)]  # fmt: skip
     assert outs[0] == outs[1] == sweep[0.03]
 
 

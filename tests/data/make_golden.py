@@ -120,7 +120,7 @@ def main() -> None:
         make_models()
     model = load_weights(TOKENIZER)
     prior = model.prior
-    state = {k: v.long() for k, v in prior.w.items()}  # the integer weights, as saved
+    state = {k: v.astype(np.int64) for k, v in prior.w.items()}  # the integer weights, as saved
     manifest = {
         "about": "golden streams of tests/test_golden.py; regenerate with python tests/data/make_golden.py",
         "made_with": {
