@@ -245,13 +245,18 @@ def load_model(path: str | None, device: str, prior: str | None = None, use_prio
                 threads=threads, precision=precision)
 
 
+def need_torch(what: str) -> None:
+    """``what`` needs torch (the ``train`` extra): a LeechError (exit 1, one line) where it is missing."""
+    from leechcodec.models.load import have_torch
+
+    if not have_torch():
+        raise leechcodec.LeechError(f"{what} needs torch, which is not installed: pip install 'leechcodec[train]'")
+
+
 def check_device(device: str) -> None:
     """``--device cuda`` on a machine without CUDA (or without torch): a LeechError (exit 1), before any work."""
     if device == "cuda":
-        from leechcodec.models.load import have_torch
-
-        if not have_torch():
-            raise leechcodec.LeechError("--device cuda needs torch, which is not installed: pip install 'leechcodec[train]'")
+        need_torch("--device cuda")
         import torch
 
         if not torch.cuda.is_available():

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from .common import OutputError, check_device, check_output, force_option, handle_errors, version_option, write_output
+from .common import (
+    OutputError,
+    check_device,
+    check_output,
+    force_option,
+    handle_errors,
+    need_torch,
+    version_option,
+    write_output,
+)
 from .errors_table import help_block
 
 
@@ -93,7 +102,8 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
       leechcodec train --prior ../shared/data/train --out runs/p --tokenizer my-model.safetensors --batch 16
       leechcodec export runs/p/checkpoint.safetensors -o my-model.prior.safetensors
     """
-    check_device(device)  # exit 1, one line, before any work (as every command)
+    need_torch("train")  # exit 1, one line, before any work (as every command)
+    check_device(device)
     import torch
 
     from leechcodec.models.train import TrainConfig, TrainError
@@ -148,7 +158,8 @@ def export(checkpoint, output, force):
       leechcodec export runs/a/checkpoint.safetensors -o leech.safetensors
       leechcodec export runs/p/checkpoint.safetensors -o leech.prior.safetensors
     """
-    from leechcodec.models.train import export_checkpoint
+    need_torch("export")
+    from leechcodec.models.train import export_checkpoint, read_checkpoint
 
     if output == "-":
         raise OutputError("export needs a file name, not '-'")
@@ -158,3 +169,12 @@ def export(checkpoint, output, force):
         mid = export_checkpoint(checkpoint, staged)
         write_output(output, lambda f: f.write(staged.read_bytes()), force)
     click.echo(f"{output}: id {mid.hex()}", err=True)
+    if read_checkpoint(Path(checkpoint))[1].get("task") != "prior" and Path(output).is_file():
+        try:  # the ONNX graphs beside a tokenizer: encode and decode then run without torch
+            from leechcodec.models.export_onnx import export as export_graphs
+
+            for g in export_graphs(output):
+                click.echo(f"{g}: its ONNX graph (structure only; the weights stay in {Path(output).name})", err=True)
+        except ImportError as e:
+            click.echo(f"leechcodec: note: no ONNX graphs written ({e.name} is not installed: pip install "
+                       "'leechcodec[train]'); encode and decode will run this model on torch", err=True)

@@ -83,11 +83,15 @@ def test_the_cli_encodes_decodes_and_compares_without_torch(tmp_path):
         out["compare"] = cli("compare", "in.png", "-o", "c.png", "--codecs", "webp", "--size", "96", "--quiet")
         out["effort"] = cli("encode", "in.png", "-o", "e.lq", "--effort", "1", "--quiet")
         out["cuda"] = cli("encode", "in.png", "-o", "g.lq", "--device", "cuda", "--quiet")
+        out["train"] = cli("train", "in.png", "--out", "run")
+        out["export"] = cli("export", "in.png", "-o", "x.safetensors")
     """, tmp_path)
     assert out["torch_imported"] is False
     for name in ("encode", "encode_fixed", "encode_bpp", "decode", "info", "compare"):
         assert out[name] == 0, (name, out)
-    assert out["effort"] == 1 and out["cuda"] == 1  # the torch features: one-line errors that say what to install
+    for name in ("effort", "cuda", "train", "export"):  # the torch features: one-line errors that say what to install
+        assert out[name] == 1, (name, out)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "x.safetensors").exists()
     assert Image.open(tmp_path / "a.png").size == (300, 240)
     assert 8 * (tmp_path / "b.lq").stat().st_size / (300 * 240) <= 0.08
 

@@ -218,7 +218,10 @@ def test_cli_export_writes_weights_that_load(image_dir, tmp_path):
     r = CliRunner().invoke(cli, ["export", str(ckpt), "-o", str(out)])
     assert r.exit_code == 0, r.output
     model = model_io.load_weights(out)
-    assert model.cfg == build("tiny").cfg and r.stderr.strip() == f"{out}: id {bytes(model.model_id).hex()}"
+    assert model.cfg == build("tiny").cfg and r.stderr.splitlines()[0] == f"{out}: id {bytes(model.model_id).hex()}"
+    from leechcodec.models.runtime import load_onnx  # the ONNX graphs beside it: encode/decode without torch
+
+    assert load_onnx(out).model_id == model.model_id and len(r.stderr.splitlines()) == 3
     ema = {k[4:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
     raw = {k[6:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("model.")}
     assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # after 2 steps the EMA is not the raw weights
