@@ -43,13 +43,24 @@ if backend == "torch":
     import torch; mark("import torch")
 import numpy as np, leechcodec
 from leechcodec import codec, coders, container, image_io
-from leechcodec.models.load import load; mark("import leechcodec, models")
+try:
+    from leechcodec.models.load import load
+except ImportError:  # a leechcodec before ONNX Runtime (the "before" figures of issue 30)
+    import torch; mark("import torch")
+    from leechcodec.models.io import load_weights
+    load = lambda path, backend: load_weights(path)
+mark("import leechcodec, models")
 model = load(sys.argv[3] or None, backend=backend); mark("load tokenizer + prior")
 data = open(sys.argv[1], "rb").read()
 im = image_io.prepare(image_io.read_image(data)); rgb, _ = image_io.to_rgb_array(im); mark("read image")
 precision = sys.argv[2]
-from threadpoolctl import threadpool_limits
-with threadpool_limits(1, user_api="blas"):  # as codec.encode and decode
+try:
+    from threadpoolctl import threadpool_limits
+    limit = threadpool_limits(1, user_api="blas")  # as codec.encode and decode
+except ImportError:  # before ONNX Runtime: no such limit
+    import contextlib
+    limit = contextlib.nullcontext()
+with limit:
     idx = codec.tiles_to_indices(model, codec.Tiles(rgb, 256), precision=precision); mark("encoder network + nearest")
     payload = coders.encode_ar(idx, model.prior, 32); mark("ar encode")
     back = coders.decode_ar(payload, len(idx), 32, model.prior); mark("ar decode")
@@ -63,7 +74,7 @@ if getattr(model, "numpy_nets", False):
     import onnxruntime
     info = f"onnxruntime {onnxruntime.__version__} ({model.threads} threads), torch imported: {'torch' in sys.modules}"
 else:
-    info = f"torch {torch.__version__} ({torch.get_num_threads()} threads), bf16 native: {codec.native_bf16()}"
+    info = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])] + [info]))
 """
 
@@ -116,14 +127,18 @@ def main() -> None:
     ap.add_argument("--kodak-dir", type=Path)
     ap.add_argument("--big", type=Path, help="a large photo to encode and decode once")
     ap.add_argument("--big-from", type=Path, help="make --big as a 4000x3000 mosaic of the photos in this folder")
+    ap.add_argument("--json", type=Path, help="also write the figures here (docs/results/, for the docs' figures)")
     args = ap.parse_args()
+    result: dict = {"command": "python benchmarks/cli_speed.py " + " ".join(sys.argv[1:]), "runs": args.runs}
     image = args.image.resolve()
     # torch is imported in the children only: a forked child's peak memory counts its parent's
     out = subprocess.run([sys.executable, "-c", PHASES, str(image), args.precision, str(args.model or ""), args.backend],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
     phases = json.loads(out)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"{cpu}, {os.cpu_count()} CPUs, {phases.pop()}, backend {args.backend}, precision {args.precision}, "
+    result.update(cpu=cpu, cores=os.cpu_count(), runtime=phases.pop(), load_before=os.getloadavg()[0])
+    result["phases"] = dict(phases)
+    print(f"{cpu}, {os.cpu_count()} CPUs, {result['runtime']}, backend {args.backend}, precision {args.precision}, "
           f"image {image.name}")
     print("\nphases of one encode + decode in one process (s):")
     for name, sec in phases:
@@ -131,8 +146,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="cli-speed-"))
     try:
-        p = ["--precision", args.precision, "--backend", args.backend,
-             *(["--model", str(args.model.resolve())] if args.model else [])]
+        p = ["--precision", args.precision, *(["--backend", args.backend] if args.backend != "auto" else []),
+             *(["--model", str(args.model.resolve())] if args.model else [])]  # no --backend: any version's CLI
         lq_ar, lq_fixed = tmp / "ar.lq", tmp / "fixed.lq"
         rows = [
             ("leechcodec --help", [*CLI, "--help"]),
@@ -144,8 +159,10 @@ def main() -> None:
             ("decode (fixed)", [*CLI, "decode", str(lq_fixed), "-o", str(tmp / "f.png"), "-f", "--quiet", *p]),
         ]
         print(f"\nwhole processes, median of {args.runs} (s), peak memory (MiB):")
+        result["processes"] = {}
         for name, cmd in rows:
             sec, mib = median_of(cmd, args.runs)
+            result["processes"][name] = {"s": sec, "mib": mib}
             print(f"  {name:28s} {sec:6.2f} s  {mib:6.0f} MiB")
 
         if args.kodak_dir:
@@ -175,10 +192,14 @@ def main() -> None:
             enc, mib_e = run([*CLI, "encode", str(big), "-o", str(lq), "--quiet", *p])
             dec, mib_d = run([*CLI, "decode", str(lq), "-o", str(tmp / "big.png"), "--quiet", *p])
             mp = size[0] * size[1] / 1e6
+            result["big"] = {"size": f"{size[0]}x{size[1]}", "encode_s": enc, "encode_mib": mib_e, "decode_s": dec,
+                             "decode_mib": mib_d}
             print(f"\nlarge photo {size[0]}x{size[1]} ({mp:.1f} MP), ar: encode {enc:.1f} s, {mib_e:.0f} MiB peak; "
                   f"decode {dec:.1f} s, {mib_d:.0f} MiB peak; {8 * lq.stat().st_size / (mp * 1e6):.4f} bpp")  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

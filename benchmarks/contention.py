@@ -16,6 +16,7 @@ Stop other background jobs first: this measures time.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import statistics
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
     ap.add_argument("--command", default="decode", choices=["decode", "encode"])
     ap.add_argument("--threads", type=int, help="--threads for leechcodec [default: its own default]")
+    ap.add_argument("--json", type=Path, help="also write the figures here (docs/results/, for the docs' figures)")
     args = ap.parse_args()
     extra = ["--quiet", "-f", *(["--backend", args.backend] if args.backend != "auto" else []),
              *(["--threads", str(args.threads)] if args.threads else [])]  # none of them: any version of the CLI
@@ -79,6 +81,10 @@ def main() -> None:
     print(f"  {args.busy} busy processes: median {statistics.median(busy):.2f} s, worst {max(busy):.2f} s")
     print(f"  ratio busy/idle: median {statistics.median(busy) / statistics.median(idle):.2f}x, "
           f"worst {max(busy) / statistics.median(idle):.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": "python benchmarks/contention.py " + " ".join(sys.argv[1:]), "cpu": cpu, "cores": os.cpu_count(),
+            "what": args.command, "busy_processes": args.busy, "idle_s": idle, "busy_s": busy}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
