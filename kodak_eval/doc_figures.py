@@ -7,7 +7,10 @@ Two committed sources, both written by a program, never by hand:
   the rate knob's curve and the BD-rates against the classical codecs;
 * ``docs/results/speed.json``, written by ``python -m leechcodec.kodak_eval.doc_figures --measure``: whole
   ``leechcodec`` commands timed on ``docs/kodim23.png`` on this machine (CPU named in the file),
-  and how close ``compare`` gets the classical codecs' sizes.
+  and how close ``compare`` gets the classical codecs' sizes;
+* ``docs/results/{inference,contention,install}-{before,after}.json``, written by
+  ``benchmarks/cli_speed.py --json``, ``benchmarks/contention.py --json`` and
+  ``benchmarks/install_size.py --json``: the torch-era codec (before) against ONNX Runtime (after).
 
 From them :func:`figures` makes a table name → text (``"+56.6 %"``). A doc quotes one as
 ``<!-- fig:NAME -->TEXT<!-- /fig -->`` (the comment is invisible on GitHub), and ``cli/figures.py``
@@ -203,10 +206,47 @@ def write(figs: dict[str, str], repo: Path = REPO) -> list[str]:
     return problems
 
 
+def runtime_figures(results: dict[str, dict]) -> dict[str, str]:
+    """``inf.*``, ``cont.*`` and ``install.*`` figures from the before/after result files (``load``)."""
+    f: dict[str, str] = {}
+    for when in ("before", "after"):
+        inf = results.get(f"inference-{when}")
+        if inf:
+            f[f"inf.cpu"] = f"{inf['cpu']}, {inf['cores']} cores"
+            for name, key in (("encode (ar)", "encode"), ("decode (ar)", "decode"), ("encode --coder fixed", "encode_fixed"),
+                              ("decode (fixed)", "decode_fixed"), ("leechcodec --help", "help")):
+                f[f"inf.{when}.{key}"] = f"{inf['processes'][name]['s']:.2f} s"
+            f[f"inf.{when}.encode_mib"] = f"{inf['processes']['encode (ar)']['mib']:.0f} MiB"
+            ph = inf["phases"]
+            start = sum(v for k, v in ph.items() if k.startswith("import") or k.startswith("load"))
+            f[f"inf.{when}.startup"] = f"{start:.2f} s"
+            big = inf.get("big")
+            if big:
+                f[f"inf.{when}.big_encode"] = f"{big['encode_s']:.1f} s"
+                f[f"inf.{when}.big_decode"] = f"{big['decode_s']:.1f} s"
+                f[f"inf.{when}.big_mib"] = f"{max(big['encode_mib'], big['decode_mib']):.0f} MiB"
+        cont = results.get(f"contention-{when}")
+        if cont:
+            idle = statistics.median(cont["idle_s"])
+            f[f"cont.{when}.idle"] = f"{idle:.2f} s"
+            f[f"cont.{when}.busy"] = f"{statistics.median(cont['busy_s']):.2f} s"
+            f[f"cont.{when}.worst"] = f"{max(cont['busy_s']):.2f} s"
+            f[f"cont.{when}.ratio"] = f"{statistics.median(cont['busy_s']) / idle:.1f}×"
+            f[f"cont.{when}.worst_ratio"] = f"{max(cont['busy_s']) / idle:.1f}×"
+        inst = results.get(f"install-{when}")
+        if inst:
+            f[f"install.{when}.s"] = f"{inst['seconds']:.0f} s"
+            f[f"install.{when}.size"] = f"{inst['mib']:,.0f} MiB"
+    return f
+
+
 def load(repo: Path = REPO) -> dict[str, str]:
     speed_path = repo / "docs" / "results" / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
-    return figures((repo / "README.md").read_text(), speed)
+    figs = figures((repo / "README.md").read_text(), speed)
+    results = {p.stem: json.loads(p.read_text()) for p in (repo / "docs" / "results").glob("*-*.json")}
+    figs.update(runtime_figures(results))
+    return figs
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -243,13 +283,14 @@ def measure(runs: int = 3, install_s: float | None = None) -> dict:
     """Time whole ``leechcodec`` processes on docs/kodim23.png (minutes on 2 cores)."""
     from PIL import Image
 
+    import onnxruntime
+
     import leechcodec.codec as codec
-    import torch
 
     exe = [sys.executable, "-m", "leechcodec"]
     img = str(REPO / "docs" / "kodim23.png")
     res: dict = {"command": "python -m leechcodec.kodak_eval.doc_figures --measure", "image": "docs/kodim23.png",
-                 "cpu": _cpu(), "cores": os.cpu_count(), "torch": torch.__version__,
+                 "cpu": _cpu(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
                  "load_before": os.getloadavg()[0], "install_s": install_s,
                  "encode_s": [], "decode_s": [], "bpp_target": 0.1, "bpp_s": [], "compare": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -190,12 +190,22 @@ def _fmt(x: float | None, spec: str, unit: str = "", missing: str = "n/a (out of
     return missing if x is None or not math.isfinite(x) else f"{x:{spec}}{unit}"
 
 
-def provenance() -> str:
-    """Date and the versions that produced a report (leechcodec, torch, Pillow and its codecs)."""
+def runtime_of(model) -> str:
+    """What runs ``model``'s networks, with its version: "onnxruntime 1.32.0" or "torch 2.13.0+cpu"."""
+    import sys
+
+    if model is not None and not getattr(model, "numpy_nets", False) and "torch" in sys.modules:
+        return f"torch {sys.modules['torch'].__version__}"
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"
+
+
+def provenance(runtime: str | None = None) -> str:
+    """Date and the versions that produced a report (leechcodec, what ran its networks, Pillow and its codecs)."""
     import datetime
 
     import PIL
-    import torch
     from PIL import features
 
     import leechcodec
@@ -204,7 +214,7 @@ def provenance() -> str:
         f"{name} {features.version(key) or 'n/a'}" for name, key in (("OpenJPEG", "jpg_2000"), ("libwebp", "webp"), ("libavif", "avif"))
     )
     return (f"generated {datetime.date.today().isoformat()} by `leechcodec bench`: leechcodec {leechcodec.__version__}, "
-            f"torch {torch.__version__}, Pillow {PIL.__version__} ({libs})")
+            f"{runtime or runtime_of(None)}, Pillow {PIL.__version__} ({libs})")
 
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -256,7 +266,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
     """
     ours = [e for e in entries if is_ours(e)]
     others = [e for e in entries if not is_ours(e)] + list(published)
-    lines = [f"## {title}", "", f"_{provenance()}_", "",
+    found = [m.group(1) for e in ours for m in [re.search(r"networks on ([\w.+-]+ [\w.+-]+)", e["description"])] if m]
+    lines = [f"## {title}", "", f"_{provenance(found[0] if found else None)}_", "",
              "PSNR on 8-bit RGB, computed per image then averaged; MS-SSIM likewise; "
              "bpp from real byte counts. Codecs are read off their curves at our bpp, linearly in log(bpp)."]
     if published:

@@ -28,7 +28,7 @@ from leechcodec.errors import InputImageError
 
 from .codecs import ALL_CODECS, CLASSICAL
 from .metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
-from .report import OURS_PREFIX, PAPER_POINT, RESULT_KEYS, markdown_table, plot_rd, write_codec_files, write_json
+from .report import OURS_PREFIX, PAPER_POINT, RESULT_KEYS, markdown_table, plot_rd, runtime_of, write_codec_files, write_json
 
 class Point(NamedTuple):
     """Measurements for one image at one sweep point."""
@@ -231,7 +231,8 @@ def evaluate(
                     b.update()
             knob = f"; encode --lambda ∈ {[float(x) for x in lams]}" if coder == "ar" else ""
             desc = (
-                f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}{knob}; real .lq "
+                f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}, networks on "
+                f"{runtime_of(model)}{knob}; real .lq "
                 f"bytes through leechcodec.encode/decode (the CLI's code path)"
             )
             entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))

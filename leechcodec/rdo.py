@@ -14,7 +14,7 @@ supports the prior finds most likely in each class; for every candidate support 
 details (sign patterns, place of the ∓3, signs) are scored, so the best detail of a support is
 found exactly. λ = 0 is not searched at all: the encoder writes its nearest codewords, today's
 stream. D is the latent-space squared distance: cheap, and measured against the decoder's own
-pixel error in MODEL_CARD.md ("Rate knob").
+pixel error in docs/training-log.md ("Rate knob").
 
 numpy only, like the coder. The bits are exact functions of the prior's integer frequencies;
 D and the costs are float64 sums, so only candidates whose costs tie within rounding could be
@@ -37,7 +37,7 @@ from .coders import frequencies
 GEOMETRIC = 4  # nearest supports per class by the search's bounds (octads, Golay words)
 SUPPORT_BATCH = 2048  # latents per geometric_supports call: its (n, 4096) float64 scores stay at 64 MB
 CHOOSE_BATCH = 64  # positions per pass of ``choose``: their (M, 128, 24) float64 candidate codewords stay at ~15 MB
-LIKELY = 4  # most likely supports per class under the prior (2 and 8 measured worse, MODEL_CARD.md)
+LIKELY = 4  # most likely supports per class under the prior (2 and 8 measured worse, docs/training-log.md)
 MAX_DIST = 1.0  # candidates farther than this squared distance from the latent are never chosen
 _SQRT32 = math.sqrt(lattice.SQ_NORM)
 

@@ -79,7 +79,8 @@ def test_readme_first_screen_leads_with_the_comparison():
     assert "research codec" in first and "Leech lattice" in first
     for codec in ("jpeg2000", "avif", "webp", "jpeg"):
         assert f"<!-- fig:bd.{codec} -->" in first
-    assert "docs/kodak-crops.png" in first and (REPO / "docs" / "kodak-crops.png").is_file()
+    for picture in ("docs/kodak-crops.png", "docs/kodak-curve.png"):  # the crops and the rate–distortion curve
+        assert picture in first and (REPO / picture).is_file(), picture
     visible = re.sub(r"<!--.*?-->", "", first)
     for jargon in ("shot", "halo", "format version", "EMA", "small-skip", "preset"):
         assert not re.search(rf"\b{jargon}\b", visible), jargon

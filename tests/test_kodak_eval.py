@@ -395,7 +395,8 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(LeechError, match="markers"):
         update_readme(tmp_path / "plain.md", "x")
-    assert "Pillow" in provenance() and "torch" in provenance()
+    assert "Pillow" in provenance() and "onnxruntime" in provenance()
+    assert "torch 2.13" in provenance("torch 2.13.0+cpu")
 
 
 def test_grid_ratios_by_construction():

@@ -63,7 +63,14 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"leechcodec"}
     for needed in ("leechcodec/models/weights/leech.safetensors", "leechcodec/models/weights/leech.prior.safetensors",
                    "leechcodec/models/weights/NOTICE.md",
+                   "leechcodec/models/weights/leech.encoder.onnx", "leechcodec/models/weights/leech.decoder.onnx",
                    "leechcodec/models/vit.py", "leechcodec/cli/main.py", "leechcodec/kodak_eval/SHA256SUMS"):  # fmt: skip
         assert needed in names, needed
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "leechcodec = leechcodec.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
+    core = [r for r in requires if "extra ==" not in r]
+    # encode and decode install no torch (issue 30); training, GPU use and bench bring it as extras
+    assert any(r.startswith("onnxruntime") for r in core) and not any(r.startswith("torch") for r in core), core
+    assert any(r.startswith("torch") and 'extra == "train"' in r for r in requires), requires
