@@ -547,7 +547,7 @@ def test_the_metadata_keys_are_the_documented_ones():
     tok = {row[0] for row in _doc_table("**Tokenizer** (`models/io.py`")}
     meta = _meta(DEFAULT_WEIGHTS)
     assert set(meta) == tok and meta["format"] == model_io.FORMAT_TAG and f"must be `{model_io.FORMAT_TAG}`" in FLAT
-    pri = {row[0] for row in _doc_table("**Prior** (`models/prior.py`")}
+    pri = {row[0] for row in _doc_table("**Prior** (`leechcodec/exact_prior.py`")}
     meta = _meta(prior_path_for(DEFAULT_WEIGHTS))
     assert set(meta) == pri and meta["format"] == model_prior.FORMAT_TAG and f"must be `{model_prior.FORMAT_TAG}`" in FLAT
 
