@@ -1,25 +1,8 @@
 """Autoregressive prior over Λ24 token indices: the float model that is trained, and its export
 to the exact integer prior that codes (``leechcodec.exact_prior``).
 
-Model
------
-A token is coded by the chain rule along the lattice's own structure (``leechcodec.lattice``
-index order), so every distribution is small and the product sums to one exactly:
-
-    class  (3: octad ±2^8 / Golay ∓3 ±1^23 / pair ±4^2)
-      └─ support  a  (759 octads / 4,096 Golay words / 276 pairs)        free logits
-         └─ detail b  (128 sign patterns / 24 places of the 3 / 4 signs)  logits <v, u> + bias
-
-The detail logits are computed from the candidate codeword vectors themselves: ``u`` is a
-24-d output of the network and ``v`` the integer codewords that share the chosen support,
-so a sign pattern is scored coordinate by coordinate instead of by a 128-way table.
-
-Context: the integer codeword vectors of 12 causal neighbours (two rows above, columns −2…+2,
-and two to the left; zero outside the tile), through an MLP. A local context loses little
-against a full raster transformer on these grids and allows *wavefront* decoding: position
-(r, c) depends only on positions with a smaller ``WAVE·r + c``, so all positions of one
-wavefront (of every tile) are decoded together — 125 network calls per 32×32 grid instead
-of 1,024, and no cache to keep.
+The model (class → support → detail, the 12-neighbour context, wavefront order) is described
+once, in ``leechcodec.exact_prior``'s docstring.
 
 Determinism
 -----------
