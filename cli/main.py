@@ -41,6 +41,8 @@ from .common import (
     write_output,
 )
 from .errors_table import help_block
+from leechcodec.quality import table_text as quality_table
+
 from .figures import FIGURES as FIG
 
 # first bytes of common image files, to tell a user who gives one to `decode` what happened
@@ -113,6 +115,19 @@ def cli():
     f"(up to 8 more when those do not reach 2 %) after the encoder network: --bpp {FIG['bpp.target']} on kodim23 "
     f"(768x512) took {FIG['bpp.s']}, a plain encode {FIG['speed.encode_s']}, on {FIG['cpu.busy']}.",
 )  # fmt: skip
+@click.option(
+    "--stages", type=click.IntRange(1, leechcodec.MAX_STAGES), metavar="K",
+    help="Residual Λ24 stages per 8x8 patch, at most K (1 to 8): each stage adds a token that refines the ones "
+    "before it, for a sharper picture and a larger file (the fixed coder: 0.2748 bpp more per stage; the ar "
+    "coder leaves out the tokens that --lambda finds not worth their bits). Default: 1, or with --bpp as many "
+    "as the target can use, or what --quality says. A file with two or more stages is .lq version 3.",
+)  # fmt: skip
+@click.option(
+    "-q", "--quality", type=click.FloatRange(0, 100), metavar="Q",
+    help="0 to 100 instead of --lambda/--bpp: higher is sharper and larger (the ar coder). Each Q is a number "
+    f"of stages and a lambda from a fixed table ({quality_table()}; between rows lambda is interpolated). "
+    "README.md, 'Quality and stages', has the sizes and PSNR on Kodak.",
+)  # fmt: skip
 @click.option("--keep-orientation", is_flag=True,
               help="Code the pixels in stored order, ignoring the EXIF Orientation tag (by default the picture is "
                    "turned the way viewers show it).")
@@ -130,7 +145,7 @@ def cli():
 @verbose_option
 @version_option
 @handle_errors
-def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_frame, precision, device, threads,
+def encode(inputs, output, coder, effort, lam, bpp, stages, quality, keep_orientation, first_frame, precision, device, threads,
            backend, model_path, prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
@@ -148,15 +163,17 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
     Examples:
       leechcodec encode kodim23.png -o kodim23.lq
       leechcodec encode kodim23.png -o kodim23.lq --bpp 0.1    # at most 0.1 bits per pixel
+      leechcodec encode kodim23.png -o kodim23.lq -q 80        # quality 0-100, more stages when high
+      leechcodec encode kodim23.png -o kodim23.lq --coder fixed --stages 2   # 0.55 bpp, two stages
       leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper, same size
       leechcodec encode photos/*.png -o compressed/            # many files, one start-up
     """
     plan = batch_plan(inputs, output, ".lq")
-    if lam > 0 and bpp is not None:
-        raise click.UsageError("give --lambda or --bpp, not both")
-    if (lam > 0 or bpp is not None) and coder == "fixed":
-        raise click.UsageError("--lambda and --bpp trade distortion for bits of the ar coder; the fixed coder "
-                               "spends 17.585 bits on any token")
+    if sum((lam > 0, bpp is not None, quality is not None)) > 1:
+        raise click.UsageError("give one of --lambda, --bpp and --quality")
+    if (lam > 0 or bpp is not None or quality is not None) and coder == "fixed":
+        raise click.UsageError("--lambda, --bpp and --quality trade distortion for bits of the ar coder; the fixed "
+                               "coder spends 17.585 bits on any token (its size is set by --stages)")
     if coder == "fixed" and prior_path:
         note("--prior is not used by the fixed coder", quiet)
     models = functools.cache(lambda: load_model(model_path, device, prior_path, use_prior=coder != "fixed",
@@ -184,20 +201,22 @@ def encode(inputs, output, coder, effort, lam, bpp, keep_orientation, first_fram
         image = image_io.read_image(src if regular else data, max_pixels, first_frame)  # before loading the model
         t1 = time.perf_counter()
         m = model()
-        if (lam > 0 or bpp is not None) and m.prior is None:
-            raise leechcodec.ModelError(f"--lambda and --bpp need the ar coder, and model {m.model_id.hex()} has no "
+        if (lam > 0 or bpp is not None or quality is not None) and m.prior is None:
+            raise leechcodec.ModelError(f"--lambda, --bpp and --quality need the ar coder, and model {m.model_id.hex()} has no "
                                         "AR prior (NAME.prior.safetensors beside the weights, or --prior)")
         t2 = time.perf_counter()
         stats: dict = {}
         lq = leechcodec.encode(image, m, coder=coder, device=device, progress=single and not quiet,
                                max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
-                               precision=precision, stats=stats, lam=lam, bpp=bpp)  # fmt: skip
+                               precision=precision, stats=stats, lam=lam, bpp=bpp, stages=stages,
+                               quality=quality)  # fmt: skip
         t3 = time.perf_counter()
         write_output(dst, lambda f: f.write(lq), force)
         t4 = time.perf_counter()
         h = leechcodec.read_header(lq, None)
         if (single or verbose) and not quiet:
             knob = f", lambda {stats['lambda']:.4g}" if stats.get("lambda") else ""
+            knob += f", {stats['stages']} stages" if stats.get("stages", 1) > 1 else ""
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
                 f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder{knob}, {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
@@ -370,10 +389,11 @@ def info(input):
     stored = "the tokens that touch the picture" if h.version >= 2 else "every token of the padded tiles"
     click.echo(f"format:     version {h.version} ({stored})")
     click.echo(f"tiles:      {h.tiles_x}x{h.tiles_y} of {h.tile}px")
+    click.echo(f"stages:     {h.stages} ({'one token' if h.stages == 1 else f'up to {h.stages} tokens'} per 8x8 patch)")
     click.echo(f"coder:      {h.coder}")
     click.echo(f"model id:   {h.model_id.hex()}")
     if h.coder == "ar" and h.payload_length >= 8:
-        payload = data[leechcodec.container.HEADER.size : leechcodec.container.HEADER.size + 8]
+        payload = data[h.header_size : h.header_size + 8]
         click.echo(f"prior id:   {payload.hex()}")
     click.echo(f"bytes:      {len(data)} (payload {h.payload_length})")
     click.echo(f"bpp:        {8 * len(data) / h.pixels:.4f}")

@@ -64,6 +64,10 @@ def default_preset(device: str) -> str:
 @click.option("--mix", default=0.0, show_default=True,
               help="Fraction of tokens the decoder sees unquantized at the start; decays to 0 (see --mix-until).")
 @click.option("--mix-until", default=0.5, show_default=True, help="Fraction of --steps at which --mix reaches 0.")
+@click.option("--stages", default=1, show_default=True, type=click.IntRange(1, 8),
+              help="Residual Λ24 stages to train for: each crop keeps 1 … STAGES of them (quantizer dropout).")
+@click.option("--freeze-encoder", is_flag=True,
+              help="Train the decoder only (e.g. with --stages from --init weights): stage-1 tokens, and so the prior, stay valid.")
 @click.option("--seed", default=0, show_default=True,
               help="Seed of the initial weights and of the crops each step draws.")
 @click.option("--ckpt-minutes", default=5.0, show_default=True, help="Save the full training state this often.")
@@ -81,7 +85,7 @@ def default_preset(device: str) -> str:
 @version_option
 @handle_errors
 def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, lr, min_lr, warmup, weight_decay, clip, ema,
-          loss, msssim_weight, mix, mix_until, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
+          loss, msssim_weight, mix, mix_until, stages, freeze_encoder, seed, ckpt_minutes, val_dir, val_every, max_minutes, stop_at, device, use_compile, resume,
           init_weights, threads, quiet):  # fmt: skip
     """Train the ViT tokenizer on the images under DATA (folders searched recursively).
 
@@ -98,6 +102,8 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
     Examples:
       leechcodec train ../shared/data/train --out runs/a --val-dir ../shared/data/kodak
       leechcodec train ../shared/data/train --out runs/a --resume --max-minutes 9
+      leechcodec train ../shared/data/train --out runs/s --init models/weights/leech.safetensors \
+          --preset shot --stages 3 --freeze-encoder --loss mse --lr 1e-4
       leechcodec export runs/a/checkpoint.safetensors -o my-model.safetensors
       leechcodec train --prior ../shared/data/train --out runs/p --tokenizer my-model.safetensors --batch 16
       leechcodec export runs/p/checkpoint.safetensors -o my-model.prior.safetensors
@@ -134,7 +140,7 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
         steps=steps, lr=lr, min_lr=min_lr, warmup=warmup, weight_decay=weight_decay, clip=clip, ema=ema,
         loss=loss, msssim_weight=msssim_weight, mix=mix, mix_until=mix_until, seed=seed, ckpt_minutes=ckpt_minutes, val_dir=val_dir,
         val_every=val_every, max_minutes=max_minutes, stop_at=stop_at, device=device, compile=use_compile,
-        prior=prior, tokenizer=tokenizer,
+        prior=prior, tokenizer=tokenizer, stages=stages, freeze_encoder=freeze_encoder,
     )  # fmt: skip
     stats = run(cfg, resume=resume, init_weights=init_weights, progress=not quiet)
     click.echo(f"step {stats['step']}: checkpoint in {Path(out) / 'checkpoint.safetensors'}", err=True)

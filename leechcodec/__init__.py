@@ -15,7 +15,7 @@ and ``patch`` can be the model (numpy in and out if it has ``numpy_nets = True``
 tensors otherwise).
 """
 
-from .container import CODERS, DEFAULT_MAX_PIXELS, Header
+from .container import CODERS, DEFAULT_MAX_PIXELS, MAX_STAGES, Header
 from .errors import (
     FormatError,
     InputImageError,
@@ -74,6 +74,7 @@ __all__ = [
     "LeechError",
     "LeechWarning",
     "LimitError",
+    "MAX_STAGES",
     "ModelError",
     "ModelMismatchError",
     "RateError",

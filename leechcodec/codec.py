@@ -22,10 +22,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import coders, container, lattice
+from . import coders, container, lattice, stages as staging
 from .container import DEFAULT_MAX_PIXELS, Header
 from .errors import FormatError, LeechError, ModelError, ModelMismatchError, RateError
 from .image_io import prepare, read_image, to_rgb_array
+from .quality import quality_setting, stages_for_bpp
 
 TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -155,17 +156,35 @@ def tiles_to_indices(
 
 
 def indices_to_tiles(
-    model, indices: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32"
+    model, indices: np.ndarray, device: str = "cpu", progress: bool = False, precision: str = "fp32",
+    gain: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(T, tokens) indices → (T, 3, tile, tile) uint8 reconstructions."""
+    """(T, tokens) indices → (T, 3, tile, tile) uint8 reconstructions; (S, T, tokens) tokens of
+    S residual stages with their ``gain`` (``stages.gains``) likewise, the decoder fed their sum."""
     g = model.tile // model.patch
     net = nets(model, device, precision)
+    staged = _staged(indices)
     out = []
-    for sl in _batches(len(indices), progress, "decode"):
-        idx = np.asarray(indices[sl])
-        q = lattice.vectors(idx).reshape(idx.shape[0], g, g, lattice.DIM)
+    for sl in _batches(staged.shape[1], progress, "decode"):
+        idx = staged[:, sl]
+        q = _latent(idx, gain).reshape(idx.shape[1], g, g, lattice.DIM)
         out.append(to_pixels(net.synthesis(q)))
     return np.concatenate(out)
+
+
+def _staged(indices) -> np.ndarray:
+    """(T, n) tokens of one stage or (S, T, n) of S stages → (S, T, n)."""
+    indices = np.asarray(indices)
+    return indices[None] if indices.ndim == 2 else indices
+
+
+def _latent(tokens: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
+    """(S, …) tokens → the decoder's input (…, 24): one stage's unit codewords, or the stages' sum."""
+    if len(tokens) == 1:
+        return lattice.vectors(tokens[0])
+    if gain is None or len(gain) < len(tokens):
+        raise ValueError(f"{len(tokens)} stages need their gains")
+    return staging.latent_sum(tokens, gain)
 
 
 def token_grid(indices, tx: int, ty: int):
@@ -193,8 +212,10 @@ def indices_to_image(
     precision: str = "fp32",
     size: tuple[int, int] | None = None,
     into: Image.Image | None = None,
+    gain: np.ndarray | None = None,
 ) -> np.ndarray | Image.Image:
-    """(T, tokens) indices of a ``tx`` × ``ty`` tile grid → (ty·tile, tx·tile, 3) uint8, or
+    """(T, tokens) indices of a ``tx`` × ``ty`` tile grid (or (S, T, tokens) tokens of S residual
+    stages and their ``gain``, ``stages.gains``) → (ty·tile, tx·tile, 3) uint8, or
     (height, width, 3) for ``size`` = (width, height): the padding is never allocated. With
     ``into`` (an RGB PIL image of the picture's size) the tiles are pasted into it instead,
     and it is returned: no second copy of a big picture.
@@ -222,18 +243,19 @@ def indices_to_image(
         else:
             out[r * t : r * t + part.shape[0], c * t : c * t + part.shape[1]] = part
 
+    staged = _staged(indices)
     if halo == 0:  # tiles on their own, TILE_BATCH per network call
-        for sl in _batches(len(indices), progress, "decode"):
-            tiles = indices_to_tiles(net, indices[sl], device="cpu")  # (B, 3, t, t)
+        for sl in _batches(staged.shape[1], progress, "decode"):
+            tiles = indices_to_tiles(net, staged[:, sl], device="cpu", gain=gain)  # (B, 3, t, t)
             for i, tile in zip(range(sl.start, sl.stop), tiles):
                 put(*divmod(i, tx), tile.transpose(1, 2, 0))
         return out
-    grid = token_grid(np.asarray(indices), tx, ty)
+    grid = np.stack([token_grid(s, tx, ty) for s in staged])  # (S, ty·g, tx·g)
     bar = tqdm(total=tx * ty, desc="decode", unit="tile", disable=not progress or tx * ty <= TILE_BATCH, leave=False)
     for r in range(ty):
         for c in range(tx):
             r0, r1, c0, c1 = halo_window(r, c, tx, ty, g, halo)
-            q = lattice.vectors(grid[r0:r1, c0:c1])[None]  # (1, h, w, 24)
+            q = _latent(grid[:, r0:r1, c0:c1], gain)[None]  # (1, h, w, 24)
             y = net.synthesis(q)[0]  # (3, h·p, w·p)
             oy, ox = (r * g - r0) * p, (c * g - c0) * p
             put(r, c, to_pixels(y[:, oy : oy + t, ox : ox + t]).transpose(1, 2, 0))
@@ -302,6 +324,8 @@ def encode(
     stats: dict | None = None,
     lam: float = 0.0,
     bpp: float | None = None,
+    stages: int | None = None,
+    quality: float | None = None,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -330,15 +354,37 @@ def encode(
             (``LAMBDA_MAX``, ``BPP_STEPS``), within ``BPP_TOLERANCE`` (2 %) of ``bpp`` where
             the knob's sizes allow it (``_search_lambda``); today's stream (λ = 0) when it is
             already small enough. ``stats["lambda"]`` says which λ was taken.
+        stages: residual Λ24 stages per patch, at most (``stages``; 1 to ``MAX_STAGES``): each
+            adds a token that refines the ones before it, for more quality and more bits. The
+            fixed coder stores every token of every stage (17.585 bits each); the ar coder
+            leaves out the later-stage tokens that do not lower the distortion by λ · 18 bits
+            (``stages.later_tokens``), and a stream holds the stages it uses. None: 1, or with
+            ``bpp`` as many as the target can use (``stages_for_bpp``).
+        quality: 0 … 100 instead of ``lam``/``bpp``/``stages``: a point of the curve
+            ``QUALITY`` documents (``quality_setting``), higher is better and larger.
+            ``stats["stages"]`` says how many stages the stream holds.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
         LimitError: over ``max_pixels``, or too many tiles for the format.
         ModelError: ``coder="ar"`` with a model that has no prior.
-        ValueError: ``lam`` < 0 or not finite, ``bpp`` ≤ 0, or either with the fixed coder.
+        ValueError: ``lam`` < 0 or not finite, ``bpp`` ≤ 0, either with the fixed coder, a
+            number of stages outside 1 … ``MAX_STAGES``, or ``quality`` outside 0 … 100 or
+            given with ``lam`` or ``bpp``.
         RateError: ``bpp`` below the smallest stream the knob reaches on this image.
     """
     coder = pick_coder(model, coder)
+    if quality is not None:
+        if lam > 0 or bpp is not None:
+            raise ValueError("give a quality, lambda or a target bpp, not two of them")
+        if coder != "ar":
+            raise ValueError("a quality setting chooses the ar coder's rate knob; the fixed coder has none "
+                             "(its rate is set by the stages: 0.2748 bpp each)")
+        k, lam = quality_setting(quality)
+        stages = k if stages is None else min(stages, k)
+    if stages is None:
+        stages = 1 if bpp is None else stages_for_bpp(bpp)
+    stages = staging.check_stages(stages)
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
@@ -360,7 +406,7 @@ def encode(
     src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
     tiles = Tiles(src, model.tile)
     clock.lap("prepare_s")
-    latents = [] if lam > 0 or bpp is not None else None
+    latents = [] if lam > 0 or bpp is not None or stages > 1 else None
     indices = tiles_to_indices(net, tiles, progress=progress, latents=latents)
     clock.lap("network_s")
     if effort > 0:
@@ -372,14 +418,38 @@ def encode(
     extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
     tx, ty = container.tile_grid(w, h, model.tile)
     latents = np.concatenate(latents) if latents else None  # once, not per try of the --bpp search
+    grid = model.tile // model.patch
+    gain = staging.gains(model, stages)
+
+    def later(lam_: float, every: bool):
+        """Stage 1's tokens (T, grid²), padding filled → the later stages' (S', T, grid²), the
+        trailing stages without a token left out; their count goes to ``used``."""
+
+        def make(first):
+            rest = staging.later_tokens(latents, first, gain, lam_, every).reshape(stages - 1, *first.shape)
+            rest = np.stack([coders.fill_padding(t, extents, grid) for t in rest])
+            while len(rest) and (rest[-1] == staging.ABSENT).all():
+                rest = rest[:-1]
+            used[0] = 1 + len(rest)
+            return rest
+
+        return make
+
+    used = [1]
 
     def stream(lam_: float) -> bytes:
+        used[0] = 1
         if coder == "ar":
-            payload = coders.encode_ar(indices, model.prior, model.tile // model.patch,
-                                       progress and len(tiles) > TILE_BATCH and bpp is None, extents, latents, lam_)
+            payload = coders.encode_ar(indices, model.prior, grid, progress and len(tiles) > TILE_BATCH and bpp is None,
+                                       extents, latents, lam_, later(lam_, False) if stages > 1 else None)
+        elif stages > 1:
+            first = coders.fill_padding(indices, extents, grid)
+            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(0.0, True)(first)]), extents)
         else:
             payload = coders.encode_fixed(indices, extents)
-        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload))
+        k = used[0]
+        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload),
+                        container.version_for(k), k)
         return container.pack(header, payload)
 
     if bpp is None:
@@ -388,6 +458,7 @@ def encode(
         lam, data = _search_lambda(stream, bpp, w * h, progress)
     if stats is not None:
         stats["lambda"] = lam
+        stats["stages"] = read_header(data, None).stages
     clock.lap("coder_s")
     return data
 
@@ -532,13 +603,15 @@ def decode(
         if getattr(model, "prior", None) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
         indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, model.prior,
-                                   progress and header.n_tiles > TILE_BATCH, extents)
+                                   progress and header.n_tiles > TILE_BATCH, extents,
+                                   header.stages if header.version == container.STAGED else None)
     elif header.coder == "fixed":
-        indices = coders.decode_fixed(payload, header.n_tiles, tokens, extents)
+        indices = coders.decode_fixed_stages(payload, header.stages, header.n_tiles, tokens, extents)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
     clock.lap("coder_s")
     im = Image.new("RGB", (header.width, header.height))
-    indices_to_image(net, indices, header.tiles_x, header.tiles_y, progress=progress, into=im)
+    indices_to_image(net, indices, header.tiles_x, header.tiles_y, progress=progress, into=im,
+                     gain=staging.gains(model, header.stages))
     clock.lap("network_s")
     return im.convert("L") if header.mode == "L" else im

@@ -37,7 +37,8 @@ from tqdm import tqdm
 
 from .container import CODERS  # noqa: F401 - re-exported: the coders this module implements
 from .errors import FormatError, ModelMismatchError
-from .lattice import DIM, N_CODEWORDS, _codebook_int8, join_index, split_index
+from .lattice import DETAIL, DIM, N_CODEWORDS, SUPPORT, _codebook_int8, join_index, split_index
+from .stages import ABSENT
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,6 +142,28 @@ def decode_fixed(payload: bytes, tiles: int, n: int, extents=None) -> np.ndarray
     return out if extents is None else fill_padding(out, extents, grid)
 
 
+def encode_fixed_stages(tokens: np.ndarray, extents=None) -> bytes:
+    """(S, T, n) tokens of S residual stages (every one present) → the stages' fixed payloads,
+    stage 1 first (``encode_fixed`` each): format version 3's fixed payload, version 2's for S = 1."""
+    tokens = np.asarray(tokens)
+    if (tokens == ABSENT).any():
+        raise ValueError("the fixed coder stores every token of every stage: no position may be left out")
+    return b"".join(encode_fixed(t, extents) for t in tokens)
+
+
+def decode_fixed_stages(payload: bytes, stages: int, tiles: int, n: int, extents=None) -> np.ndarray:
+    """Inverse of ``encode_fixed_stages``: bytes → (stages, tiles, n) int64 tokens.
+
+    Raises:
+        FormatError: a payload that is not ``stages`` times one stage's length, or a bad tile value.
+    """
+    one = sum(fixed_tile_bytes(k) for k in _stored_counts(extents, tiles, n))
+    if len(payload) != stages * one:
+        raise FormatError(f"fixed-rate payload is {len(payload)} bytes, expected {stages * one} for {tiles} tiles "
+                          f"and {stages} stage{'s' * (stages > 1)}")
+    return np.stack([decode_fixed(payload[i * one : (i + 1) * one], tiles, n, extents) for i in range(stages)])
+
+
 # ----------------------------------------------------------------------------- ar
 EXP_FRAC = 8  # logits arrive in units of 2^-8 nat
 EXP_ONE = 2**24  # frequency of the most likely symbol
@@ -178,7 +201,8 @@ def frequencies(logits) -> np.ndarray:
 
 
 def _index_crc(indices: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(indices, dtype=">u4").tobytes())
+    """CRC-32 of the token bytes: every index as a big-endian uint32 (``ABSENT`` as 0xFFFFFFFF)."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(indices, dtype=np.int64) & 0xFFFFFFFF, dtype=">u4").tobytes())
 
 
 CHUNK = 512  # rows of logits per coder call: memory bounded however many tiles a wave spans (and fastest of 256-2048)
@@ -251,8 +275,64 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     return out.reshape(tiles, -1)
 
 
+CLASS_FREQ = np.array([SUPPORT[k] * DETAIL[k] for k in range(3)], dtype=np.float64)  # codewords per class
+FLAG_CONTEXTS = 4  # a later-stage flag's context: token above (same stage) + 2 · token of the stage before here
+
+
+def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np.ndarray | None = None) -> np.ndarray:
+    """Code the tokens of stages 2 … 1 + ``n_later`` (after all of stage 1), docs/FORMAT.md
+    "Later stages": stage by stage, row by row (all tiles: tile-major, then column), over the
+    stored positions of each row, first every position's presence flag, then the class of
+    every present token, the supports class by class, the details class by class.
+
+    A flag's distribution is the counts (starting at 1 absent, 1 present) of the flags already
+    coded in its context (``FLAG_CONTEXTS``) in the rows above, of this stage; a class has the
+    frequencies of its codewords (``CLASS_FREQ``), supports and details are uniform: a present
+    token costs log2(196,560) = 17.585 bits plus the range coder's rounding.
+    ``code(freq, symbols)`` codes one batch (the encoder passes the symbols, the decoder None)
+    and returns the symbols. ``want`` (n_later, tiles, grid²): the encoder's tokens.
+    Returns (n_later, tiles, grid²) int64, ``ABSENT`` where no token, padding filled.
+    """
+    ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
+    mask = stored_mask(ext, grid)
+    out = np.full((n_later, tiles, grid, grid), ABSENT, np.int64)
+    prev = np.ones((tiles, grid, grid), bool)  # stage 1 has a token everywhere
+    for s in range(n_later):
+        wanted = None if want is None else np.asarray(want[s]).reshape(tiles, grid, grid)
+        counts = np.ones((FLAG_CONTEXTS, 2), np.int64)
+        here = out[s]
+        for r in range(grid):
+            sel = mask[:, r, :]
+            if not sel.any():
+                continue
+            up = here[:, r - 1, :] != ABSENT if r else np.zeros((tiles, grid), bool)
+            ctx = (up.astype(np.int64) + 2 * prev[:, r, :])[sel]
+            row_want = None if wanted is None else wanted[:, r, :][sel]
+            flags = code(counts[ctx].astype(np.float64), None if row_want is None else (row_want != ABSENT).astype(np.int64))
+            np.add.at(counts, (ctx, flags), 1)
+            live = np.flatnonzero(flags)
+            cls = code(np.tile(CLASS_FREQ, (len(live), 1)),
+                       None if row_want is None else split_index(row_want[live])[0]) if len(live) else np.zeros(0, np.int64)
+            a, b = np.zeros_like(cls), np.zeros_like(cls)
+            parts = None if row_want is None else split_index(row_want[live])
+            for kind, sizes, got in (("support", SUPPORT, a), ("detail", DETAIL, b)):
+                for k in range(3):
+                    group = np.flatnonzero(cls == k)
+                    for g in _chunks(group):
+                        sym = None if parts is None else parts[1 if kind == "support" else 2][g]
+                        got[g] = code(np.ones((len(g), sizes[k])), sym)
+            row = np.full(int(sel.sum()), ABSENT, np.int64)
+            row[live] = join_index(cls, a, b)
+            block = here[:, r, :]
+            block[sel] = row
+            here[:, r, :] = block
+        out[s] = here = fill_padding(here.reshape(tiles, -1), ext, grid).reshape(tiles, grid, grid)
+        prev = here != ABSENT
+    return out.reshape(n_later, tiles, grid * grid)
+
+
 def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, extents=None,
-              latents=None, lam: float = 0.0) -> bytes:
+              latents=None, lam: float = 0.0, later=None) -> bytes:
     """(T, grid²) indices → ar payload (see the module docstring); with ``extents`` (per-tile
     stored rows and columns, format version 2) only stored tokens are coded, and the padding
     tokens the decoder will rebuild (``fill_padding``) are what the CRC and contexts see.
@@ -303,12 +383,27 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
         return sym
 
     coded = _run_wavefront(prior, tiles, grid, code, progress, "ar encode", extents, choose)
+    if later is not None:  # stages 2 …: chosen now that stage 1's tokens are
+        rest = np.asarray(later(coded), dtype=np.int64)
+        rest = rest.reshape(len(rest), tiles, grid * grid)
+        if extents is not None:
+            rest = np.stack([fill_padding(t, extents, grid) for t in rest]) if len(rest) else rest
+
+        def code_later(freq, sym):
+            enc.encode(np.asarray(sym, np.int32), family, np.ascontiguousarray(freq, np.float64))
+            return np.asarray(sym, np.int64)
+
+        rest = _run_later(tiles, grid, len(rest), code_later, extents, rest)
+        coded = np.concatenate([coded[None], rest]).reshape(-1)
     words = enc.get_compressed().astype("<u4").tobytes()
     return bytes(prior.prior_id) + _index_crc(coded).to_bytes(4, "big") + words
 
 
-def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False, extents=None) -> np.ndarray:
-    """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices (``extents`` as there).
+def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = False, extents=None,
+              stages: int | None = None) -> np.ndarray:
+    """Inverse of ``encode_ar``: payload → (tiles, grid²) int64 indices (``extents`` as there);
+    with ``stages`` (a version-3 stream) → (stages, tiles, grid²), ``ABSENT`` where a later
+    stage has no token.
 
     A stream may name any of ``prior.ids`` (if the prior has them: the current id first,
     then older recipes' ids of the same weights), else ``prior.prior_id``.
@@ -345,6 +440,18 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
         return sym.astype(np.int64)
 
     indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode", extents)
+    if stages is not None:
+
+        def code_later(freq, sym):
+            freq = np.ascontiguousarray(freq, np.float64)
+            try:
+                sym = np.asarray(dec.decode(family, freq), dtype=np.int32)
+            except Exception as e:
+                raise FormatError(f"ar stream is corrupted ({e})") from None
+            enc.encode(sym, family, freq)
+            return sym.astype(np.int64)
+
+        indices = np.concatenate([indices[None], _run_later(tiles, grid, stages - 1, code_later, extents)])
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
     _check_canonical(words, enc.get_compressed())

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from .errors import FormatError, LimitError
 
 MAGIC = b"LQ24"
-VERSION = 2  # what the encoder writes: only the tokens whose patch touches the image are stored
-VERSIONS = (1, 2)  # what the decoder reads: version 1 stores every token of every whole tile
+VERSION = 2  # what the encoder writes for one stage: only the tokens whose patch touches the image are stored
+STAGED = 3  # what it writes for two or more residual stages: version 2 plus a stage count after the header
+VERSIONS = (1, 2, 3)  # what the decoder reads: version 1 stores every token of every whole tile
+MAX_STAGES = 8  # stages a version-3 stream may hold (leechcodec/stages.py)
 TILE = 256  # the one tile edge of every version: every decoder is built for it
 HEADER = struct.Struct(">4sBBBB8sIIHHHI")  # 34 bytes
 TRAILER = struct.Struct(">I")  # CRC32 of header + payload
-OVERHEAD = HEADER.size + TRAILER.size  # 38 bytes
+OVERHEAD = HEADER.size + TRAILER.size  # 38 bytes (39 for version 3: its stage count)
+STAGES = struct.Struct(">B")  # version 3: the number of residual stages, right after the 34-byte header
 
 CODER_IDS = {"fixed": 0, "ar": 1}
 CODERS = ("ar", "fixed")  # in the order the CLI offers them
@@ -44,6 +47,7 @@ class Header:
     tiles_y: int
     payload_length: int
     version: int = VERSION
+    stages: int = 1  # residual stages of tokens per patch: 1 for versions 1 and 2
 
     @property
     def n_tiles(self) -> int:
@@ -52,6 +56,20 @@ class Header:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def header_size(self) -> int:
+        return head_size(self.version)
+
+
+def head_size(version: int) -> int:
+    """Bytes before the payload: the 34-byte header, and version 3's stage count."""
+    return HEADER.size + (STAGES.size if version == STAGED else 0)
+
+
+def version_for(stages: int) -> int:
+    """The version an encoder writes: 2 for one stage (readable by every earlier leechcodec), 3 for more."""
+    return VERSION if stages == 1 else STAGED
 
 
 def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
@@ -109,6 +127,8 @@ def pack(header: Header, payload: bytes) -> bytes:
         raise ValueError(f"tile {header.tile}: .lq files have {TILE}px tiles")
     if header.version not in VERSIONS:
         raise ValueError(f"version {header.version}: this leechcodec writes {VERSIONS}")
+    if not 1 <= header.stages <= (MAX_STAGES if header.version == STAGED else 1):
+        raise ValueError(f"{header.stages} stages in a version-{header.version} stream")
     head = HEADER.pack(
         MAGIC,
         header.version,
@@ -123,6 +143,8 @@ def pack(header: Header, payload: bytes) -> bytes:
         header.tiles_y,
         header.payload_length,
     )
+    if header.version == STAGED:
+        head += STAGES.pack(header.stages)
     body = head + payload
     return body + TRAILER.pack(zlib.crc32(body))
 
@@ -143,8 +165,10 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     magic, version, coder, mode, flags, model_id, w, h, tile, tx, ty, plen = HEADER.unpack_from(data)
     if version not in VERSIONS:
         raise FormatError(f"unsupported .lq format version {version} (this leechcodec reads {_versions()})")
-    if plen != len(data) - OVERHEAD:
-        raise FormatError(f"payload length field says {plen} bytes but the stream carries {len(data) - OVERHEAD}")
+    head = head_size(version)
+    extra = head - HEADER.size  # version 3's stage count
+    if plen != len(data) - OVERHEAD - extra:
+        raise FormatError(f"payload length field says {plen} bytes but the stream carries {max(0, len(data) - OVERHEAD - extra)}")
     (crc,) = TRAILER.unpack_from(data, len(data) - TRAILER.size)
     if crc != zlib.crc32(data[: -TRAILER.size]):
         raise FormatError("checksum mismatch: the .lq stream is corrupted")
@@ -160,13 +184,17 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
         raise FormatError(f"unsupported tile size {tile} (.lq version {version} has {TILE}px tiles)")
     if (tx, ty) != tile_grid(w, h, tile):
         raise FormatError(f"tile grid {tx}x{ty} does not match a {w}x{h} image with {tile}px tiles")
+    stages = STAGES.unpack_from(data, HEADER.size)[0] if extra else 1
+    if not 1 <= stages <= MAX_STAGES:
+        raise FormatError(f"{stages} residual stages: a .lq stream holds 1 to {MAX_STAGES}")
     check_size(w, h, tile, max_pixels)
-    header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen, version)
-    return header, data[HEADER.size : HEADER.size + plen]
+    header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen, version, stages)
+    return header, data[head : head + plen]
 
 
 def _versions() -> str:
-    return " and ".join(map(str, VERSIONS))
+    *first, last = map(str, VERSIONS)
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 # (name, offset, struct format) of each header field, in order: what ``describe`` walks
@@ -196,9 +224,14 @@ def describe(data: bytes) -> list[tuple[str, str, str | None]]:
             return rows
     plen = got.get("payload length")
     body_end = len(data) - TRAILER.size
+    head = HEADER.size
+    if got.get("version") == STAGED and len(data) > HEADER.size:
+        (k,) = STAGES.unpack_from(data, HEADER.size)
+        rows.append(("stages", str(k), None if 1 <= k <= MAX_STAGES else f"a stream holds 1 to {MAX_STAGES}"))
+        head += STAGES.size
     if isinstance(plen, int) and len(data) >= OVERHEAD:
-        if got.get("coder") == CODER_IDS["ar"] and plen >= 8 and body_end >= HEADER.size + 8:
-            rows.append(("prior id", data[HEADER.size : HEADER.size + 8].hex(), None))
+        if got.get("coder") == CODER_IDS["ar"] and plen >= 8 and body_end >= head + 8:
+            rows.append(("prior id", data[head : head + 8].hex(), None))
         (crc,) = TRAILER.unpack_from(data, body_end)
         want = zlib.crc32(data[:body_end])
         rows.append(("crc32", f"{crc:08x}", None if crc == want else f"the bytes before it hash to {want:08x}: corrupted"))
@@ -231,5 +264,5 @@ def _field(name: str, v, got: dict, n_bytes: int) -> tuple[str, str | None]:
             return str(v), None
         want = tile_grid(w, h, TILE)[name == "tiles_y"]
         return str(v), None if v == want else f"a {w}x{h} image has {want}"
-    want = n_bytes - OVERHEAD  # payload length
+    want = n_bytes - OVERHEAD - (STAGES.size if got.get("version") == STAGED else 0)  # payload length
     return str(v), None if v == want else f"the file carries {max(want, 0)} payload bytes"

@@ -189,17 +189,18 @@ def read_header(fp: IO[bytes]) -> Header:
         LimitError: the size is over ``MAX_PIXELS``.
     """
     start = fp.tell()
-    head = fp.read(container.OVERHEAD)
+    head = fp.read(container.OVERHEAD + container.STAGES.size)
     n_bytes = fp.seek(0, os.SEEK_END) - start
     if n_bytes < container.OVERHEAD:
         container.unpack(head, MAX_PIXELS)  # raises: bad magic or truncated
     fields = container.HEADER.unpack_from(head)
-    # every field checked by container.unpack itself (same checks, same words): the header with
-    # no payload and a fresh checksum; the real payload length is checked against the file, in
-    # unpack's words too (tests/test_pillow_plugin.py compares them)
-    probe = container.HEADER.pack(*fields[:-1], 0)
+    # every field checked by container.unpack itself (same checks, same words): the header (and
+    # version 3's stage count) with no payload and a fresh checksum; the real payload length is
+    # checked against the file, in unpack's words too (tests/test_pillow_plugin.py compares them)
+    size = container.head_size(fields[1]) if fields[1] in container.VERSIONS else container.HEADER.size
+    probe = container.HEADER.pack(*fields[:-1], 0) + head[container.HEADER.size : size]
     header = container.unpack(probe + container.TRAILER.pack(zlib.crc32(probe)), MAX_PIXELS)[0]
-    plen, carried = fields[-1], n_bytes - container.OVERHEAD
+    plen, carried = fields[-1], n_bytes - container.OVERHEAD - (size - container.HEADER.size)
     if plen != carried:
         raise FormatError(f"payload length field says {plen} bytes but the stream carries {carried}")
     return dataclasses.replace(header, payload_length=plen)
@@ -222,7 +223,7 @@ class LqImageFile(ImageFile.ImageFile):
             raise _pil_error(e, unidentified=True) from None
         self._size = (header.width, header.height)
         self._mode = header.mode
-        self.info.update(coder=header.coder, model_id=header.model_id.hex())
+        self.info.update(coder=header.coder, model_id=header.model_id.hex(), stages=header.stages)
         # pixels not loaded yet (Pillow's sign for it); this class's load() decodes them, no
         # Pillow decoder reads the tile (a plain tuple: ImageFile._Tile is private to Pillow)
         self.tile = [("leechcodec", (0, 0, *self.size), self._start, None)]

@@ -36,6 +36,10 @@ class TokenizerConfig:
     head_channels: int = 16
     skip: str = "none"  # "linear": a per-patch linear path beside encoder and decoder (see ``pca_init``)
     decode_halo: int = 0  # tokens of the neighbouring tiles the decoder sees around each tile (codec.indices_to_image)
+    # residual stages (leechcodec/stages.py): stage k >= 2 adds stage_gain * stage_decay**(k - 2) times its
+    # unit codeword to the decoder's input; the defaults fit the shipped model's residuals (docs/training-log.md)
+    stage_gain: float = 0.52
+    stage_decay: float = 0.625
 
     def __post_init__(self):
         if self.tile % self.patch:
@@ -52,6 +56,8 @@ class TokenizerConfig:
             raise ValueError(f"the overlap head needs an even patch, got {self.patch}")
         if not 0 <= self.decode_halo <= self.tile // self.patch:
             raise ValueError(f"decode_halo must be 0..{self.tile // self.patch} tokens, got {self.decode_halo}")
+        if not (0 < self.stage_gain <= 1 and 0 < self.stage_decay <= 1):
+            raise ValueError(f"stage_gain and stage_decay must be in (0, 1], got {self.stage_gain}, {self.stage_decay}")
         if self.stem == "conv" and self.patch != 8:
             raise ValueError(f"the conv stem is built for patch 8, got {self.patch}")
 
@@ -100,8 +106,9 @@ FORMAT_TAG = "leechcodec-tokenizer"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "leech.safetensors"
 
 # config fields added after the first release, with the value that means "as before"
-LATER_FIELDS = {"skip": "none", "decode_halo": 0}
-ZERO_OK = {"decode_halo"}  # integer fields where 0 is meaningful
+LATER_FIELDS = {"skip": "none", "decode_halo": 0, "stage_gain": 0.52, "stage_decay": 0.625}
+ZERO_OK = {"decode_halo"}
+STAGE_FIELDS = ("stage_gain", "stage_decay")  # what the codec does with the stages' tokens, not in the networks  # integer fields where 0 is meaningful
 
 MAX_TILE_TOKENS = 64 * 64  # tokens per tile; the fixed coder's big-integer work grows as its square
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 
 from leechcodec.errors import ModelError
 
-from .config import DEFAULT_WEIGHTS, FORMAT_TAG, TokenizerConfig, config_from_json, model_id_of, pos_table
+from .config import DEFAULT_WEIGHTS, FORMAT_TAG, STAGE_FIELDS, TokenizerConfig, config_from_json, model_id_of, pos_table
 
 GRAPH_FORMAT = "leechcodec-tokenizer-graph"
 # metadata_props keys of an exported graph
@@ -129,7 +129,9 @@ def _graph_parameters(weights: Path, cfg: TokenizerConfig) -> dict[str, dict[str
             meta = graph_metadata(g)
             if meta.get(META_FORMAT) != GRAPH_FORMAT or meta.get(META_PART) != part:
                 raise ValueError("no leechcodec metadata")
-            same = json.loads(meta[META_CONFIG]) == cfg.to_dict()
+            # the stages' gains are not in a graph (the codec sums the stages before the decoder)
+            made_for = {**json.loads(meta[META_CONFIG]), **{k: getattr(cfg, k) for k in STAGE_FIELDS}}
+            same = made_for == cfg.to_dict()
             params = {k: tuple(int(n) for n in s) for k, s in json.loads(meta[META_PARAMETERS]).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise NoGraphError(f"{g} is not a leechcodec {part} graph ({e}): {how}") from None

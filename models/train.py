@@ -60,6 +60,8 @@ class TrainConfig:
     loss: str = "l1"  # "l1" (the paper's) or "mse" (what PSNR measures)
     mix: float = 0.0  # fraction of tokens the decoder sees unquantized at step 0 ...
     mix_until: float = 0.5  # ... decaying linearly to 0 at this fraction of ``steps``
+    stages: int = 1  # residual stages: > 1 trains with quantizer dropout over 1 … stages (models.vit.later_stages)
+    freeze_encoder: bool = False  # train the decoder only: stage-1 tokens (and so the prior) stay as they are
     seed: int = 0
     ckpt_minutes: float = 5.0
     val_dir: str | None = None
@@ -321,7 +323,7 @@ class TokenizerTask:
     def loss(self, fwd, x: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
         cfg = self.cfg
         mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
-        y = fwd(x, mix=mix, generator=gen).float()
+        y = (fwd(x, mix=mix, generator=gen, stages=cfg.stages) if cfg.stages > 1 else fwd(x, mix=mix, generator=gen)).float()
         loss = F.mse_loss(y, x) if cfg.loss == "mse" else F.l1_loss(y, x)
         if self.msssim is not None:
             loss = loss + cfg.msssim_weight * (1 - self.msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
@@ -420,11 +422,13 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
         model.load_state_dict(src.state_dict())
     elif not resume:
         task.fresh_init(model)
+    if cfg.freeze_encoder and not cfg.prior:
+        model.encoder.requires_grad_(False)
     ema = task.build(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    other_params = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
+    other_params = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
     opt = torch.optim.AdamW(
         [{"params": decay_params, "weight_decay": cfg.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
         lr=cfg.lr,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leechcodec import lattice
 from leechcodec.quantizer import LeechQuantizer, normalize
 
 from .config import DEFAULT_PRESET, POS_SCALE, PRESETS, TokenizerConfig  # noqa: F401  (re-exported: torch-free now)
@@ -258,15 +259,43 @@ class LeechTokenizer(nn.Module):
         """Unit codeword vectors (B, h, w, 24) → image (B, 3, 8h, 8w), unclamped."""
         return self.decoder(q, block_dtype)
 
-    def forward(self, x: torch.Tensor, mix: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mix: float = 0.0, generator: torch.Generator | None = None,
+                stages: int = 1) -> torch.Tensor:
         """Training path. ``mix``: fraction of tokens handed to the decoder unquantized
-        (normalised only), drawn with ``generator``; 0 is the plain straight-through model."""
+        (normalised only), drawn with ``generator``; 0 is the plain straight-through model.
+        ``stages`` > 1: quantizer dropout over residual stages (``later_stages``)."""
         z = normalize(self.analysis(x))  # (B, h, w, 24)
         q = self.quantizer(z, mode="ste")
+        if stages > 1:
+            q = q + later_stages(z.detach(), q.detach(), stages, self.cfg, generator)
         if mix > 0:
             keep = torch.rand(z.shape[:-1] + (1,), generator=generator) < mix  # (B, h, w, 1)
             q = torch.where(keep.to(z.device), z, q)
         return self.synthesis(q)
+
+
+@torch.no_grad()
+def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: TokenizerConfig,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Quantizer dropout over residual stages (as SoundStream and DAC train residual VQ): each
+    sample of the batch keeps a number of stages drawn uniformly from 1 … ``stages``, and gets
+    the sum of its stages 2 … K as the codec makes them (``leechcodec.stages.later_tokens`` at
+    λ = 0: a token where it lowers the distance to ``z``), to add to its stage-1 codewords
+    ``first``. (B, h, w, 24) in and out; no gradient (the straight-through path is stage 1's).
+    """
+    from leechcodec.stages import gains
+
+    g = gains(type("M", (), {"cfg": cfg}), stages)
+    keep_k = torch.randint(1, stages + 1, (z.shape[0], 1, 1), generator=generator).to(z.device)
+    rec, extra = first.float(), torch.zeros_like(first, dtype=torch.float32)
+    for k in range(1, stages):
+        r = z.float() - rec
+        idx = lattice.nearest(r.reshape(-1, r.shape[-1])).reshape(r.shape[:-1])
+        step = float(g[k]) * lattice.vectors(idx, check=False).float()
+        better = 2 * (r * step).sum(-1) - (step * step).sum(-1) > 0
+        step = step * (better & (keep_k > k))[..., None]
+        rec, extra = rec + step, extra + step
+    return extra.to(z.dtype)
 
 
 # The constant coordinate of the PCA initialisation: the sphere keeps only a direction, so a

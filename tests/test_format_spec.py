@@ -336,6 +336,88 @@ def test_ar_payloads_are_the_documented_ones(preset, tmp_path):
     assert (grids[0, :, 5:] == grids[0, :, 4:5]).all() and (grids[1, 3:] == grids[1, 2]).all()
 
 
+def spec_later(coder, tiles: int, g: int, stages: int, tokens=None, extents=None) -> np.ndarray:
+    """FORMAT.md, 'Later stages': stages 2 … ``stages`` coded (``tokens``: (stages − 1, tiles, g·g),
+    −1 where no token) or decoded (None) with ``coder``, which goes on from stage 1's symbols.
+    Returns the stages' tokens, padding filled, −1 where no token."""
+    extents = extents or [(g, g)] * tiles
+    out = np.full((stages - 1, tiles, g, g), -1, dtype=np.int64)
+    prev = np.ones((tiles, g, g), dtype=bool)
+
+    def code(freq, want):
+        c = spec_cdf(np.asarray(freq, dtype=np.float64))
+        if want is None:
+            return coder.decode(c)
+        coder.encode(int(c[want]), int(c[want + 1]))
+        return want
+
+    for s in range(stages - 1):
+        n = {x: [1, 1] for x in range(4)}  # n0[x], n1[x]
+        for r in range(g):
+            row = [(k, c) for k in range(tiles) for c in range(g) if r < extents[k][0] and c < extents[k][1]]
+            want = [int(tokens[s, k, r * g + c]) if tokens is not None else None for k, c in row]
+            ctx = [int(r > 0 and out[s, k, r - 1, c] >= 0) + 2 * int(prev[k, r, c]) for k, c in row]
+            flags = [code(n[x], None if w is None else int(w >= 0)) for x, w in zip(ctx, want)]
+            live = [i for i, f in enumerate(flags) if f]
+            parts = {i: spec_split(want[i]) if want[i] is not None else (None, None, None) for i in live}
+            cls = {i: code(CLASS_COUNTS, parts[i][0]) for i in live}
+            sup = {}
+            for k in range(3):
+                for i in live:
+                    if cls[i] == k:
+                        sup[i] = code([1] * SUPPORT[k], parts[i][1])
+            for k in range(3):
+                for i in live:
+                    if cls[i] == k:
+                        kk, c = row[i]
+                        out[s, kk, r, c] = BASES[k] + sup[i] * DETAIL[k] + code([1] * DETAIL[k], parts[i][2])
+            for x, f in zip(ctx, flags):
+                n[x][f] += 1
+        for k in range(tiles):
+            rows, cols = extents[k]
+            for r in range(g):
+                for c in range(g):
+                    out[s, k, r, c] = out[s, k, min(r, rows - 1), min(c, cols - 1)]
+        prev = out[s] >= 0
+    return out.reshape(stages - 1, tiles, g * g)
+
+
+CLASS_COUNTS = [97152, 98304, 1104]
+
+
+def test_later_stages_are_the_documented_ones(tmp_path):
+    """Version 3's later stages (flags, their adaptive counts, uniform tokens) from the text alone,
+    after stage 1's ar symbols: the reference's words, decoded back, tokens and CRC."""
+    torch.manual_seed(13)
+    m = ARPrior(PRIOR_PRESETS["tiny"]).eval()
+    tok_id = b"\7" * 8
+    from leechcodec.models.prior import save_prior
+
+    save_prior(m, tmp_path / "p.safetensors", tok_id)
+    w = {k: v.astype(np.int64) for k, v in load_numpy(str(tmp_path / "p.safetensors")).items()}
+    tiles, g, stages = 2, 8, 3
+    rng = np.random.default_rng(14)
+    idx = rng.integers(0, 196_560, (tiles, g * g))
+    later = rng.integers(0, 196_560, (stages - 1, tiles, g * g))
+    later[0][rng.random((tiles, g * g)) < 0.3] = -1  # stage 2 leaves some out: stage 3's p varies
+    later[1][rng.random((tiles, g * g)) < 0.6] = -1
+    later[1, 0, : g * 3] = -1  # runs of absent flags: skewed counts
+    extents = [(8, 5), (3, 8)]
+    payload = coders.encode_ar(idx, exact(m, tok_id), g, extents=extents, later=lambda first: later)
+    first, enc = spec_ar(w, m.cfg.layers, tiles, g, tokens=idx, extents=extents)
+    filled = spec_later(enc, tiles, g, stages, tokens=later, extents=extents)
+    words = np.frombuffer(payload[12:], dtype="<u4")
+    assert [int(x) for x in words] == enc.words()
+    every = np.concatenate([first[None], filled])
+    assert payload[8:12] == zlib.crc32((every & 0xFFFFFFFF).astype(">u4").tobytes()).to_bytes(4, "big")
+    out1, dec = spec_ar(w, m.cfg.layers, tiles, g, words=words, extents=extents)
+    out = spec_later(dec, tiles, g, stages, extents=extents)
+    assert np.array_equal(out1, first) and np.array_equal(out, filled) and dec.canonical()
+    assert (filled == -1).any() and (filled >= 0).any()
+    got = coders.decode_ar(payload, tiles, g, exact(m, tok_id), extents=extents, stages=stages)
+    assert np.array_equal(got, every)
+
+
 def spec_extents(width: int, height: int, tile: int = 256, patch: int = 8) -> list[tuple[int, int]]:
     """FORMAT.md, version 2: tile (R, C) stores rows r < min(g, ceil((height − R·tile) / patch)), columns likewise."""
     g = tile // patch
@@ -496,9 +578,13 @@ def test_the_crc_is_zlibs_and_the_length_leaves_it_out():
     assert zlib.crc32(b"123456789") == 0xCBF43926 and "`0xCBF43926`" in FLAT and "`0xEDB88320`" in FLAT
     for path in sorted(DATA.glob("*.lq")):
         data = path.read_bytes()
-        assert int.from_bytes(data[30:34], "big") == len(data) - 38  # plen: the CRC is not counted
+        staged = data[4] == 3  # version 3: the stage count byte after the header
+        assert int.from_bytes(data[30:34], "big") == len(data) - 38 - staged  # plen: the CRC is not counted
         assert data[-4:] == zlib.crc32(data[:-4]).to_bytes(4, "big")
-    assert "the 4-byte CRC-32 after the payload is **not** counted (a file is `38 + plen` bytes)" in FLAT
+        if staged:
+            assert 2 <= data[34] <= 8
+    assert ("the 4-byte CRC-32 after the payload is **not** counted (a file is `38 + plen` bytes, `39 + plen` in "
+            "version 3)") in FLAT
 
 
 def test_a_payload_without_words_is_refused_as_documented():

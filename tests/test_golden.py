@@ -41,7 +41,7 @@ DATA = REPO / "tests" / "data"
 MANIFEST = json.loads((DATA / "golden.json").read_text())
 STREAMS = {s["file"]: s for s in MANIFEST["streams"]}
 AR_STREAMS = [name for name, s in STREAMS.items() if s["coder"] == "ar"]
-CURRENT = [name for name, s in STREAMS.items() if s["version"] == container.VERSION]  # what the encoder writes
+CURRENT = [name for name, s in STREAMS.items() if s["version"] in (container.VERSION, container.STAGED)]  # what the encoder writes
 PRIOR_ID = slice(container.HEADER.size, container.HEADER.size + 8)  # first 8 payload bytes of an ar stream
 
 
@@ -66,6 +66,7 @@ def _load_generator():
 
 
 _tokens = _load_generator().tokens
+_tokens_sha256 = _load_generator().tokens_sha256
 
 
 def _resigned(data: bytes, offset: int, value: bytes) -> bytes:
@@ -87,8 +88,9 @@ def test_golden_stream_decodes_to_its_pixels(golden, name):
     assert sha256(data) == s["sha256"], "the committed stream itself changed"
     h = leechcodec.read_header(data)
     assert (h.coder, h.mode, f"{h.width}x{h.height}", h.version) == (s["coder"], s["mode"], s["size"], s["version"])
+    assert h.stages == s.get("stages", 1)
     assert h.model_id.hex() == MANIFEST["tokenizer"]["model_id"]
-    tokens_ok = sha256(np.ascontiguousarray(_tokens(data, golden), ">u4").tobytes()) == s["tokens_sha256"]
+    tokens_ok = _tokens_sha256(_tokens(data, golden)) == s["tokens_sha256"]
     assert tokens_ok, "the coder decodes other tokens: the bitstream format changed"
     im = leechcodec.decode(data, golden, precision="fp32")  # the reference decode; bf16 differs by design
     assert (im.mode, "{}x{}".format(*im.size)) == (s["mode"], s["size"])
@@ -103,7 +105,8 @@ def test_golden_source_reencodes_to_the_same_bytes(golden, name):
     s = STREAMS[name]
     src = DATA / s["source"]
     assert sha256(src.read_bytes()) == s["source_sha256"]
-    assert leechcodec.encode(src, golden, coder=s["coder"], precision="fp32") == (DATA / name).read_bytes()
+    data = leechcodec.encode(src, golden, coder=s["coder"], precision="fp32", **s.get("encode", {}))
+    assert data == (DATA / name).read_bytes()
 
 
 @pytest.mark.parametrize("name", [n for n in CURRENT if STREAMS[n]["coder"] == "ar"])
@@ -115,9 +118,9 @@ def test_ar_streams_do_not_depend_on_the_coder_chunk_size(golden, name, monkeypa
     data = (DATA / name).read_bytes()
     want = _tokens(data, golden)
     monkeypatch.setattr(coders, "CHUNK", 3)
-    assert sha256(np.ascontiguousarray(_tokens(data, golden), ">u4").tobytes()) == STREAMS[name]["tokens_sha256"]
+    assert _tokens_sha256(_tokens(data, golden)) == STREAMS[name]["tokens_sha256"]
     src = DATA / STREAMS[name]["source"]
-    assert leechcodec.encode(src, golden, coder="ar", precision="fp32") == data
+    assert leechcodec.encode(src, golden, coder="ar", precision="fp32", **STREAMS[name].get("encode", {})) == data
     assert np.array_equal(_tokens(data, golden), want)
 
 
@@ -127,6 +130,25 @@ def test_every_version_has_golden_streams_of_both_coders_and_a_padded_picture():
         mine = [s for s in STREAMS.values() if s["version"] == version]
         assert {s["coder"] for s in mine} == {"fixed", "ar"}
         assert any(s["size"] == "301x77" for s in mine)  # padded on both sides
+    staged = {s.get("stages") for s in STREAMS.values() if s["version"] == container.STAGED}
+    assert staged == {2, 3}
+
+
+@pytest.mark.parametrize("name", [n for n, s in STREAMS.items() if s["version"] == container.STAGED])
+def test_version_3_streams_hold_their_stages(golden, name):
+    """Stage 1 of a staged stream is the single-stage stream's tokens (the same encoder); the
+    later stages are tokens or, in the ar coder, left out; the fixed coder leaves none out."""
+    data = (DATA / name).read_bytes()
+    tokens = _tokens(data, golden)
+    s = STREAMS[name]
+    assert tokens.shape[0] == s["stages"] == leechcodec.read_header(data).stages
+    single = DATA / name.replace(f".s{s['stages']}.v3.", ".v2.")
+    if not s.get("encode", {}).get("lam"):
+        assert np.array_equal(tokens[0], _tokens(single.read_bytes(), golden))
+    later = tokens[1:]
+    assert ((later >= 0) | (later == -1)).all() and (later < 196560).all()
+    if s["coder"] == "fixed":
+        assert (later >= 0).all()
 
 
 def test_version_2_stores_only_tokens_that_touch_the_picture(golden):

@@ -29,7 +29,7 @@ import leechcodec
 from leechcodec.cli import common
 from leechcodec.cli import main as cli_main
 from leechcodec.cli.main import cli
-from leechcodec import container
+from leechcodec import coders, container
 from leechcodec.errors import FormatError, InputImageError, LeechError, LeechWarning, LimitError, ModelError
 from leechcodec.image_io import read_image, to_rgb_array
 from leechcodec.models.io import load_weights
@@ -79,10 +79,11 @@ def _tiff_claiming_300_samples(im: Image.Image) -> bytes:
     return bytes(data)
 
 
-def _lq(width=40, height=50, tile=256, tiles=(1, 1), payload=b"", model_id=bytes(8), version=1, coder=0, mode=0):
-    """A .lq stream with any header fields and a correct CRC32."""
+def _lq(width=40, height=50, tile=256, tiles=(1, 1), payload=b"", model_id=bytes(8), version=1, coder=0, mode=0,
+        stages=None):
+    """A .lq stream with any header fields (``stages``: version 3's stage count byte) and a correct CRC32."""
     body = container.HEADER.pack(b"LQ24", version, coder, mode, 0, model_id, width, height, tile, *tiles, len(payload))
-    body += payload
+    body += (bytes([stages]) if stages is not None else b"") + payload
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
@@ -307,7 +308,11 @@ HOSTILE_STREAMS = {
     "payload too short": _lq(payload=b"\0" * 100),
     "payload value out of range": None,  # filled in below (needs the tiny model's id)
     "tile 64": _lq(tile=64, payload=b"\0" * 100),
-    "version 3": _lq(version=3),
+    "version 9": _lq(version=9),
+    "version 3 without its stage count": _lq(version=3),
+    "0 stages": _lq(version=3, stages=0),
+    "9 stages": _lq(version=3, stages=9),
+    "2 stages, one stage's payload": _lq(version=3, stages=2, payload=bytes(coders.fixed_tile_bytes(35))),  # 7x5 tokens
     "coder ar": _lq(coder=1),
     "mode 7": _lq(mode=7),
 }
@@ -327,7 +332,11 @@ HOSTILE_ERRORS = {
     "payload too short": (FormatError, "fixed-rate payload is 100 bytes"),
     "payload value out of range": (FormatError, "out of range"),
     "tile 64": (FormatError, "tile"),
-    "version 3": (FormatError, "version 3"),
+    "version 9": (FormatError, "version 9"),
+    "version 3 without its stage count": (FormatError, "payload length"),
+    "0 stages": (FormatError, "0 residual stages: a .lq stream holds 1 to 8"),
+    "9 stages": (FormatError, "9 residual stages"),
+    "2 stages, one stage's payload": (FormatError, "for 1 tiles and 2 stages"),
     "coder ar": (ModelError, "no AR prior"),
     "mode 7": (FormatError, "colour mode 7"),
 }

@@ -13,9 +13,11 @@ Everything here is deterministic:
 * three source PNGs drawn with integer arithmetic: a whole 256x256 tile (RGB), an odd-sized
   RGB picture that pads into two tiles (301x77), an odd-sized grey one (45x61);
 * each source encoded with the ``fixed`` and the ``ar`` coder in the current format version
-  (``<source>.<coder>.v<version>.lq``); the streams of earlier versions (version 1:
-  ``<source>.<coder>.lq``) are kept with their manifest entries, never rewritten, so that the
-  tests go on decoding them;
+  (``<source>.<coder>.v<version>.lq``), and in version 3 with residual stages
+  (``<source>.<coder>.s<stages>.v3.lq``: 2 stages with both coders, 3 stages with the ar
+  coder at λ 0.01, where later-stage positions are left out); the streams of earlier
+  versions (version 1: ``<source>.<coder>.lq``) are kept with their manifest entries, never
+  rewritten, so that the tests go on decoding them;
 * ``golden.json``: the model and prior ids (content hashes), and per stream the SHA-256 of
   the stream, of its source PNG, of its token indices (big-endian uint32, tile by tile) and of its decoded pixels
   (``Image.tobytes()`` in the stream's colour mode).
@@ -54,6 +56,8 @@ TOKENIZER = DATA / "tiny.safetensors"
 PRIOR = prior_path_for(TOKENIZER)
 MANIFEST = DATA / "golden.json"
 CODERS = ("fixed", "ar")
+# version 3: (coder, encode arguments) of the staged streams of each source
+STAGED = (("fixed", {"stages": 2}), ("ar", {"stages": 2}), ("ar", {"stages": 3, "lam": 0.01}))
 
 
 def sha256(data: bytes) -> str:
@@ -105,13 +109,18 @@ def tokens(data: bytes, model) -> np.ndarray:
     header, payload = container.unpack(data)
     grid = model.tile // model.patch
     extents = container.token_extents(header.width, header.height, model.tile, model.patch, header.version)
+    staged = header.version == container.STAGED
     if header.coder == "ar":
-        return coders.decode_ar(payload, header.n_tiles, grid, model.prior, extents=extents)
+        return coders.decode_ar(payload, header.n_tiles, grid, model.prior, extents=extents,
+                                stages=header.stages if staged else None)
+    if staged:
+        return coders.decode_fixed_stages(payload, header.stages, header.n_tiles, grid * grid, extents)
     return coders.decode_fixed(payload, header.n_tiles, grid * grid, extents)
 
 
 def tokens_sha256(indices: np.ndarray) -> str:
-    return sha256(np.ascontiguousarray(indices, dtype=">u4").tobytes())
+    """SHA-256 of the token bytes (docs/FORMAT.md): big-endian uint32, a left-out token 0xFFFFFFFF."""
+    return sha256(np.ascontiguousarray(np.asarray(indices, np.int64) & 0xFFFFFFFF, dtype=">u4").tobytes())
 
 
 def main() -> None:
@@ -142,14 +151,16 @@ def main() -> None:
     }
     if MANIFEST.is_file():  # earlier format versions: kept as they are
         old = json.loads(MANIFEST.read_text())["streams"]
-        manifest["streams"] = [e for e in old if e.get("version", 1) != container.VERSION]
+        manifest["streams"] = [e for e in old if e.get("version", 1) not in (container.VERSION, container.STAGED)]
     for name, im in sources().items():
         src = DATA / f"{name}.png"
         if not src.is_file() or _pixels(src) != (im.mode, im.size, im.tobytes()):  # PNG bytes vary with zlib
             im.save(src, optimize=True)
-        for coder in CODERS:
-            data = leechcodec.encode(src, model, coder=coder, precision="fp32")
-            out = DATA / f"{name}.{coder}.v{container.VERSION}.lq"
+        runs = [(coder, {}, f"{name}.{coder}.v{container.VERSION}.lq") for coder in CODERS]
+        runs += [(coder, kw, f"{name}.{coder}.s{kw['stages']}.v{container.STAGED}.lq") for coder, kw in STAGED]
+        for coder, kw, file in runs:
+            data = leechcodec.encode(src, model, coder=coder, precision="fp32", **kw)
+            out = DATA / file
             out.write_bytes(data)
             decoded = leechcodec.decode(data, model, precision="fp32")  # the reference decode
             manifest["streams"].append({
@@ -157,7 +168,8 @@ def main() -> None:
                 "source": src.name,
                 "source_sha256": sha256(src.read_bytes()),
                 "coder": coder,
-                "version": container.VERSION,
+                "version": leechcodec.read_header(data).version,
+                **({"encode": kw, "stages": leechcodec.read_header(data).stages} if kw else {}),
                 "size": "{}x{}".format(*decoded.size),
                 "mode": decoded.mode,
                 "sha256": sha256(data),
