@@ -1,9 +1,8 @@
 """``--quality`` and the stages a ``--bpp`` target uses: plain Python (the CLI's help quotes the table).
 
-``QUALITY`` rows are (quality, stages, λ), highest first. A quality between two rows takes the
-λ interpolated in log between them, and the stages of the nearer row; λ is the rate knob of
-``codec.encode`` (``rdo``, ``stages.later_tokens``). The rows were chosen on Kodak with the
-shipped model so that size and PSNR rise with the quality (docs/training-log.md, "Stages").
+``QUALITY`` rows are (quality, stages, λ), highest first; λ is the rate knob of
+``codec.encode`` (``rdo``, ``stages.later_tokens``), and ``quality_setting`` says what a
+quality between two rows takes.
 """
 
 from __future__ import annotations
@@ -12,34 +11,42 @@ import math
 
 from .container import MAX_STAGES
 
-# --quality: (quality at least, stages, lambda), highest first; a quality between two rows takes
-# the lambda interpolated in log between them (``quality_setting``). Chosen on Kodak with the
-# shipped model so that the rate rises evenly with the quality (docs/training-log.md, "Stages").
+# --quality: rows (quality, stages, lambda), highest first (quality_setting); calibrated on Kodak
+# (docs/training-log.md, "Stages"); tests/test_stages.py checks the order, bench the sizes
 QUALITY = (
-    (100, 4, 0.0),
-    (90, 4, 0.002),
-    (75, 3, 0.006),
+    (100, 3, 0.0),
+    (90, 3, 0.004),
+    (80, 2, 0.0),
+    (70, 2, 0.006),
     (60, 2, 0.012),
-    (45, 1, 0.0),
-    (30, 1, 0.01),
-    (15, 1, 0.05),
+    (50, 1, 0.0),
+    (35, 1, 0.01),
+    (20, 1, 0.03),
+    (10, 1, 0.08),
     (0, 1, 0.3),
 )
+LAMBDA_FLOOR = 1e-4  # lambda 0 in the log interpolation: a row of lambda 0 is met only at its own quality
 FIXED_BPP = 8 * 2251 / (256 * 256)  # 0.2748: one stage of the fixed coder (2,251 bytes per 256x256 tile)
 
 
 def quality_setting(quality: float) -> tuple[int, float]:
-    """``--quality`` 0 … 100 → (stages, λ) by the ``QUALITY`` table (log-linear in λ between rows)."""
+    """``--quality`` 0 … 100 → (stages, λ) by the ``QUALITY`` table.
+
+    Between two rows of the same number of stages λ is interpolated in log (λ 0 counting as
+    ``LAMBDA_FLOOR``); between rows of different stages the lower row holds up to the higher
+    row's quality. So a higher quality never has fewer stages, nor, with as many, a larger λ.
+    """
     if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 100:
         raise ValueError(f"quality must be a number from 0 to 100, got {quality!r}")
     for (q_hi, k_hi, l_hi), (q_lo, k_lo, l_lo) in zip(QUALITY, QUALITY[1:]):
         if q_lo <= quality <= q_hi:
             if quality == q_hi:
                 return k_hi, l_hi
+            if k_hi != k_lo or quality == q_lo:
+                return k_lo, l_lo
             t = (q_hi - quality) / (q_hi - q_lo)  # 0 at q_hi, 1 at q_lo
-            lo, hi = max(l_hi, 1e-4), max(l_lo, 1e-4)
-            lam = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
-            return (k_hi if t < 0.5 else k_lo), (0.0 if lam <= 1e-4 else lam)
+            lo, hi = max(l_hi, LAMBDA_FLOOR), max(l_lo, LAMBDA_FLOOR)
+            return k_hi, math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
     raise AssertionError("QUALITY covers 0 … 100")
 
 

@@ -1,0 +1,192 @@
+"""Residual Λ24 stages (format version 3): round trips, the rate interface, refusals.
+
+The tiny models of tests/data (untrained, with a prior) run everything in seconds; the Kodak
+checks of --bpp and --quality (slow) use the bundled model.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import leechcodec
+from leechcodec import coders, container, lattice, quality, stages
+from leechcodec.cli.main import cli
+from leechcodec.models.io import load_weights
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "tiny.safetensors"  # with tiny.prior.safetensors: the ar coder
+
+
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    return load_weights(TINY)
+
+
+@pytest.fixture(scope="module")
+def picture():
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:90, 0:300]
+    rgb = np.stack([x * 255 // 300, (x * y) % 256, (y * 3) % 256], -1) + rng.integers(0, 30, (90, 300, 1))
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+
+
+def _tokens(data: bytes, model) -> np.ndarray:
+    """(S, T, N) tokens of a stream, straight from the coders."""
+    h, payload = container.unpack(data)
+    g = model.tile // model.patch
+    ext = container.token_extents(h.width, h.height, model.tile, model.patch, h.version)
+    if h.coder == "ar":
+        out = coders.decode_ar(payload, h.n_tiles, g, model.prior, extents=ext,
+                               stages=h.stages if h.version == container.STAGED else None)
+    else:
+        out = coders.decode_fixed_stages(payload, h.stages, h.n_tiles, g * g, ext)
+    return out if out.ndim == 3 else out[None]
+
+
+def _expected(model, picture, k: int, lam: float = 0.0, every: bool = False, first=None) -> np.ndarray:
+    """The tokens an encoder must write, from the encoder's latents and stages.later_tokens;
+    ``first``: stage 1's tokens as the stream has them (λ > 0 chooses them anew), else the nearest."""
+    from leechcodec import codec
+
+    w, h = picture.size
+    tiles = codec.tile_image(np.asarray(picture), model.tile)
+    latents: list = []
+    nearest = codec.tiles_to_indices(model, tiles, latents=latents)
+    ext = container.token_extents(w, h, model.tile, model.patch)
+    g = model.tile // model.patch
+    first = coders.fill_padding(nearest, ext, g) if first is None else first
+    rest = stages.later_tokens(np.concatenate(latents), first, stages.gains(model, k), lam, every)
+    rest = [coders.fill_padding(t.reshape(first.shape), ext, g) for t in rest]
+    return np.stack([first, *rest])
+
+
+@pytest.mark.parametrize("coder", ["fixed", "ar"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_k_stage_round_trip(tiny, picture, coder, k):
+    """K = 1 … 3: the stream holds exactly the encoder's tokens (fixed: every later token; ar at
+    λ = 0: those that lower the distance), K = 1 is today's version-2 stream, and decoding twice
+    gives the same pixels; more stages move the decoder's input closer to the latents."""
+    data = leechcodec.encode(picture, tiny, coder=coder, stages=k, precision="fp32")
+    h = leechcodec.read_header(data)
+    assert (h.version, h.stages) == ((2, 1) if k == 1 else (3, k))
+    got = _tokens(data, tiny)
+    want = _expected(tiny, picture, k, every=coder == "fixed")
+    assert np.array_equal(got, want)
+    if k == 1:
+        assert data == leechcodec.encode(picture, tiny, coder=coder, precision="fp32")
+    a = np.asarray(leechcodec.decode(data, tiny, precision="fp32"))
+    b = np.asarray(leechcodec.decode(data, tiny, precision="fp32"))
+    assert a.shape == (90, 300, 3) and np.array_equal(a, b)
+    if k > 1:  # the later stages reach the decoder
+        assert not np.array_equal(a, np.asarray(leechcodec.decode(leechcodec.encode(picture, tiny, coder=coder),
+                                                                  tiny, precision="fp32")))
+    if coder == "fixed":
+        assert len(data) - container.OVERHEAD - (k > 1) == k * (len(leechcodec.encode(picture, tiny, coder="fixed"))
+                                                                - container.OVERHEAD)
+
+
+def test_more_stages_bring_the_decoders_input_closer_to_the_latents(tiny, picture):
+    from leechcodec import codec
+
+    tiles = codec.tile_image(np.asarray(picture), tiny.tile)
+    latents: list = []
+    first = codec.tiles_to_indices(tiny, tiles, latents=latents)
+    z = np.concatenate(latents).reshape(-1, 24)
+    gain = stages.gains(tiny, 4)
+    toks = np.concatenate([first.reshape(1, -1), stages.later_tokens(z, first, gain)])
+    err = [((stages.latent_sum(toks[:k], gain) - z) ** 2).sum(1).mean() for k in range(1, 5)]
+    assert err[0] > err[1] > err[2] > err[3]
+    assert np.allclose(stages.latent_sum(toks[:1], gain), lattice.vectors(first.reshape(-1)))
+
+
+def test_lambda_leaves_out_later_tokens_and_trailing_stages(tiny, picture):
+    """With λ the ar coder drops the later tokens not worth their bits (fewer bytes); a stage
+    left without a token is not written (its count shrinks, version 2 when none is left)."""
+    sizes, counts = [], []
+    for lam in (0.0, 0.004, 0.01, 1.0):
+        data = leechcodec.encode(picture, tiny, coder="ar", stages=3, lam=lam, precision="fp32")
+        sizes.append(len(data))
+        toks = _tokens(data, tiny)
+        counts.append(int((toks[1:] >= 0).sum()))
+        assert np.array_equal(toks, _expected(tiny, picture, 3, lam, first=toks[0])[: len(toks)])
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+    assert counts[0] > counts[1] >= counts[2] and counts[-1] == 0
+    assert leechcodec.read_header(leechcodec.encode(picture, tiny, coder="ar", stages=3, lam=1.0)).version == 2
+
+
+def test_quality_table_is_monotone():
+    """A higher quality never has fewer stages, nor, with as many, a larger lambda; the rows
+    are met exactly and the ends are the table's."""
+    settings = [quality.quality_setting(q / 4) for q in range(0, 401)]
+    order = [(k, -lam) for k, lam in settings]
+    assert order == sorted(order)
+    for q, k, lam in quality.QUALITY:
+        assert quality.quality_setting(q) == (k, lam)
+    assert settings[-1] == quality.QUALITY[0][1:] and settings[0] == quality.QUALITY[-1][1:]
+    for bad in (-1, 101, float("nan"), True):
+        with pytest.raises(ValueError):
+            quality.quality_setting(bad)
+
+
+def test_quality_and_bpp_pick_stages(tiny, picture):
+    st: dict = {}
+    leechcodec.encode(picture, tiny, quality=100, stats=st)
+    assert st["stages"] == quality.QUALITY[0][1] > 1
+    assert quality.stages_for_bpp(0.1) == 2 and quality.stages_for_bpp(0.6) == 4 and quality.stages_for_bpp(9) == 8
+    with pytest.raises(ValueError, match="not two"):
+        leechcodec.encode(picture, tiny, quality=50, lam=0.01)
+    with pytest.raises(ValueError, match="fixed coder"):
+        leechcodec.encode(picture, tiny, coder="fixed", quality=50)
+    with pytest.raises(ValueError, match="stages must be 1 to 8"):
+        leechcodec.encode(picture, tiny, stages=9)
+
+
+def _stream_with_stages(data: bytes, k: int) -> bytes:
+    body = bytearray(data[:-4])
+    body[container.HEADER.size] = k
+    return bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("k", [0, 9, 255, 3])
+def test_bad_stage_counts_are_refused_with_exit_4(tiny, picture, tmp_path, k):
+    """A stage count outside 1 … 8, or one the payload does not hold (3 stages over a 2-stage
+    fixed payload), is a FormatError: exit 4, one line, no file written."""
+    good = leechcodec.encode(picture, tiny, coder="fixed", stages=2)
+    bad = tmp_path / "bad.lq"
+    bad.write_bytes(_stream_with_stages(good, k))
+    out = tmp_path / "out.png"
+    r = CliRunner().invoke(cli, ["decode", str(bad), "-o", str(out), "--model", str(TINY)])
+    assert r.exit_code == 4, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.output and not out.exists()
+    assert ("residual stages: a .lq stream holds 1 to 8" if k != 3 else "for 2 tiles and 3 stages") in lines[0]
+    if k != 3:
+        r = CliRunner().invoke(cli, ["info", str(bad)])
+        assert r.exit_code == 4 and "stages:" in r.stdout and "<- a stream holds 1 to 8" in r.stdout
+
+
+def test_cli_stages_quality_and_info(tmp_path, picture):
+    src = tmp_path / "a.png"
+    picture.save(src)
+    runner = CliRunner()
+    for args, k in ((["--stages", "2"], 2), (["--coder", "fixed", "--stages", "3"], 3), (["-q", "100"], None)):
+        lq = tmp_path / "a.lq"
+        r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "--model", str(TINY), "-f", *args])
+        assert r.exit_code == 0, r.output
+        h = leechcodec.read_header(lq.read_bytes())
+        assert h.stages == (k or quality.QUALITY[0][1]) and h.version == 3
+        r = runner.invoke(cli, ["info", str(lq)])
+        assert r.exit_code == 0 and f"stages:     {h.stages} (up to {h.stages} tokens per 8x8 patch)" in r.stdout
+        r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "b.png"), "--model", str(TINY), "-f"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "c.lq"), "--model", str(TINY), "-q", "50",
+                            "--bpp", "0.3"])
+    assert r.exit_code == 2 and "one of --lambda, --bpp and --quality" in r.output
+    r = runner.invoke(cli, ["encode", "--help"])
+    assert "--quality" in r.output and "-q" in r.output and "--stages" in r.output
