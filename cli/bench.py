@@ -108,6 +108,10 @@ silences it.
 @click.option("--lambdas", callback=_parse_lambdas, metavar="X,Y,…",
               help="The ar coder's sweep of `encode --lambda`, one curve point each "
                    "[default: 0,0.005,0.01,0.02,0.03,0.05,0.1]; 0 alone gives one point.")
+@click.option("--stages", "max_stages", type=click.IntRange(1, 8), default=4, show_default=True, metavar="K",
+              help="The curve's points with residual stages go up to K stages (the ar coder: (2, 0.01), (2, 0.005), "
+                   "(2, 0), (3, 0.003), (3, 0), (4, 0) as (--stages, --lambda), after the --lambdas points of one "
+                   "stage; the fixed coder: 1, 2, 3 stages). 1: one stage only.")
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
@@ -116,7 +120,7 @@ silences it.
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
-          no_published, crops, device, threads, force, quiet, lambdas, coders, update_readme):
+          no_published, crops, device, threads, force, quiet, lambdas, max_stages, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
 
     Every figure comes from real bytes: each codec encodes and decodes every
@@ -167,7 +171,7 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
         kodak_set = stem == "kodak"
         benchmark(paths, output_dir, stem=stem, title=title, echo=click.echo, note=lambda m: note(m, quiet),
                   codecs=codecs, model=net, coders=coders, device=device, jobs=jobs, progress=not quiet,
-                  **({"lambdas": lambdas} if lambdas else {}),
+                  **({"lambdas": lambdas} if lambdas else {}), max_stages=max_stages,
                   reference=PAPER_POINT if kodak_set else None, published=published if kodak_set else [],
                   crops=crops and kodak_set,
                   readme=update_readme if kodak_set else None)

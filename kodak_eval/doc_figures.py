@@ -60,7 +60,7 @@ def parse_bench(readme: str) -> dict:
     if BENCH_START not in readme or BENCH_END not in readme:
         raise FigureError("README.md has no bench block")
     block = readme.split(BENCH_START, 1)[1].split(BENCH_END, 1)[0]
-    out: dict = {"at_ar": {}, "at_fixed": {}, "bd": {}, "bpp_for_ours": {}, "curve": []}
+    out: dict = {"at_ar": {}, "at_fixed": {}, "bd": {}, "bd_range": {}, "bpp_for_ours": {}, "curve": [], "fixed_curve": []}
     section = None
     for line in block.splitlines():
         m = re.match(r"### leechcodec \((\w[\w-]*), (ar|fixed)\)[^:]*: ([\d.]+) bpp, PSNR ([\d.]+) dB, MS-SSIM ([\d.]+)", line)
@@ -73,10 +73,11 @@ def parse_bench(readme: str) -> dict:
         if m:
             out["date"] = m.group(1)
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
-        if len(cells) == 7 and re.match(r"^[\d.]+$", cells[0]):  # the --lambda curve
-            out["curve"].append({"lambda": cells[0], "bpp": float(cells[1]), "of_first": _num(cells[2]),
-                                 "psnr": _num(cells[3]), "dpsnr": _num(cells[4]), "msssim": float(cells[5]),
-                                 "encode_s": float(cells[6])})
+        if len(cells) == 9 and re.match(r"^\d+$", cells[0]):  # a curve's settings: --stages, --lambda, …
+            point = {"stages": int(cells[0]), "lambda": cells[1], "bpp": float(cells[2]), "of_first": _num(cells[3]),
+                     "psnr": _num(cells[4]), "dpsnr": _num(cells[5]), "msssim": float(cells[6]),
+                     "encode_s": float(cells[7]), "decode_s": float(cells[8])}
+            out["curve" if section == "ar" else "fixed_curve"].append(point)
         elif len(cells) >= 5 and section and cells[0] in CODECS.values():
             key = next(k for k, v in CODECS.items() if v == cells[0])
             out[f"at_{section}"][key] = _num(cells[1])
@@ -84,8 +85,9 @@ def parse_bench(readme: str) -> dict:
                 m = re.match(r"([\d.]+) \(([+-][\d.]+) %\)", cells[4])
                 if m:
                     out["bpp_for_ours"][key] = float(m.group(1))
-                if len(cells) == 6:
+                if len(cells) == 7:
                     out["bd"][key] = _num(cells[5])
+                    out["bd_range"][key] = cells[6]
     missing = [k for k in ("ar", "fixed") if k not in out] + [c for c in CODECS if c not in out["bd"]]
     if missing or len(out["curve"]) < 2:
         raise FigureError(f"the bench block lacks {missing or 'the --lambda curve'}")
@@ -117,9 +119,26 @@ def figures(readme: str, speed: dict | None) -> dict[str, str]:
         f[f"bd.{codec}"] = _pct(bd)
     for codec, bpp in b["bpp_for_ours"].items():
         f[f"bpp_for_ours.{codec}"] = f"{bpp:.4f}"
-    curve = b["curve"]
-    f["curve.min_bpp"] = f"{min(p['bpp'] for p in curve):.4f}"
+    for codec, span in b["bd_range"].items():
+        f[f"bd.{codec}.range"] = span
+    every = b["curve"]
+    curve = [p for p in every if p["stages"] == 1]  # the rate knob at one stage
+    f["curve.min_bpp"] = f"{min(p['bpp'] for p in every):.4f}"
+    f["curve.max_bpp"] = f"{max(p['bpp'] for p in every):.4f}"
+    f["curve.points"] = str(len(every))
     f["curve.max_lambda"] = curve[-1]["lambda"]
+    best = max(every, key=lambda p: p["psnr"])
+    f["curve.best_psnr"] = f"{best['psnr']:.2f}"
+    f["curve.best_psnr.at"] = f"{best['bpp']:.4f} bpp ({best['stages']} stages, lambda {best['lambda']})"
+    for p in b["fixed_curve"]:
+        f[f"fixed.{p['stages']}.bpp"] = f"{p['bpp']:.4f}"
+        f[f"fixed.{p['stages']}.psnr"] = f"{p['psnr']:.2f}"
+        f[f"fixed.{p['stages']}.decode_s"] = f"{p['decode_s']:.2f} s"
+        f[f"fixed.{p['stages']}.encode_s"] = f"{p['encode_s']:.2f} s"
+    for p in every:
+        if p["stages"] > 1:
+            f[f"staged.{p['stages']}.{p['lambda']}.bpp"] = f"{p['bpp']:.4f}"
+            f[f"staged.{p['stages']}.{p['lambda']}.psnr"] = f"{p['psnr']:.2f}"
     for p in curve:
         if p["lambda"] in KNOB_POINTS:
             f[f"knob.{p['lambda']}.bytes"] = _pct(p["of_first"] - 100, 0)

@@ -123,15 +123,30 @@ def bpp_at_quality(bpp: Sequence[float], psnr: Sequence[float], at_psnr: float) 
 
 
 def _monotone(bpp: Sequence[float], psnr: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(PSNR, log bpp) sorted by PSNR, keeping the lowest rate for a repeated PSNR."""
-    points = sorted(zip((float(p) for p in psnr), (math.log(float(b)) for b in bpp)))
+    """(PSNR, log bpp) of the curve's efficient points, sorted by PSNR: a point that another
+    point beats (as high a PSNR for no more bits) is left out, as is a repeated PSNR at a higher
+    rate; what a codec would choose, and what a monotone interpolation needs (leechcodec's
+    settings need not rise in PSNR with the rate: more stages on a decoder that was not
+    trained for them)."""
+    points = sorted(zip((float(p) for p in psnr), (math.log(float(b)) for b in bpp)), key=lambda t: (-t[0], t[1]))
     xs, ys = [], []
-    for p, r in points:
-        if xs and p == xs[-1]:
-            continue  # same PSNR at a higher rate: keep the first (lowest rate)
+    for p, r in points:  # from the highest PSNR down: keep a point only if it is cheaper than all above it
+        if ys and r >= ys[-1]:
+            continue
         xs.append(p)
         ys.append(r)
-    return np.asarray(xs), np.asarray(ys)
+    return np.asarray(xs[::-1]), np.asarray(ys[::-1])
+
+
+def bd_range(anchor_bpp: Sequence[float], anchor_psnr: Sequence[float], test_bpp: Sequence[float],
+             test_psnr: Sequence[float]) -> tuple[float, float] | None:
+    """The PSNR interval (dB) over which ``bd_rate`` compares the two curves, or None."""
+    xa, _ = _monotone(anchor_bpp, anchor_psnr)
+    xt, _ = _monotone(test_bpp, test_psnr)
+    if len(xa) < 2 or len(xt) < 2:
+        return None
+    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    return (float(lo), float(hi)) if hi > lo else None
 
 
 def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:

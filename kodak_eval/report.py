@@ -10,7 +10,7 @@ from pathlib import Path
 
 from leechcodec.output import write_file
 
-from .metrics import bd_rate, bpp_at_quality, interp_log_bpp
+from .metrics import bd_range, bd_rate, bpp_at_quality, interp_log_bpp
 
 PAPER_POINT = (0.2747, 29.63)  # (bpp, PSNR dB) reported for the reference leechcodec model on Kodak
 OURS_PREFIX = "leechcodec"
@@ -133,9 +133,11 @@ def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | 
         curve = len(r["bpp"]) > 1
         style = (dict(marker="*", markersize=9 if curve else 14, linestyle="-" if curve else "none", zorder=5) if ours
                  else dict(marker="o", markersize=4))
-        ax_p.plot(r["bpp"], r["psnr-rgb"], label=e["name"], **style)
-        msssim = [float("nan") if v is None else v for v in r["ms-ssim-rgb"]]
-        ax_m.plot(r["bpp"], msssim, label=e["name"], **style)
+        order = sorted(range(len(r["bpp"])), key=lambda i: r["bpp"][i])  # our settings are not in rate order
+        bpp = [r["bpp"][i] for i in order]
+        ax_p.plot(bpp, [r["psnr-rgb"][i] for i in order], label=e["name"], **style)
+        msssim = [float("nan") if r["ms-ssim-rgb"][i] is None else r["ms-ssim-rgb"][i] for i in order]
+        ax_m.plot(bpp, msssim, label=e["name"], **style)
     if reference is not None:
         ax_p.plot(*reference, marker="X", color="black", markersize=10, linestyle="none", zorder=6,
                   label=f"paper: {reference[0]} bpp, {reference[1]} dB")
@@ -235,15 +237,18 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
 
 
 def _curve_lines(e: dict) -> list[str]:
-    """The points of one of our curves (``encode --lambda`` sweep) as a Markdown table."""
+    """The points of one of our curves (``encode --stages``/``--lambda`` settings) as a Markdown table."""
     r = e["results"]
     lams = r.get("lambda", [math.nan] * len(r["bpp"]))
+    ks = r.get("stages", [1] * len(r["bpp"]))
     b0, p0 = r["bpp"][0], r["psnr-rgb"][0]
-    lines = ["| --lambda | bpp | of the first | PSNR | ΔPSNR | MS-SSIM | encode s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| --stages | --lambda | bpp | of the first | PSNR | ΔPSNR | MS-SSIM | encode s | decode s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     times = r.get("encoding_time", [math.nan] * len(r["bpp"]))
-    for lam, b, p, m, t in zip(lams, r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], times):
-        lines.append(f"| {lam:g} | {b:.4f} | {100 * b / b0:.0f} % | {p:.2f} dB | {p - p0:+.2f} dB "
-                     f"| {_fmt(m, '.4f', missing='n/a')} | {_fmt(t, '.2f', missing='n/a')} |")
+    dtimes = r.get("decoding_time", [math.nan] * len(r["bpp"]))
+    for k, lam, b, p, m, t, d in zip(ks, lams, r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], times, dtimes):
+        lines.append(f"| {k} | {lam:g} | {b:.4f} | {100 * b / b0:.0f} % | {p:.2f} dB | {p - p0:+.2f} dB "
+                     f"| {_fmt(m, '.4f', missing='n/a')} | {_fmt(t, '.2f', missing='n/a')} | {_fmt(d, '.2f', missing='n/a')} |")
     return lines
 
 
@@ -277,6 +282,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
     for e in ours:  # a curve is read at its first point (the rate knob at 0), and listed whole
         r = e["results"]
         tag = e["name"] if len(r["bpp"]) == 1 else f"{e['name']} at lambda {r.get('lambda', [0])[0]:g}"
+        if len(r["bpp"]) > 1 and ", fixed)" in e["name"]:  # the fixed coder's curve is its stages
+            tag = f"{e['name']} at {r.get('stages', [1])[0]} stage"
         targets.append((tag, r["bpp"][0], r["psnr-rgb"][0], r["ms-ssim-rgb"][0], e))
     if not targets and reference is not None:
         targets.append(("paper reference", reference[0], reference[1], None, None))
@@ -301,8 +308,9 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
         curve = e is not None and len(e["results"]["bpp"]) >= 2  # a BD-rate needs a curve of ours
         lines += [
             f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR ({who} − codec) | MS-SSIM @ {bpp:.4f} bpp "
-            f"| codec bpp at {psnr:.2f} dB ({who} vs codec) |" + (" BD-rate (ours vs codec) |" if curve else ""),
-            "|---|---|---|---|---|" + ("---|" if curve else ""),
+            f"| codec bpp at {psnr:.2f} dB ({who} vs codec) |"
+            + (" BD-rate (ours vs codec) | over PSNR |" if curve else ""),
+            "|---|---|---|---|---|" + ("---|---|" if curve else ""),
         ]
         for o in others:
             r = o["results"]
@@ -315,6 +323,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
                    f"| {_fmt(m, '.4f', missing='n/a')} | {rate} |")
             if curve:
                 bd = bd_rate(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"])
+                span = bd_range(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"])
                 row += f" {_fmt(bd, '+.1f', ' %', 'n/a (no overlap)')} |"
+                row += " n/a |" if span is None else f" {span[0]:.2f} – {span[1]:.2f} dB |"
             lines.append(row)
     return "\n".join(lines)

@@ -88,10 +88,14 @@ def measure_classical(path: str | os.PathLike, codec: str, values: Sequence[int]
     return points
 
 
-LAMBDAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # the ar coder's rate knob: its curve in the bench
+LAMBDAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # the ar coder's rate knob at one stage: its curve's lower part
+# (stages, lambda) of the ar curve's upper part: residual stages (encode --stages), trimmed by lambda
+STAGED = ((2, 0.01), (2, 0.005), (2, 0.0), (3, 0.003), (3, 0.0), (4, 0.0))
+FIXED_STAGES = (1, 2, 3)  # the fixed coder: one point per number of stages
 
 
-def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu", lam: float = 0.0) -> Point:
+def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu", lam: float = 0.0,
+                       stages: int = 1) -> Point:
     """One image through ``leechcodec.encode``/``leechcodec.decode`` — the same path as the CLI.
 
     Args:
@@ -100,9 +104,10 @@ def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: 
         coder: entropy coder name.
         device: torch device.
         lam: the ar coder's rate knob (``encode --lambda``).
+        stages: residual stages, at most (``encode --stages``).
     """
     t0 = time.perf_counter()
-    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False, lam=lam)
+    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False, lam=lam, stages=stages)
     t1 = time.perf_counter()
     decoded = leechcodec.decode(data, model, device=device, progress=False)
     t2 = time.perf_counter()
@@ -143,6 +148,7 @@ def evaluate(
     progress: bool | None = None,
     set_name: str = "images",
     lambdas: Sequence[float] = LAMBDAS,
+    max_stages: int = 4,
 ) -> tuple[list[dict], list[str]]:
     """Run every requested codec over every image and average per sweep point.
 
@@ -157,8 +163,9 @@ def evaluate(
         progress: a tqdm bar on stderr per stage (each classical codec's sweep, leechcodec per
             coder), each with its time left (None: only on a terminal).
         set_name: image set name for the descriptions.
-        lambdas: the ar coder's sweep of its rate knob (``encode --lambda``), one point each:
-            leechcodec's curve; the fixed coder has one point.
+        lambdas: the ar coder's sweep of its rate knob (``encode --lambda``) at one stage, one
+            point each, then the ``STAGED`` points of up to ``max_stages`` stages: leechcodec's
+            curve; the fixed coder has a point per number of stages (``FIXED_STAGES``).
 
     Returns:
         (entries, notes): one CompressAI-style entry per codec (and per coder), and skip notes.
@@ -223,21 +230,25 @@ def evaluate(
         cfg_name = getattr(getattr(model, "cfg", None), "name", "model")
         model_id = getattr(model, "model_id", b"")
         for coder in run_coders:
-            lams = tuple(lambdas) if coder == "ar" else (0.0,)
+            if coder == "ar":
+                points = [(1, float(x)) for x in lambdas] + [(k, lam) for k, lam in STAGED if k <= max_stages]
+            else:
+                points = [(k, 0.0) for k in FIXED_STAGES if k <= max_stages]
             per_image = []
-            with bar(n, f"leechcodec, {coder} coder" + (f", {len(lams)} lambdas" if len(lams) > 1 else "")) as b:
+            with bar(n, f"leechcodec, {coder} coder" + (f", {len(points)} settings" if len(points) > 1 else "")) as b:
                 for image in images:
-                    per_image.append([measure_leechcodec(image, model, coder, device, lam) for lam in lams])
+                    per_image.append([measure_leechcodec(image, model, coder, device, lam, k) for k, lam in points])
                     b.update()
-            knob = f"; encode --lambda ∈ {[float(x) for x in lams]}" if coder == "ar" else ""
+            knob = f"; encode (--stages, --lambda) ∈ {points}" if len(points) > 1 else ""
             desc = (
                 f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}, networks on "
                 f"{runtime_of(model)}{knob}; real .lq "
                 f"bytes through leechcodec.encode/decode (the CLI's code path)"
             )
             entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
-            if coder == "ar":
-                entries[-1]["results"]["lambda"] = [float(x) for x in lams]
+            if len(points) > 1:
+                entries[-1]["results"]["lambda"] = [lam for _, lam in points]
+                entries[-1]["results"]["stages"] = [k for k, _ in points]
     return entries, notes
 
 

@@ -91,12 +91,12 @@ def test_leechcodec_in_the_cli_run(crops, tmp_path, tiny_model_path):
     result = CliRunner().invoke(
         bench,
         ["--no-kodak", "--holdout", str(crops), "--images", "1", "--codecs", "jpeg,leechcodec",
-         "--model", str(tiny_model_path), "--coder", "fixed", "--output-dir", str(out)],
+         "--model", str(tiny_model_path), "--coder", "fixed", "--output-dir", str(out), "--stages", "1"],
     )
     assert result.exit_code == 0, result.output
     names = [e["name"] for e in json.loads((out / "holdout.json").read_text())]
     assert names == ["JPEG (libjpeg)", "leechcodec (tiny, fixed)"]
-    # one point of ours: no BD-rate column (a BD-rate needs a curve)
+    # one point of ours (--stages 1): no BD-rate column (a BD-rate needs a curve)
     assert "### leechcodec (tiny, fixed):" in result.stdout and "BD-rate" not in result.stdout
 
 
@@ -187,12 +187,15 @@ def test_ar_coder_is_a_curve_with_bd_rates(crops, tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg,leechcodec", "--model",
                                    str(frozen), "--coder", "ar", "--lambdas", "0.05,0", "--quiet",
-                                   "--output-dir", str(out)])
+                                   "--output-dir", str(out), "--stages", "2"])
     assert r.exit_code == 0, r.output
     (ours,) = [e for e in json.loads((out / "holdout.json").read_text()) if e["name"].startswith("leechcodec")]
-    assert ours["results"]["lambda"] == [0.0, 0.05] and len(ours["results"]["bpp"]) == 2
-    assert ours["results"]["bpp"][1] < ours["results"]["bpp"][0]
-    assert "| --lambda | bpp |" in r.stdout and "BD-rate (ours vs codec)" in r.stdout
+    assert ours["results"]["lambda"] == [0.0, 0.05, 0.01, 0.005, 0.0] and len(ours["results"]["bpp"]) == 5
+    assert ours["results"]["stages"] == [1, 1, 2, 2, 2]
+    bpp = ours["results"]["bpp"]
+    assert bpp[1] < bpp[0] < bpp[4] and bpp[2] <= bpp[3] <= bpp[4]  # a stage adds bits; lambda takes them off
+    assert "| --stages | --lambda | bpp |" in r.stdout and "BD-rate (ours vs codec) | over PSNR |" in r.stdout
+    assert "n/a (no overlap) | n/a |" in r.stdout  # an untrained model's PSNR meets no JPEG quality
     assert "at lambda 0:" in r.stdout
     r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--lambdas", "x,-1"])
     assert r.exit_code == 2 and "comma-separated numbers" in r.output

@@ -28,7 +28,7 @@ from leechcodec.kodak_eval.dataset import (
     load_checksums,
     local_kodak,
 )
-from leechcodec.kodak_eval.metrics import bd_rate, bpp_at_quality, interp_log_bpp, ms_ssim_rgb, pchip_slopes, psnr_rgb
+from leechcodec.kodak_eval.metrics import bd_range, bd_rate, bpp_at_quality, interp_log_bpp, ms_ssim_rgb, pchip_slopes, psnr_rgb
 from leechcodec.kodak_eval.report import RESULT_KEYS, markdown_table
 from leechcodec.kodak_eval.run import evaluate, write_report
 from leechcodec.errors import InputImageError, LeechError
@@ -288,6 +288,18 @@ def test_bd_rate_partial_overlap_by_hand():
     )
 
 
+def test_bd_rate_uses_the_efficient_points_and_says_its_range():
+    """A setting that another beats (lower PSNR for more bits: a stage the decoder cannot use)
+    is left out of the BD-rate; bd_range is the PSNR interval compared."""
+    anchor_bpp, anchor_psnr = [0.2, 0.4], [30.0, 32.0]
+    test_bpp = [0.2 * 2**0.5 * math.exp(-0.1), 0.2 * 2**1.5 * math.exp(-0.3)]
+    clean = bd_rate(anchor_bpp, anchor_psnr, test_bpp, [31.0, 33.0])
+    beaten = (test_bpp + [test_bpp[1] * 1.5], [31.0, 33.0, 32.5])  # more bits, less PSNR than the second
+    assert bd_rate(anchor_bpp, anchor_psnr, *beaten) == pytest.approx(clean, abs=1e-12)
+    assert bd_range(anchor_bpp, anchor_psnr, *beaten) == (31.0, 32.0)
+    assert bd_range([0.1, 0.2], [28, 30], [0.3, 0.5], [31, 33]) is None
+
+
 def test_bd_rate_undefined_cases():
     assert bd_rate([0.1, 0.2], [28, 30], [0.15], [29]) is None  # one point
     assert bd_rate([0.1, 0.2], [28, 30], [0.3, 0.5], [31, 33]) is None  # no PSNR overlap
@@ -352,7 +364,7 @@ def test_table_reads_codecs_at_our_rate():
     entries[1]["results"] = {"bpp": [0.18, 0.36], "psnr-rgb": [28.0, 31.0], "ms-ssim-rgb": [0.9, 0.95]}
     table = markdown_table(entries, "t")
     row = next(line for line in table.splitlines() if line.startswith("| A |"))
-    assert "BD-rate (ours vs codec)" in table and row.endswith("| -10.0 % |")
+    assert "BD-rate (ours vs codec)" in table and row.endswith("| -10.0 % | 28.00 – 31.00 dB |")
 
 
 def test_leechcodec_through_the_public_codec_api(small_pngs, tiny_model):
@@ -363,7 +375,9 @@ def test_leechcodec_through_the_public_codec_api(small_pngs, tiny_model):
     (entry,) = entries
     assert entry["name"] == "leechcodec (tiny, fixed)" and tiny_model.model_id.hex() in entry["description"]
     results = entry["results"]
-    assert all(len(v) == 1 for v in results.values())
+    assert results["stages"] == [1, 2, 3] and all(len(v) == 3 for v in results.values())  # the fixed coder's stages
+    b1, b2, b3 = results["bpp"]
+    assert b3 - b2 == pytest.approx(0.2748, abs=1e-3) and b2 - b1 == pytest.approx(0.2748, abs=2e-3)  # a stage: 0.2748 bpp
     sizes = []
     for p in paths:  # bpp is the real .lq byte count
         with Image.open(p) as im:
