@@ -135,10 +135,11 @@ def figures(readme: str, speed: dict | None) -> dict[str, str]:
         f[f"fixed.{p['stages']}.psnr"] = f"{p['psnr']:.2f}"
         f[f"fixed.{p['stages']}.decode_s"] = f"{p['decode_s']:.2f} s"
         f[f"fixed.{p['stages']}.encode_s"] = f"{p['encode_s']:.2f} s"
-    for p in every:
-        if p["stages"] > 1:
-            f[f"staged.{p['stages']}.{p['lambda']}.bpp"] = f"{p['bpp']:.4f}"
-            f[f"staged.{p['stages']}.{p['lambda']}.psnr"] = f"{p['psnr']:.2f}"
+    for p in every:  # each (stages, lambda) setting of the curve: the --quality table quotes them
+        f[f"point.{p['stages']}.{p['lambda']}.bpp"] = f"{p['bpp']:.4f}"
+        f[f"point.{p['stages']}.{p['lambda']}.psnr"] = f"{p['psnr']:.2f}"
+        f[f"point.{p['stages']}.{p['lambda']}.encode_s"] = f"{p['encode_s']:.2f} s"
+        f[f"point.{p['stages']}.{p['lambda']}.decode_s"] = f"{p['decode_s']:.2f} s"
     for p in curve:
         if p["lambda"] in KNOB_POINTS:
             f[f"knob.{p['lambda']}.bytes"] = _pct(p["of_first"] - 100, 0)

@@ -11,19 +11,21 @@ import math
 
 from .container import MAX_STAGES
 
-# --quality: rows (quality, stages, lambda), highest first (quality_setting); calibrated on Kodak
-# (docs/training-log.md, "Stages"); tests/test_stages.py checks the order, bench the sizes
+# --quality: rows (quality, stages, lambda), highest first (quality_setting). Every row is a point of the
+# bench's curve (kodak_eval/run.py: LAMBDAS at one stage, STAGED), so README.md's quality table quotes
+# its Kodak size and PSNR; tests/test_stages.py checks the order and, on Kodak, a row's size
 QUALITY = (
-    (100, 3, 0.0),
-    (90, 3, 0.004),
-    (80, 2, 0.0),
-    (70, 2, 0.006),
-    (60, 2, 0.012),
+    (100, 4, 0.0),
+    (90, 3, 0.0),
+    (85, 3, 0.003),
+    (75, 2, 0.0),
+    (70, 2, 0.005),
+    (60, 2, 0.01),
     (50, 1, 0.0),
-    (35, 1, 0.01),
-    (20, 1, 0.03),
-    (10, 1, 0.08),
-    (0, 1, 0.3),
+    (40, 1, 0.01),
+    (30, 1, 0.03),
+    (15, 1, 0.05),
+    (0, 1, 0.1),
 )
 LAMBDA_FLOOR = 1e-4  # lambda 0 in the log interpolation: a row of lambda 0 is met only at its own quality
 FIXED_BPP = 8 * 2251 / (256 * 256)  # 0.2748: one stage of the fixed coder (2,251 bytes per 256x256 tile)

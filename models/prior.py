@@ -234,3 +234,47 @@ def exact(model: ARPrior, tokenizer_id: bytes, device=None) -> ExactPrior:
     state = {k: v.cpu().numpy() for k, v in quantize_state(model).items()}
     ids = prior_id_of(model.cfg, state, tokenizer_id), prior_id_of(model.cfg, state, tokenizer_id, legacy=True)
     return ExactPrior(model.cfg, state, ids[0], legacy_ids=ids[1:])
+
+
+
+def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_weights: str | os.PathLike,
+                 out: str | os.PathLike) -> bytes:
+    """The prior of ``old_weights`` written for ``new_weights`` (same integers, the new tokenizer id
+    and so a new prior id): for a tokenizer whose encoder was not changed (``train
+    --freeze-encoder``, e.g. a decoder fine-tuned for residual stages), whose stage-1 tokens, and so
+    their statistics, are the old one's. Returns the new prior id.
+
+    Raises:
+        TrainError: the encoders differ (the prior would have to be retrained), or ``prior`` is not
+            the prior of ``old_weights``.
+    """
+    from safetensors import safe_open
+    from safetensors.numpy import load_file as load_numpy
+    from safetensors.numpy import save_file as save_numpy
+
+    from .io import load_weights
+    from .train import TrainError
+
+    old, new = load_weights(old_weights, prior=None), load_weights(new_weights, prior=None)
+    a, b = old.state_dict(), new.state_dict()
+    same_cfg = {**old.cfg.to_dict(), "stage_gain": 0, "stage_decay": 0} == {**new.cfg.to_dict(), "stage_gain": 0,
+                                                                             "stage_decay": 0}
+    if not same_cfg or any(not torch.equal(a[k], b[k]) for k in a if k.startswith("encoder.")):
+        raise TrainError(f"{new_weights} has another encoder than {old_weights}: its tokens need a retrained prior")
+    load_prior(prior, bytes(old.model_id))  # a valid prior of the old tokenizer, or an error
+    with safe_open(str(prior), "np") as f:
+        meta = dict(f.metadata() or {})
+    state = load_numpy(str(prior))
+    cfg = PriorConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in PriorConfig.__dataclass_fields__})
+    pid = prior_id_of(cfg, state, bytes(new.model_id))
+    meta.update(tokenizer_id=bytes(new.model_id).hex(), prior_id=pid.hex())
+    path = Path(out)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_numpy(state, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return pid

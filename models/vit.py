@@ -274,11 +274,16 @@ class LeechTokenizer(nn.Module):
         return self.synthesis(q)
 
 
+ONE_STAGE = 0.5  # share of training crops with one stage in later_stages (uniform 1 … 3 cost K = 1 0.26 dB: training-log)
+
+
 @torch.no_grad()
 def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: TokenizerConfig,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Quantizer dropout over residual stages (as SoundStream and DAC train residual VQ): each
-    sample of the batch keeps a number of stages drawn uniformly from 1 … ``stages``, and gets
+    sample of the batch keeps one stage with probability ``ONE_STAGE`` (what most files hold:
+    fine-tuning must not cost them quality) and otherwise a number drawn uniformly from
+    2 … ``stages``, and gets
     the sum of its stages 2 … K as the codec makes them (``leechcodec.stages.later_tokens`` at
     λ = 0: a token where it lowers the distance to ``z``), to add to its stage-1 codewords
     ``first``. (B, h, w, 24) in and out; no gradient (the straight-through path is stage 1's).
@@ -286,7 +291,9 @@ def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: Tokeniz
     from leechcodec.stages import gains
 
     g = gains(type("M", (), {"cfg": cfg}), stages)
-    keep_k = torch.randint(1, stages + 1, (z.shape[0], 1, 1), generator=generator).to(z.device)
+    more = torch.randint(2, stages + 1, (z.shape[0], 1, 1), generator=generator)
+    one = torch.rand((z.shape[0], 1, 1), generator=generator) < ONE_STAGE
+    keep_k = torch.where(one, torch.ones_like(more), more).to(z.device)
     rec, extra = first.float(), torch.zeros_like(first, dtype=torch.float32)
     for k in range(1, stages):
         r = z.float() - rec

@@ -128,6 +128,9 @@ def test_quality_table_is_monotone():
     assert order == sorted(order)
     for q, k, lam in quality.QUALITY:
         assert quality.quality_setting(q) == (k, lam)
+    from leechcodec.kodak_eval import run  # every row is a point of the bench's curve: the README quotes it
+
+    assert {(k, lam) for _, k, lam in quality.QUALITY} <= {(1, x) for x in run.LAMBDAS} | set(run.STAGED)
     assert settings[-1] == quality.QUALITY[0][1:] and settings[0] == quality.QUALITY[-1][1:]
     for bad in (-1, 101, float("nan"), True):
         with pytest.raises(ValueError):
@@ -190,3 +193,69 @@ def test_cli_stages_quality_and_info(tmp_path, picture):
     assert r.exit_code == 2 and "one of --lambda, --bpp and --quality" in r.output
     r = runner.invoke(cli, ["encode", "--help"])
     assert "--quality" in r.output and "-q" in r.output and "--stages" in r.output
+
+
+@pytest.mark.slow
+def test_quality_and_bpp_meet_their_targets_on_kodak(kodak_dir):
+    """On Kodak with the bundled model: a --quality row's mean size is the one the README quotes
+    from the bench (within 5 %), and --bpp lands at or under its target, within 5 %, with the
+    stages it needs (two Kodak pictures, a low and a high target)."""
+    from leechcodec.cli.figures import FIGURES
+
+    model = leechcodec.load_model()
+    paths = sorted(kodak_dir.glob("kodim*.png"))
+    assert len(paths) == 24
+    q, k, lam = next(row for row in quality.QUALITY if row[1] == 2 and row[2] > 0)
+    sizes = []
+    for p in paths:
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+        st: dict = {}
+        sizes.append(8 * len(leechcodec.encode(rgb, model, quality=q, stats=st)) / (rgb.width * rgb.height))
+    documented = float(FIGURES[f"point.{k}.{lam:g}.bpp"])
+    assert abs(np.mean(sizes) / documented - 1) < 0.05, (np.mean(sizes), documented)
+    for name, target in (("kodim05.png", 0.1), ("kodim23.png", 0.5)):
+        with Image.open(kodak_dir / name) as im:
+            rgb = im.convert("RGB")
+        st = {}
+        data = leechcodec.encode(rgb, model, bpp=target, stats=st)
+        got = 8 * len(data) / (rgb.width * rgb.height)
+        assert 0.95 * target <= got <= target, (name, got, target)
+        assert st["stages"] >= 1 + (target > 0.3)
+
+
+def test_the_readme_quality_table_is_the_code_table():
+    """README.md's --quality table lists QUALITY's rows, in order, with nothing typed in their cells."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| (\d) \| ([\d.]+) \| <!-- fig:point\.(\d)\.([\d.]+)\.bpp -->", readme, re.M)
+    assert [(int(q), int(k), float(lam)) for q, k, lam, _, _ in rows] == list(quality.QUALITY)
+    assert all(k == k2 and float(lam) == float(lam2) for _, k, lam, k2, lam2 in rows)
+
+
+def test_a_decoder_fine_tune_keeps_its_prior_with_a_new_id(tmp_path):
+    """rebind_prior: the same integer prior for a tokenizer with the old encoder and another
+    decoder (train --freeze-encoder); refused when the encoder changed."""
+    import torch
+
+    from leechcodec.models.io import save_weights
+    from leechcodec.models.prior import rebind_prior
+    from leechcodec.models.train import TrainError
+
+    old = load_weights(TINY, prior=None)
+    with torch.no_grad():
+        old.decoder.norm.weight.add_(0.25)
+    save_weights(old, tmp_path / "dec.safetensors")
+    pid = rebind_prior(DATA / "tiny.prior.safetensors", TINY, tmp_path / "dec.safetensors", tmp_path / "dec.prior.safetensors")
+    new = load_weights(tmp_path / "dec.safetensors")
+    assert bytes(new.prior.prior_id) == pid != bytes(load_weights(TINY).prior.prior_id)
+    data = leechcodec.encode(DATA / "rgb-301x77.png", new, coder="ar")
+    ref = leechcodec.encode(DATA / "rgb-301x77.png", load_weights(TINY), coder="ar")
+    # another model id (header) and prior id (payload head), the same index CRC and range-coder words
+    assert data[8:16] != ref[8:16] and data[34:42] != ref[34:42] and data[42:-4] == ref[42:-4]
+    with torch.no_grad():
+        old.encoder.norm.weight.add_(0.25)
+    save_weights(old, tmp_path / "enc.safetensors")
+    with pytest.raises(TrainError, match="another encoder"):
+        rebind_prior(DATA / "tiny.prior.safetensors", TINY, tmp_path / "enc.safetensors", tmp_path / "x.safetensors")
