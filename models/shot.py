@@ -44,7 +44,7 @@ from leechcodec.quantizer import normalize
 
 from . import io as model_io
 from .train import psnr, psnr_tensor
-from .vit import PRESETS, build, count_params, pca_init
+from .vit import PRESETS, build, count_params, later_stages, pca_init
 
 PART_BYTES = 15 * 2**20  # what comes back is at most 16 MiB a file
 MAX_TRAVEL = 64 * 2**20  # what travels to the device: tracked + untracked-not-ignored + carried
@@ -134,10 +134,11 @@ def _no_mark(phase: str) -> None:
 
 
 def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, gen: torch.Generator | None = None,
-            mark=_no_mark) -> torch.Tensor:  # fmt: skip
+            mark=_no_mark, stages: int = 1) -> torch.Tensor:  # fmt: skip
     """Training path. ``split``: the encoder sees the four quarter tiles of ``x`` on their own
     (as the codec encodes 256-px tiles) and the decoder the joined token grid. ``mark(phase)``
-    is called at the end of each phase (``Profiler``)."""
+    is called at the end of each phase (``Profiler``). ``stages`` > 1: quantizer dropout over
+    residual stages (``models.vit.later_stages``)."""
     B, _, H, W = x.shape
     if split:
         h, w = H // 2, W // 2
@@ -150,6 +151,8 @@ def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, 
     z = normalize(z.float())
     mark("encoder")
     q = quantize_ste(z, method)
+    if stages > 1:
+        q = q + later_stages(z.detach(), q.detach(), stages, model.cfg, gen)
     if mix > 0:
         keep = torch.rand(z.shape[:-1] + (1,), generator=gen, device=z.device) < mix
         q = torch.where(keep, z, q)
@@ -362,7 +365,7 @@ def run(args: argparse.Namespace) -> dict:
         mark("data")
         mix = args.mix * max(0.0, 1.0 - frac / args.mix_until) if args.mix_until > 0 else 0.0
         with autocast:
-            y = forward(model, x, split, method, mix, gen, mark)
+            y = forward(model, x, split, method, mix, gen, mark, args.stages)
         mse_phase = frac >= args.mse_from
         loss = F.mse_loss(y.float(), x) if mse_phase else F.l1_loss(y.float(), x)
         opt.zero_grad(set_to_none=True)
@@ -600,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="fraction of the budget after which the loss is MSE instead of l1 (1: l1 throughout)")
     t.add_argument("--mix-until", type=float, default=0.2, help="fraction of the budget where mix reaches 0")
     t.add_argument("--split", type=float, default=0.5, help="fraction of steps coded as 2×2 independent tiles")
+    t.add_argument("--stages", type=int, default=1,
+                   help="residual stages to train for (quantizer dropout, models.vit.later_stages); the encoder "
+                        "changes too, so the prior is retrained at home (scripts/shot_home.sh)")
     t.add_argument("--search", default="auto", choices=["auto", *SEARCHES])
     t.add_argument("--search-tokens", type=int, default=65_536, help="tokens for timing the two searches")
     t.add_argument("--holdout", type=int, default=32, help="pack images held out for validation")

@@ -291,8 +291,9 @@ def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: Tokeniz
     from leechcodec.stages import gains
 
     g = gains(type("M", (), {"cfg": cfg}), stages)
-    more = torch.randint(2, stages + 1, (z.shape[0], 1, 1), generator=generator)
-    one = torch.rand((z.shape[0], 1, 1), generator=generator) < ONE_STAGE
+    dev = generator.device if generator is not None else z.device  # draws where the generator lives
+    more = torch.randint(2, stages + 1, (z.shape[0], 1, 1), generator=generator, device=dev)
+    one = torch.rand((z.shape[0], 1, 1), generator=generator, device=dev) < ONE_STAGE
     keep_k = torch.where(one, torch.ones_like(more), more).to(z.device)
     rec, extra = first.float(), torch.zeros_like(first, dtype=torch.float32)
     for k in range(1, stages):

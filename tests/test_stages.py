@@ -259,3 +259,34 @@ def test_a_decoder_fine_tune_keeps_its_prior_with_a_new_id(tmp_path):
     save_weights(old, tmp_path / "enc.safetensors")
     with pytest.raises(TrainError, match="another encoder"):
         rebind_prior(DATA / "tiny.prior.safetensors", TINY, tmp_path / "enc.safetensors", tmp_path / "x.safetensors")
+
+
+def test_training_path_adds_the_later_stages_of_the_codec():
+    """Quantizer dropout (models.vit.later_stages): a crop keeping K stages gets the decoder input
+    the codec builds from its K stages at λ 0; its stage-1 path keeps the straight-through gradient."""
+    import torch
+
+    from leechcodec.models.config import PRESETS
+    from leechcodec.models.shot import forward
+    from leechcodec.models.vit import build, later_stages
+    from leechcodec.quantizer import normalize
+
+    torch.manual_seed(0)
+    model = build(PRESETS["tiny"]).eval()
+    x = torch.rand(6, 3, 64, 64)
+    z = normalize(model.analysis(x)).detach()
+    first = lattice.vectors(lattice.nearest(z.reshape(-1, 24))).reshape(z.shape).float()
+    extra = later_stages(z, first, 3, model.cfg, torch.Generator().manual_seed(1))
+    k_of = [0 if e.abs().sum() == 0 else 1 for e in extra]  # which crops kept more than one stage
+    assert 0 < sum(k_of) < len(k_of)  # some crops keep one stage, some more
+    gain = stages.gains(model, 3)
+    for i, more in enumerate(k_of):
+        if more:
+            toks = stages.later_tokens(z[i].reshape(-1, 24).numpy(), lattice.nearest(z[i].reshape(-1, 24)).numpy(), gain)
+            sums = [stages.latent_sum(np.concatenate([lattice.nearest(z[i].reshape(-1, 24)).numpy()[None], toks[:j]]), gain)
+                    for j in (1, 2)]
+            got = (first[i] + extra[i]).reshape(-1, 24).numpy()
+            assert any(np.allclose(got, s, atol=1e-5) for s in sums)
+    y = forward(model, x, False, "auto", gen=torch.Generator().manual_seed(1), stages=3)
+    y.sum().backward()
+    assert model.encoder.out.weight.grad is not None and y.shape == x.shape
