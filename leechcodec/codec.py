@@ -358,8 +358,10 @@ def encode(
             adds a token that refines the ones before it, for more quality and more bits. The
             fixed coder stores every token of every stage (17.585 bits each); the ar coder
             leaves out the later-stage tokens that do not lower the distortion by λ · 18 bits
-            (``stages.later_tokens``), and a stream holds the stages it uses. None: 1, or with
-            ``bpp`` as many as the target can use (``stages_for_bpp``).
+            (``stages.later_tokens``; with two or more stages λ leaves stage 1's nearest
+            codewords as they are), and a stream holds the stages it uses. None: 1, or with
+            ``bpp`` as many as the target can use (``stages_for_bpp``), tried only when one
+            stage at λ 0 is under the target.
         quality: 0 … 100 instead of ``lam``/``bpp``/``stages``: a point of the curve
             ``QUALITY`` documents (``quality_setting``), higher is better and larger.
             ``stats["stages"]`` says how many stages the stream holds.
@@ -419,43 +421,44 @@ def encode(
     tx, ty = container.tile_grid(w, h, model.tile)
     latents = np.concatenate(latents) if latents else None  # once, not per try of the --bpp search
     grid = model.tile // model.patch
-    gain = staging.gains(model, stages)
 
-    def later(lam_: float, every: bool):
-        """Stage 1's tokens (T, grid²), padding filled → the later stages' (S', T, grid²), the
-        trailing stages without a token left out; their count goes to ``used``."""
+    def stream(lam_: float, k: int = stages) -> bytes:
+        """The stream of at most ``k`` stages at λ = ``lam_``: one stage, λ chooses its tokens
+        (``rdo``); more, stage 1 keeps the nearest codewords and λ leaves later tokens out
+        (``stages.later_tokens``). Trailing stages left without a token are not written."""
+        gain = staging.gains(model, k)
+        used = [1]
 
-        def make(first):
-            rest = staging.later_tokens(latents, first, gain, lam_, every).reshape(stages - 1, *first.shape)
+        def later(first):  # stage 1's tokens (T, grid²), padding filled → the later stages' (k', T, grid²)
+            rest = staging.later_tokens(latents, first, gain, lam_, coder == "fixed").reshape(k - 1, *first.shape)
             rest = np.stack([coders.fill_padding(t, extents, grid) for t in rest])
             while len(rest) and (rest[-1] == staging.ABSENT).all():
                 rest = rest[:-1]
             used[0] = 1 + len(rest)
             return rest
 
-        return make
-
-    used = [1]
-
-    def stream(lam_: float) -> bytes:
-        used[0] = 1
         if coder == "ar":
             payload = coders.encode_ar(indices, model.prior, grid, progress and len(tiles) > TILE_BATCH and bpp is None,
-                                       extents, latents, lam_, later(lam_, False) if stages > 1 else None)
-        elif stages > 1:
+                                       extents, latents, lam_ if k == 1 else 0.0, later if k > 1 else None)
+        elif k > 1:
             first = coders.fill_padding(indices, extents, grid)
-            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(0.0, True)(first)]), extents)
+            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(first)]), extents)
         else:
             payload = coders.encode_fixed(indices, extents)
-        k = used[0]
         header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload),
-                        container.version_for(k), k)
+                        container.version_for(used[0]), used[0])
         return container.pack(header, payload)
 
     if bpp is None:
         data = stream(lam)
-    else:
+    elif stages == 1:
         lam, data = _search_lambda(stream, bpp, w * h, progress)
+    else:  # more stages only where one stage at λ 0 leaves room: they never take stage 1's tokens away
+        one = stream(0.0, 1)
+        if 8 * len(one) / (w * h) > bpp:
+            lam, data = _search_lambda(lambda x: stream(x, 1), bpp, w * h, progress)
+        else:
+            lam, data = _search_lambda(stream, bpp, w * h, progress)
     if stats is not None:
         stats["lambda"] = lam
         stats["stages"] = read_header(data, None).stages

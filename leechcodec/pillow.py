@@ -197,12 +197,13 @@ def read_header(fp: IO[bytes]) -> Header:
     # every field checked by container.unpack itself (same checks, same words): the header (and
     # version 3's stage count) with no payload and a fresh checksum; the real payload length is
     # checked against the file, in unpack's words too (tests/test_pillow_plugin.py compares them)
-    size = container.head_size(fields[1]) if fields[1] in container.VERSIONS else container.HEADER.size
+    known = fields[0] == container.MAGIC and fields[1] in container.VERSIONS
+    size = container.head_size(fields[1]) if known else container.HEADER.size
+    plen, carried = fields[-1], n_bytes - container.OVERHEAD - (size - container.HEADER.size)
+    if known and plen != carried:  # unpack checks the length before the other fields
+        raise FormatError(f"payload length field says {plen} bytes but the stream carries {max(0, carried)}")
     probe = container.HEADER.pack(*fields[:-1], 0) + head[container.HEADER.size : size]
     header = container.unpack(probe + container.TRAILER.pack(zlib.crc32(probe)), MAX_PIXELS)[0]
-    plen, carried = fields[-1], n_bytes - container.OVERHEAD - (size - container.HEADER.size)
-    if plen != carried:
-        raise FormatError(f"payload length field says {plen} bytes but the stream carries {carried}")
     return dataclasses.replace(header, payload_length=plen)
 
 

@@ -277,11 +277,13 @@ def test_batch_usage_errors_before_any_work(runner, tmp_path, png, case):
 
 # ----------------------------------------------------------------------------- habits (issue 16)
 def test_quiet_is_long_only_and_verbose_names_what_was_used(runner, png, tmp_path):
-    """-q is left for a quality knob (cwebp, avifenc); --quiet silences the summary, -v adds
-    the model, prior, coder, precision and the phases."""
+    """-q is the quality knob (as in cwebp, avifenc), not --quiet; --quiet silences the summary,
+    -v adds the model, prior, coder, precision and the phases."""
     lq = tmp_path / "a.lq"
     model = ["--model", str(Path(__file__).parent / "data" / "tiny.safetensors")]  # it has a prior beside it
     r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "-q", *model])
+    assert r.exit_code == 2 and "Invalid value for '-q' / '--quality'" in r.output
+    r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "b.png"), "-q", *model])
     assert r.exit_code == 2 and "No such option '-q'" in r.output
     r = runner.invoke(cli, ["encode", str(png), "-o", str(lq), "--quiet", *model])
     assert r.exit_code == 0 and r.stderr == "", r.stderr

@@ -17,6 +17,7 @@ pytest.importorskip("onnxruntime")
 
 from leechcodec.errors import ModelError  # noqa: E402
 from leechcodec.models.io import DEFAULT_WEIGHTS, load_weights, save_weights  # noqa: E402
+from leechcodec.models.config import STAGE_FIELDS  # noqa: E402
 from leechcodec.models.runtime import NoGraphError, graph_metadata, graph_path, load_onnx  # noqa: E402
 
 TOL = 1e-4  # float32 through a different library: measured ≤ 1.4e-5 (latents up to 11.5), ≤ 1e-6 (pixels)
@@ -119,7 +120,8 @@ def test_bundled_graphs_match_the_bundled_weights():
     ref = load_weights(prior=None)
     for part in ("encoder", "decoder"):
         meta = graph_metadata(graph_path(DEFAULT_WEIGHTS, part))
-        assert json.loads(meta["leechcodec.config"]) == ref.cfg.to_dict()
+        stage_fields = {k: getattr(ref.cfg, k) for k in STAGE_FIELDS}  # not in a graph: the codec sums the stages
+        assert {**json.loads(meta["leechcodec.config"]), **stage_fields} == ref.cfg.to_dict()
         names = {k for k in ref.state_dict() if k.startswith(part + ".")}
         assert set(json.loads(meta["leechcodec.parameters"])) == names
     model = load_onnx(prior=None, threads=2)

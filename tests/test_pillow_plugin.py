@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 RGB_FIXED = DATA / "rgb-301x77.fixed.lq"
 STREAMS = ["rgb-301x77.fixed.lq", "rgb-301x77.ar.lq", "grey-45x61.fixed.lq", "grey-45x61.ar.lq",  # format version 1
-           "rgb-301x77.fixed.v2.lq", "rgb-301x77.ar.v2.lq", "grey-45x61.ar.v2.lq"]  # version 2
+           "rgb-301x77.fixed.v2.lq", "rgb-301x77.ar.v2.lq", "grey-45x61.ar.v2.lq",  # version 2
+           "rgb-301x77.fixed.s2.v3.lq", "rgb-301x77.ar.s3.v3.lq"]  # version 3: residual stages
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,8 @@ def test_load_gives_the_pixels_of_decode(tiny, name):
     for source in (DATA / name, io.BytesIO(data)):
         with Image.open(source) as im:
             assert (im.format, im.size, im.mode) == ("LQ", want.size, want.mode)
-            assert im.info == {"coder": name.split(".")[1], "model_id": tiny.model_id.hex()}
+            stages = leechcodec.read_header(data).stages
+            assert im.info == {"coder": name.split(".")[1], "model_id": tiny.model_id.hex(), "stages": stages}
             im.load()
             assert im.im.mode == want.mode
             np.testing.assert_array_equal(np.asarray(im), np.asarray(want))

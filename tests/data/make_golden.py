@@ -15,7 +15,7 @@ Everything here is deterministic:
 * each source encoded with the ``fixed`` and the ``ar`` coder in the current format version
   (``<source>.<coder>.v<version>.lq``), and in version 3 with residual stages
   (``<source>.<coder>.s<stages>.v3.lq``: 2 stages with both coders, 3 stages with the ar
-  coder at λ 0.01, where later-stage positions are left out); the streams of earlier
+  coder at λ 0.005, where later-stage positions are left out); the streams of earlier
   versions (version 1: ``<source>.<coder>.lq``) are kept with their manifest entries, never
   rewritten, so that the tests go on decoding them;
 * ``golden.json``: the model and prior ids (content hashes), and per stream the SHA-256 of
@@ -57,7 +57,7 @@ PRIOR = prior_path_for(TOKENIZER)
 MANIFEST = DATA / "golden.json"
 CODERS = ("fixed", "ar")
 # version 3: (coder, encode arguments) of the staged streams of each source
-STAGED = (("fixed", {"stages": 2}), ("ar", {"stages": 2}), ("ar", {"stages": 3, "lam": 0.01}))
+STAGED = (("fixed", {"stages": 2}), ("ar", {"stages": 2}), ("ar", {"stages": 3, "lam": 0.005}))
 
 
 def sha256(data: bytes) -> str:
