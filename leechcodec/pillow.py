@@ -293,6 +293,10 @@ def _encode(im: Image.Image, opts: dict) -> bytes:
             effort=int(opts.get("effort", 0)),
             keep_orientation=bool(opts.get("keep_orientation", False)),
             precision=opts.get("precision", s.precision),
+            quality=opts.get("quality"),
+            stages=opts.get("stages"),
+            bpp=opts.get("bpp"),
+            lam=float(opts.get("lambda", 0.0)),
         )
     except LeechError as e:
         raise _pil_error(e) from None
@@ -300,7 +304,8 @@ def _encode(im: Image.Image, opts: dict) -> bytes:
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow's save handler: ``im.save(f, format="LQ", coder=..., effort=..., precision=...,
-    model=..., keep_orientation=...)``; other modes than RGB and L go through leechcodec's mode
+    model=..., keep_orientation=..., quality=..., stages=..., bpp=..., lambda=...)`` (as
+    ``encode``'s options; ``quality`` 0 … 100 as the CLI's ``-q``); other modes than RGB and L go through leechcodec's mode
     policy (``leechcodec.image_io``), with its warnings. The whole stream is encoded before the
     first byte is written (but see ``save`` for a path: Pillow has emptied the file by then)."""
     fp.write(_encode(im, im.encoderinfo))

@@ -178,6 +178,14 @@ def test_save_options(tiny, tiny_frozen):
     buf = io.BytesIO()
     src.save(buf, format="LQ", coder="fixed", effort=1, precision="bf16", model=tiny_frozen)
     assert buf.getvalue() == leechcodec.encode(src, tiny_frozen, coder="fixed", effort=1, precision="bf16")
+    for opts in ({"quality": 100}, {"stages": 2, "coder": "fixed"}, {"lambda": 0.01}, {"bpp": 2.0}):
+        buf = io.BytesIO()
+        src.save(buf, format="LQ", model=tiny_frozen, precision="fp32", **opts)
+        kw = {("lam" if k == "lambda" else k): v for k, v in opts.items()}
+        assert buf.getvalue() == leechcodec.encode(src, tiny_frozen, precision="fp32", **kw)
+    assert leechcodec.read_header(buf.getvalue()).stages > 1  # bpp 2.0 leaves room for stages
+    with pytest.raises(ValueError, match="quality must be"):
+        src.save(io.BytesIO(), format="LQ", quality=101)
     with pytest.raises(ValueError, match="unknown coder"):
         src.save(io.BytesIO(), format="LQ", coder="zip")
     with pytest.raises(ValueError, match="unknown precision"):
