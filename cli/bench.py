@@ -107,7 +107,7 @@ silences it.
 @quiet_option
 @click.option("--lambdas", callback=_parse_lambdas, metavar="X,Y,…",
               help="The ar coder's sweep of `encode --lambda`, one curve point each "
-                   "[default: 0,0.005,0.01,0.02,0.03,0.05,0.1]; 0 alone gives one point.")
+                   "[default: 0,0.005,0.01,0.02,0.03,0.05,0.1]; 0 alone gives one point with --stages 1.")
 @click.option("--stages", "max_stages", type=click.IntRange(1, 8), default=4, show_default=True, metavar="K",
               help="The curve's points with residual stages go up to K stages (the ar coder: (2, 0.01), (2, 0.005), "
                    "(2, 0), (3, 0.003), (3, 0), (4, 0) as (--stages, --lambda), after the --lambdas points of one "

@@ -123,7 +123,7 @@ def cli():
     "as the target can use, or what --quality says. A file with two or more stages is .lq version 3.",
 )  # fmt: skip
 @click.option(
-    "-q", "--quality", type=click.FloatRange(0, 100), metavar="Q",
+    "-q", "--quality", type=FiniteFloatRange(0, 100), metavar="Q",
     help="0 to 100 instead of --lambda/--bpp: higher is sharper and larger (the ar coder). Each Q is a number "
     f"of stages and a lambda from a fixed table ({quality_table()}; between rows lambda is interpolated). "
     "README.md, 'Quality and stages', has the sizes and PSNR on Kodak.",
@@ -301,7 +301,7 @@ def decode(inputs, output, fmt_name, quality, precision, device, threads, backen
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "
                 f"bytes ({8 * len(data) / h.pixels:.4f} bpp, {h.coder} coder), {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
-            prior = data[leechcodec.container.HEADER.size :][:8] if h.coder == "ar" else None
+            prior = data[h.header_size :][:8] if h.coder == "ar" else None
             _details(m, prior, stats, device, (t0, t1, t2, t3, t4))
 
     _run(plan, inputs, output, one, quiet, "decode")

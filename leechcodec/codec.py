@@ -362,8 +362,9 @@ def encode(
             codewords as they are), and a stream holds the stages it uses. None: 1, or with
             ``bpp`` as many as the target can use (``stages_for_bpp``), tried only when one
             stage at λ 0 is under the target.
-        quality: 0 … 100 instead of ``lam``/``bpp``/``stages``: a point of the curve
-            ``QUALITY`` documents (``quality_setting``), higher is better and larger.
+        quality: 0 … 100 instead of ``lam``/``bpp``: a row of ``quality.QUALITY``
+            (``quality_setting``), higher is better and larger; ``stages``, if given, caps
+            the row's stages.
             ``stats["stages"]`` says how many stages the stream holds.
 
     Raises:

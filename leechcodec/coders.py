@@ -201,8 +201,13 @@ def frequencies(logits) -> np.ndarray:
 
 
 def _index_crc(indices: np.ndarray) -> int:
-    """CRC-32 of the token bytes: every index as a big-endian uint32 (``ABSENT`` as 0xFFFFFFFF)."""
-    return zlib.crc32(np.ascontiguousarray(np.asarray(indices, dtype=np.int64) & 0xFFFFFFFF, dtype=">u4").tobytes())
+    """CRC-32 of the token bytes: every index as a big-endian uint32 (``ABSENT`` as 0xFFFFFFFF),
+    a block of rows at a time (no copy of a many-stage stream's tokens at once)."""
+    flat = np.asarray(indices).reshape(-1)
+    crc = 0
+    for i in range(0, len(flat), 1 << 20):
+        crc = zlib.crc32(flat[i : i + (1 << 20)].astype(np.int64).__and__(0xFFFFFFFF).astype(">u4").tobytes(), crc)
+    return crc
 
 
 CHUNK = 512  # rows of logits per coder call: memory bounded however many tiles a wave spans (and fastest of 256-2048)
@@ -291,11 +296,11 @@ def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np
     token costs log2(196,560) = 17.585 bits plus the range coder's rounding.
     ``code(freq, symbols)`` codes one batch (the encoder passes the symbols, the decoder None)
     and returns the symbols. ``want`` (n_later, tiles, grid²): the encoder's tokens.
-    Returns (n_later, tiles, grid²) int64, ``ABSENT`` where no token, padding filled.
+    Returns (n_later, tiles, grid²) int32, ``ABSENT`` where no token, padding filled.
     """
     ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
     mask = stored_mask(ext, grid)
-    out = np.full((n_later, tiles, grid, grid), ABSENT, np.int64)
+    out = np.full((n_later, tiles, grid, grid), ABSENT, np.int32)  # int32: 7 stages of a big picture stay small
     prev = np.ones((tiles, grid, grid), bool)  # stage 1 has a token everywhere
     for s in range(n_later):
         wanted = None if want is None else np.asarray(want[s]).reshape(tiles, grid, grid)
@@ -321,7 +326,7 @@ def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np
                     for g in _chunks(group):
                         sym = None if parts is None else parts[1 if kind == "support" else 2][g]
                         got[g] = code(np.ones((len(g), sizes[k])), sym)
-            row = np.full(int(sel.sum()), ABSENT, np.int64)
+            row = np.full(int(sel.sum()), ABSENT, np.int32)
             row[live] = join_index(cls, a, b)
             block = here[:, r, :]
             block[sel] = row
@@ -394,7 +399,7 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
             return np.asarray(sym, np.int64)
 
         rest = _run_later(tiles, grid, len(rest), code_later, extents, rest)
-        coded = np.concatenate([coded[None], rest]).reshape(-1)
+        coded = np.concatenate([coded[None].astype(np.int32), rest]).reshape(-1)
     words = enc.get_compressed().astype("<u4").tobytes()
     return bytes(prior.prior_id) + _index_crc(coded).to_bytes(4, "big") + words
 
@@ -417,14 +422,15 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
     """
     import constriction
 
-    if len(payload) < AR_HEAD or (len(payload) - AR_HEAD) % 4:
-        raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
-    pid, crc = payload[:8], int.from_bytes(payload[8:12], "big")
-    if pid not in {bytes(i) for i in getattr(prior, "ids", (prior.prior_id,))}:
+    pid = payload[:8]
+    if len(pid) == 8 and pid not in {bytes(i) for i in getattr(prior, "ids", (prior.prior_id,))}:  # first (FORMAT.md)
         raise ModelMismatchError(
             f"this file needs prior {pid.hex()}, the loaded prior is {bytes(prior.prior_id).hex()}; "
             "see MODEL_CARD.md, 'Released models' for the prior of each model (pass it with --prior)"
         )
+    if len(payload) < AR_HEAD or (len(payload) - AR_HEAD) % 4:
+        raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
+    crc = int.from_bytes(payload[8:12], "big")
     words = np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32)
     dec = constriction.stream.queue.RangeDecoder(words)
     enc = constriction.stream.queue.RangeEncoder()  # re-codes what is decoded: the canonical words
@@ -451,7 +457,11 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
             enc.encode(sym, family, freq)
             return sym.astype(np.int64)
 
-        indices = np.concatenate([indices[None], _run_later(tiles, grid, stages - 1, code_later, extents)])
+        later = _run_later(tiles, grid, stages - 1, code_later, extents)
+        if len(later) and (later[-1] == ABSENT).all():  # the encoder leaves such a stage out: one stream per tokens
+            raise FormatError(f"ar stream's stage {stages} holds no token (not canonical: a stream of "
+                              f"{stages - 1} stages codes these tokens)")
+        indices = np.concatenate([indices[None].astype(np.int32), later])
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
     _check_canonical(words, enc.get_compressed())

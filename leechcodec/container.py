@@ -17,7 +17,7 @@ MAGIC = b"LQ24"
 VERSION = 2  # what the encoder writes for one stage: only the tokens whose patch touches the image are stored
 STAGED = 3  # what it writes for two or more residual stages: version 2 plus a stage count after the header
 VERSIONS = (1, 2, 3)  # what the decoder reads: version 1 stores every token of every whole tile
-MAX_STAGES = 8  # stages a version-3 stream may hold (leechcodec/stages.py)
+MAX_STAGES = 8  # stages a version-3 stream may hold (leechcodec/stages.py); at least 2 (one stage is version 2)
 TILE = 256  # the one tile edge of every version: every decoder is built for it
 HEADER = struct.Struct(">4sBBBB8sIIHHHI")  # 34 bytes
 TRAILER = struct.Struct(">I")  # CRC32 of header + payload
@@ -127,7 +127,7 @@ def pack(header: Header, payload: bytes) -> bytes:
         raise ValueError(f"tile {header.tile}: .lq files have {TILE}px tiles")
     if header.version not in VERSIONS:
         raise ValueError(f"version {header.version}: this leechcodec writes {VERSIONS}")
-    if not 1 <= header.stages <= (MAX_STAGES if header.version == STAGED else 1):
+    if not (2 if header.version == STAGED else 1) <= header.stages <= (MAX_STAGES if header.version == STAGED else 1):
         raise ValueError(f"{header.stages} stages in a version-{header.version} stream")
     head = HEADER.pack(
         MAGIC,
@@ -167,6 +167,9 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
         raise FormatError(f"unsupported .lq format version {version} (this leechcodec reads {_versions()})")
     head = head_size(version)
     extra = head - HEADER.size  # version 3's stage count
+    if len(data) < head + TRAILER.size:
+        raise FormatError(f"truncated .lq stream ({len(data)} bytes, a version-{version} header alone is "
+                          f"{head + TRAILER.size})")
     if plen != len(data) - OVERHEAD - extra:
         raise FormatError(f"payload length field says {plen} bytes but the stream carries {max(0, len(data) - OVERHEAD - extra)}")
     (crc,) = TRAILER.unpack_from(data, len(data) - TRAILER.size)
@@ -185,8 +188,8 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     if (tx, ty) != tile_grid(w, h, tile):
         raise FormatError(f"tile grid {tx}x{ty} does not match a {w}x{h} image with {tile}px tiles")
     stages = STAGES.unpack_from(data, HEADER.size)[0] if extra else 1
-    if not 1 <= stages <= MAX_STAGES:
-        raise FormatError(f"{stages} residual stages: a .lq stream holds 1 to {MAX_STAGES}")
+    if extra and not 2 <= stages <= MAX_STAGES:  # one stage is a version-2 stream: one stream per token sequence
+        raise FormatError(f"{stages} residual stages: a version-{STAGED} stream holds 2 to {MAX_STAGES}")
     check_size(w, h, tile, max_pixels)
     header = Header(CODER_NAMES[coder], MODE_NAMES[mode], model_id, w, h, tile, tx, ty, plen, version, stages)
     return header, data[head : head + plen]
@@ -225,9 +228,9 @@ def describe(data: bytes) -> list[tuple[str, str, str | None]]:
     plen = got.get("payload length")
     body_end = len(data) - TRAILER.size
     head = HEADER.size
-    if got.get("version") == STAGED and len(data) > HEADER.size:
+    if got.get("version") == STAGED and len(data) >= OVERHEAD + STAGES.size:
         (k,) = STAGES.unpack_from(data, HEADER.size)
-        rows.append(("stages", str(k), None if 1 <= k <= MAX_STAGES else f"a stream holds 1 to {MAX_STAGES}"))
+        rows.append(("stages", str(k), None if 2 <= k <= MAX_STAGES else f"a version-{STAGED} stream holds 2 to {MAX_STAGES}"))
         head += STAGES.size
     if isinstance(plen, int) and len(data) >= OVERHEAD:
         if got.get("coder") == CODER_IDS["ar"] and plen >= 8 and body_end >= head + 8:

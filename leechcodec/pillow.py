@@ -199,6 +199,8 @@ def read_header(fp: IO[bytes]) -> Header:
     # checked against the file, in unpack's words too (tests/test_pillow_plugin.py compares them)
     known = fields[0] == container.MAGIC and fields[1] in container.VERSIONS
     size = container.head_size(fields[1]) if known else container.HEADER.size
+    if known and n_bytes < size + container.TRAILER.size:  # a version-3 stream is a byte longer
+        container.unpack(head, MAX_PIXELS)  # raises: truncated, in unpack's words
     plen, carried = fields[-1], n_bytes - container.OVERHEAD - (size - container.HEADER.size)
     if known and plen != carried:  # unpack checks the length before the other fields
         raise FormatError(f"payload length field says {plen} bytes but the stream carries {max(0, carried)}")

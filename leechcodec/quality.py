@@ -53,7 +53,8 @@ def quality_setting(quality: float) -> tuple[int, float]:
 
 
 def stages_for_bpp(bpp: float) -> int:
-    """The stages a ``bpp`` target can use: one more than the fixed stages it would pay for."""
+    """The most stages a ``bpp`` target is given: one more than the whole fixed stages it could pay
+    for, rounded up (0.28 bpp: 3); the rate knob leaves out what does not fit."""
     if not (math.isfinite(bpp) and bpp > 0):
         return 1
     return min(MAX_STAGES, 1 + math.ceil(bpp / FIXED_BPP))

@@ -156,10 +156,10 @@ def _stream_with_stages(data: bytes, k: int) -> bytes:
     return bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "big")
 
 
-@pytest.mark.parametrize("k", [0, 9, 255, 3])
+@pytest.mark.parametrize("k", [0, 1, 9, 255, 3])
 def test_bad_stage_counts_are_refused_with_exit_4(tiny, picture, tmp_path, k):
-    """A stage count outside 1 … 8, or one the payload does not hold (3 stages over a 2-stage
-    fixed payload), is a FormatError: exit 4, one line, no file written."""
+    """A stage count outside 2 … 8 (one stage is version 2), or one the payload does not hold
+    (3 stages over a 2-stage fixed payload), is a FormatError: exit 4, one line, no file written."""
     good = leechcodec.encode(picture, tiny, coder="fixed", stages=2)
     bad = tmp_path / "bad.lq"
     bad.write_bytes(_stream_with_stages(good, k))
@@ -168,10 +168,10 @@ def test_bad_stage_counts_are_refused_with_exit_4(tiny, picture, tmp_path, k):
     assert r.exit_code == 4, r.output
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in r.output and not out.exists()
-    assert ("residual stages: a .lq stream holds 1 to 8" if k != 3 else "for 2 tiles and 3 stages") in lines[0]
+    assert ("residual stages: a version-3 stream holds 2 to 8" if k != 3 else "for 2 tiles and 3 stages") in lines[0]
     if k != 3:
         r = CliRunner().invoke(cli, ["info", str(bad)])
-        assert r.exit_code == 4 and "stages:" in r.stdout and "<- a stream holds 1 to 8" in r.stdout
+        assert r.exit_code == 4 and "stages:" in r.stdout and "<- a version-3 stream holds 2 to 8" in r.stdout
 
 
 def test_cli_stages_quality_and_info(tmp_path, picture):
@@ -290,3 +290,20 @@ def test_training_path_adds_the_later_stages_of_the_codec():
     y = forward(model, x, False, "auto", gen=torch.Generator().manual_seed(1), stages=3)
     y.sum().backward()
     assert model.encoder.out.weight.grad is not None and y.shape == x.shape
+
+
+def test_a_stage_without_tokens_is_not_canonical(tiny, picture):
+    """The encoder leaves out a trailing stage that holds no token; a stream that keeps one codes
+    the same tokens as a shorter one, and is refused (one stream per token sequence)."""
+    from leechcodec.errors import FormatError
+
+    w, h = picture.size
+    g = tiny.tile // tiny.patch
+    ext = container.token_extents(w, h, tiny.tile, tiny.patch)
+    first = _tokens(leechcodec.encode(picture, tiny, coder="ar"), tiny)[0]
+    empty = lambda f: np.full((1, *f.shape), stages.ABSENT)  # noqa: E731
+    payload = coders.encode_ar(first, tiny.prior, g, extents=ext, later=empty)
+    tx, ty = container.tile_grid(w, h, tiny.tile)
+    head = container.Header("ar", "RGB", bytes(tiny.model_id), w, h, tiny.tile, tx, ty, len(payload), 3, 2)
+    with pytest.raises(FormatError, match="stage 2 holds no token"):
+        leechcodec.decode(container.pack(head, payload), tiny)
