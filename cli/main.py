@@ -110,7 +110,7 @@ def cli():
     "--bpp", type=FiniteFloatRange(0, min_open=True), metavar="B",
     help="A target size instead of --lambda: the largest file at or under B bits per pixel (header "
     "included) that a search over lambda finds, within 2 % of B unless one token costs more than that (tiny "
-    "pictures); today's file if it is already small enough; exit 12 if B is "
+    "pictures); above the one-stage file, residual stages fill the room (see --stages); exit 12 if B is "
     f"below what the knob reaches on this image. The search runs the ar coder up to {FIG['bpp.passes']} times "
     f"(up to 8 more when those do not reach 2 %) after the encoder network: --bpp {FIG['bpp.target']} on kodim23 "
     f"(768x512) took {FIG['bpp.s']}, a plain encode {FIG['speed.encode_s']}, on {FIG['cpu.busy']}.",

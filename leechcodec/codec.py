@@ -352,8 +352,9 @@ def encode(
         bpp: a target rate instead of ``lam`` (ar coder): the largest stream at or under
             ``bpp`` bits per pixel (header included) that a search over λ finds
             (``LAMBDA_MAX``, ``BPP_STEPS``), within ``BPP_TOLERANCE`` (2 %) of ``bpp`` where
-            the knob's sizes allow it (``_search_lambda``); today's stream (λ = 0) when it is
-            already small enough. ``stats["lambda"]`` says which λ was taken.
+            the knob's sizes allow it (``_search_lambda``); above the one-stage stream at
+            λ 0, more stages (``stages``) fill the room. ``stats["lambda"]`` says which λ
+            was taken.
         stages: residual Λ24 stages per patch, at most (``stages``; 1 to ``MAX_STAGES``): each
             adds a token that refines the ones before it, for more quality and more bits. The
             fixed coder stores every token of every stage (17.585 bits each); the ar coder
