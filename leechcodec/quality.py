@@ -24,7 +24,6 @@ QUALITY = (
     (50, 1, 0.0),
     (40, 1, 0.01),
     (30, 1, 0.03),
-    (15, 1, 0.05),
     (0, 1, 0.1),
 )
 LAMBDA_FLOOR = 1e-4  # lambda 0 in the log interpolation: a row of lambda 0 is met only at its own quality
