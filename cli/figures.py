@@ -164,4 +164,10 @@ FIGURES = {
     'speed.install_s': '12.5 s',
     'speed.load': '1.1',
     'speed.runs': '3',
+    'stage_time.2.decode': '1.01',
+    'stage_time.2.encode': '1.10',
+    'stage_time.3.decode': '1.05',
+    'stage_time.3.encode': '1.20',
+    'stage_time.4.decode': '1.08',
+    'stage_time.4.encode': '1.34',
 }

@@ -140,6 +140,11 @@ def figures(readme: str, speed: dict | None) -> dict[str, str]:
         f[f"point.{p['stages']}.{p['lambda']}.psnr"] = f"{p['psnr']:.2f}"
         f[f"point.{p['stages']}.{p['lambda']}.encode_s"] = f"{p['encode_s']:.2f} s"
         f[f"point.{p['stages']}.{p['lambda']}.decode_s"] = f"{p['decode_s']:.2f} s"
+    one = next(p for p in every if p["stages"] == 1 and float(p["lambda"]) == 0)
+    for p in every:  # time with k stages (λ 0) against one stage: the stages' cost
+        if p["stages"] > 1 and float(p["lambda"]) == 0:
+            f[f"stage_time.{p['stages']}.encode"] = f"{p['encode_s'] / one['encode_s']:.2f}"
+            f[f"stage_time.{p['stages']}.decode"] = f"{p['decode_s'] / one['decode_s']:.2f}"
     for p in curve:
         if p["lambda"] in KNOB_POINTS:
             f[f"knob.{p['lambda']}.bytes"] = _pct(p["of_first"] - 100, 0)
