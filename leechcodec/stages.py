@@ -30,8 +30,9 @@ TOKEN_BITS = 18.0  # what the rate knob charges a later-stage token: 17.585 bits
 
 
 def gains(model, stages: int) -> np.ndarray:
-    """(stages,) float32: the factor of each stage's unit codeword in the decoder's input."""
-    cfg = getattr(model, "cfg", None)
+    """(stages,) float32: the factor of each stage's unit codeword in the decoder's input.
+    ``model``: a model with a ``cfg``, or the config itself."""
+    cfg = getattr(model, "cfg", model)
     g2, decay = getattr(cfg, "stage_gain", 0.52), getattr(cfg, "stage_decay", 0.625)
     return np.array([1.0] + [g2 * decay**k for k in range(stages - 1)], dtype=np.float32)
 

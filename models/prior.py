@@ -250,7 +250,9 @@ def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_w
     """
     from safetensors import safe_open
     from safetensors.numpy import load_file as load_numpy
-    from safetensors.numpy import save_file as save_numpy
+    from safetensors.numpy import save as safetensors_bytes
+
+    from leechcodec.output import write_file
 
     from .io import load_weights
     from .train import TrainError
@@ -261,20 +263,11 @@ def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_w
                                                                              "stage_decay": 0}
     if not same_cfg or any(not torch.equal(a[k], b[k]) for k in a if k.startswith("encoder.")):
         raise TrainError(f"{new_weights} has another encoder than {old_weights}: its tokens need a retrained prior")
-    load_prior(prior, bytes(old.model_id))  # a valid prior of the old tokenizer, or an error
+    cfg = load_prior(prior, bytes(old.model_id)).cfg  # a valid prior of the old tokenizer, or an error
     with safe_open(str(prior), "np") as f:
         meta = dict(f.metadata() or {})
-    state = load_numpy(str(prior))
-    cfg = PriorConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in PriorConfig.__dataclass_fields__})
+    state = load_numpy(str(prior))  # the file's integers as they are
     pid = prior_id_of(cfg, state, bytes(new.model_id))
     meta.update(tokenizer_id=bytes(new.model_id).hex(), prior_id=pid.hex())
-    path = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_numpy(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file(out, lambda f: f.write(safetensors_bytes(state, metadata=meta)))  # atomically
     return pid

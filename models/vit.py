@@ -290,7 +290,7 @@ def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: Tokeniz
     """
     from leechcodec.stages import gains
 
-    g = gains(type("M", (), {"cfg": cfg}), stages)
+    g = gains(cfg, stages)
     dev = generator.device if generator is not None else z.device  # draws where the generator lives
     more = torch.randint(2, stages + 1, (z.shape[0], 1, 1), generator=generator, device=dev)
     one = torch.rand((z.shape[0], 1, 1), generator=generator, device=dev) < ONE_STAGE
