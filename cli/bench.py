@@ -106,12 +106,11 @@ silences it.
                    "stops before any work (exit 8).")
 @quiet_option
 @click.option("--lambdas", callback=_parse_lambdas, metavar="X,Y,…",
-              help="The ar coder's sweep of `encode --lambda`, one curve point each "
-                   "[default: 0,0.005,0.01,0.02,0.03,0.05,0.1]; 0 alone gives one point with --stages 1.")
+              help="The ar coder's `encode --lambda` at the picture's size and one stage, one curve point each, "
+                   "after the coded sizes' points [default: 0.01,0.03,0.1]; 0 alone adds none.")
 @click.option("--stages", "max_stages", type=click.IntRange(1, 8), default=4, show_default=True, metavar="K",
-              help="The curve's points with residual stages go up to K stages (the ar coder: (2, 0.01), (2, 0.005), "
-                   "(2, 0), (3, 0.003), (3, 0), (4, 0) as (--stages, --lambda), after the --lambdas points of one "
-                   "stage; the fixed coder: 1, 2, 3 stages). 1: one stage only.")
+              help="The curve's points go up to K stages (the ar coder: (--scale, --stages, --lambda) settings from "
+                   "(0.3, 1, 0) to (2, 2, 0), README 'Scale'; the fixed coder: 1, 2, 3 stages). 1: one stage only.")
 @click.option("--coder", "coders", multiple=True,
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")

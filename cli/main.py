@@ -41,6 +41,7 @@ from .common import (
     write_output,
 )
 from .errors_table import help_block
+from leechcodec.container import MAX_SCALE
 from leechcodec.quality import table_text as quality_table
 
 from .figures import FIGURES as FIG
@@ -108,12 +109,25 @@ def cli():
 )  # fmt: skip
 @click.option(
     "--bpp", type=FiniteFloatRange(0, min_open=True), metavar="B",
-    help="A target size instead of --lambda: the largest file at or under B bits per pixel (header "
-    "included) that a search over lambda finds, within 2 % of B unless one token costs more than that (tiny "
-    "pictures); above the one-stage file, residual stages fill the room (see --stages); exit 12 if B is "
-    f"below what the knob reaches on this image. The search runs the ar coder up to {FIG['bpp.passes']} times "
-    f"(up to 8 more when those do not reach 2 %) after the encoder network: --bpp {FIG['bpp.target']} on kodim23 "
-    f"(768x512) took {FIG['bpp.s']}, a plain encode {FIG['speed.encode_s']}, on {FIG['cpu.busy']}.",
+    help="A target size instead of --lambda: a file at or under B bits per pixel (header included), within 2 % "
+    "of B unless one token costs more than that (tiny pictures). For each picture it chooses the coded size "
+    "(--scale), then residual stages where twice the size is not enough, then lambda for the last few per cent: "
+    f"at most {FIG['bpp.passes']} encoder runs at different sizes, each predicted from those before (one more "
+    "between the two closest where none lands within 2 %), and a search over lambda on the tokens already made "
+    "for the last per cent. With --scale it keeps that size "
+    "and searches stages and lambda; with --stages K it uses at most K stages. Exit 12 if B is below the "
+    f"smallest file there is. --bpp {FIG['bpp.target']} on kodim23 (768x512) took {FIG['bpp.s']}, a plain encode "
+    f"{FIG['speed.encode_s']}, on {FIG['cpu.busy']}.",
+)  # fmt: skip
+@click.option(
+    "--scale", type=FiniteFloatRange(0, MAX_SCALE, min_open=True), metavar="S",
+    help="Code the picture at S times its size (each side rounded, at least 1 pixel; 0 < S <= 2) and let decode "
+    "resample it back: the cheapest rate knob. Below 1 the file is smaller and the picture softer, above 1 "
+    f"larger and sharper; cost grows with the area: scale 2 is four times the tokens and encoded in "
+    f"{FIG['time.2.1.encode']} the time, decoded in {FIG['time.2.1.decode']} (Kodak bench). On Kodak scale 0.5 "
+    f"gives {FIG['point.0.5.1.0.bpp']} bpp and {FIG['point.0.5.1.0.psnr']} dB, 1 {FIG['ar.bpp']} and "
+    f"{FIG['ar.psnr']}, 2 {FIG['point.2.1.0.bpp']} and {FIG['point.2.1.0.psnr']}. A file coded at another size "
+    "is .lq version 4; --max-pixels applies to the coded size too.",
 )  # fmt: skip
 @click.option(
     "--stages", type=click.IntRange(1, leechcodec.MAX_STAGES), metavar="K",
@@ -124,9 +138,9 @@ def cli():
 )  # fmt: skip
 @click.option(
     "-q", "--quality", type=FiniteFloatRange(0, 100), metavar="Q",
-    help="0 to 100 instead of --lambda/--bpp: higher is sharper and larger (the ar coder). Each Q is a number "
-    f"of stages and a lambda from a fixed table ({quality_table()}; between rows lambda is interpolated). "
-    "README.md, 'Quality and stages', has the sizes and PSNR on Kodak.",
+    help="0 to 100 instead of --lambda/--bpp: higher is sharper and larger (the ar coder). Each Q is a coded size, "
+    f"a number of stages and a lambda from a fixed table ({quality_table()}; between rows of as many stages the "
+    "scale is interpolated). README.md, 'Quality, scale and stages', has the sizes and PSNR on Kodak.",
 )  # fmt: skip
 @click.option("--keep-orientation", is_flag=True,
               help="Code the pixels in stored order, ignoring the EXIF Orientation tag (by default the picture is "
@@ -145,8 +159,8 @@ def cli():
 @verbose_option
 @version_option
 @handle_errors
-def encode(inputs, output, coder, effort, lam, bpp, stages, quality, keep_orientation, first_frame, precision, device, threads,
-           backend, model_path, prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
+def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep_orientation, first_frame, precision, device,
+           threads, backend, model_path, prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
     """Compress the image INPUT (PNG, JPEG, …; '-' for stdin) into a .lq file.
 
     Several INPUTs (or -o naming a directory) write DIR/NAME.lq for each, loading the
@@ -163,6 +177,7 @@ def encode(inputs, output, coder, effort, lam, bpp, stages, quality, keep_orient
     Examples:
       leechcodec encode kodim23.png -o kodim23.lq
       leechcodec encode kodim23.png -o kodim23.lq --bpp 0.1    # at most 0.1 bits per pixel
+      leechcodec encode kodim23.png -o kodim23.lq --scale 0.5  # coded at 384x256: smaller, softer
       leechcodec encode kodim23.png -o kodim23.lq -q 80        # quality 0-100, more stages when high
       leechcodec encode kodim23.png -o kodim23.lq --coder fixed --stages 2   # 0.55 bpp, two stages
       leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper, same size
@@ -209,7 +224,7 @@ def encode(inputs, output, coder, effort, lam, bpp, stages, quality, keep_orient
         lq = leechcodec.encode(image, m, coder=coder, device=device, progress=single and not quiet,
                                max_pixels=max_pixels, effort=effort, keep_orientation=keep_orientation,
                                precision=precision, stats=stats, lam=lam, bpp=bpp, stages=stages,
-                               quality=quality)  # fmt: skip
+                               quality=quality, scale=scale)  # fmt: skip
         t3 = time.perf_counter()
         write_output(dst, lambda f: f.write(lq), force)
         t4 = time.perf_counter()
@@ -217,6 +232,8 @@ def encode(inputs, output, coder, effort, lam, bpp, stages, quality, keep_orient
         if (single or verbose) and not quiet:
             knob = f", lambda {stats['lambda']:.4g}" if stats.get("lambda") else ""
             knob += f", {stats['stages']} stages" if stats.get("stages", 1) > 1 else ""
+            knob += (f", coded at {h.coded_size[0]}x{h.coded_size[1]} (scale {h.coded_size[0] / h.width:.3g})"
+                     if h.scaled else "")
             say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
                 f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder{knob}, {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
@@ -387,7 +404,12 @@ def info(input):
     h = leechcodec.read_header(data, None)
     click.echo(f"size:       {h.width}x{h.height} ({h.mode})")
     stored = "the tokens that touch the picture" if h.version >= 2 else "every token of the padded tiles"
+    stored += ", at a coded size" if h.scaled else ""
     click.echo(f"format:     version {h.version} ({stored})")
+    if h.scaled:
+        cw, ch = h.coded_size
+        click.echo(f"coded size: {cw}x{ch} (scale {cw / h.width:.3g} x {ch / h.height:.3g}; decode resamples to "
+                   f"{h.width}x{h.height})")
     click.echo(f"tiles:      {h.tiles_x}x{h.tiles_y} of {h.tile}px")
     click.echo(f"stages:     {h.stages} ({'one token' if h.stages == 1 else f'up to {h.stages} tokens'} per 8x8 patch)")
     click.echo(f"coder:      {h.coder}")

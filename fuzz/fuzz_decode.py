@@ -96,6 +96,12 @@ def make_corpus(folder: Path, model) -> None:
     seeds["length-inflated"] = field(30, b"\xff\xff\xff\xff")
     seeds["payload-out-of-range"] = field(34, b"\xff" * 64)
     seeds["other-model"] = field(8, b"\x01" * 8)
+    # version 4: the picture coded at another size (the decoder resamples), and hostile coded sizes
+    scaled = leechcodec.encode(images["rgb-70x90"], model, coder="ar", scale=0.6)
+    seeds["rgb-70x90.scaled-ar"] = b"\0" + scaled
+    seeds["coded-size-huge"] = b"\1" + scaled[:35] + b"\xff\xff\xff\xff" + scaled[39:]
+    seeds["coded-size-zero"] = b"\1" + scaled[:39] + b"\0\0\0\0" + scaled[43:]
+    seeds["scaled-stages-0"] = b"\1" + scaled[:34] + b"\0" + scaled[35:]
     for name, data in seeds.items():
         (folder / f"{name}.bin").write_bytes(data)
 

@@ -60,7 +60,8 @@ def parse_bench(readme: str) -> dict:
     if BENCH_START not in readme or BENCH_END not in readme:
         raise FigureError("README.md has no bench block")
     block = readme.split(BENCH_START, 1)[1].split(BENCH_END, 1)[0]
-    out: dict = {"at_ar": {}, "at_fixed": {}, "bd": {}, "bd_range": {}, "bpp_for_ours": {}, "curve": [], "fixed_curve": []}
+    out: dict = {"at_ar": {}, "at_fixed": {}, "bd": {}, "bd_range": {}, "bd1": {}, "bd1_range": {}, "bpp_for_ours": {},
+                 "curve": [], "fixed_curve": []}
     section = None
     for line in block.splitlines():
         m = re.match(r"### leechcodec \((\w[\w-]*), (ar|fixed)\)[^:]*: ([\d.]+) bpp, PSNR ([\d.]+) dB, MS-SSIM ([\d.]+)", line)
@@ -73,10 +74,10 @@ def parse_bench(readme: str) -> dict:
         if m:
             out["date"] = m.group(1)
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
-        if len(cells) == 9 and re.match(r"^\d+$", cells[0]):  # a curve's settings: --stages, --lambda, …
-            point = {"stages": int(cells[0]), "lambda": cells[1], "bpp": float(cells[2]), "of_first": _num(cells[3]),
-                     "psnr": _num(cells[4]), "dpsnr": _num(cells[5]), "msssim": float(cells[6]),
-                     "encode_s": float(cells[7]), "decode_s": float(cells[8])}
+        if len(cells) == 10 and re.match(r"^[\d.]+$", cells[0]):  # a curve's settings: --scale, --stages, --lambda, …
+            point = {"scale": cells[0], "stages": int(cells[1]), "lambda": cells[2], "bpp": float(cells[3]),
+                     "of_first": _num(cells[4]), "psnr": _num(cells[5]), "dpsnr": _num(cells[6]),
+                     "msssim": float(cells[7]), "encode_s": float(cells[8]), "decode_s": float(cells[9])}
             out["curve" if section == "ar" else "fixed_curve"].append(point)
         elif len(cells) >= 5 and section and cells[0] in CODECS.values():
             key = next(k for k, v in CODECS.items() if v == cells[0])
@@ -85,9 +86,12 @@ def parse_bench(readme: str) -> dict:
                 m = re.match(r"([\d.]+) \(([+-][\d.]+) %\)", cells[4])
                 if m:
                     out["bpp_for_ours"][key] = float(m.group(1))
-                if len(cells) == 7:
+                if len(cells) in (7, 9):
                     out["bd"][key] = _num(cells[5])
                     out["bd_range"][key] = cells[6]
+                if len(cells) == 9:  # the curve's one-stage part (report.markdown_table)
+                    out["bd1"][key] = _num(cells[7])
+                    out["bd1_range"][key] = cells[8]
     missing = [k for k in ("ar", "fixed") if k not in out] + [c for c in CODECS if c not in out["bd"]]
     if missing or len(out["curve"]) < 2:
         raise FigureError(f"the bench block lacks {missing or 'the --lambda curve'}")
@@ -121,30 +125,36 @@ def figures(readme: str, speed: dict | None) -> dict[str, str]:
         f[f"bpp_for_ours.{codec}"] = f"{bpp:.4f}"
     for codec, span in b["bd_range"].items():
         f[f"bd.{codec}.range"] = span
+    for codec, bd in b["bd1"].items():
+        f[f"bd1.{codec}"] = _pct(bd)
+        f[f"bd1.{codec}.range"] = b["bd1_range"][codec]
     every = b["curve"]
-    curve = [p for p in every if p["stages"] == 1]  # the rate knob at one stage
+    curve = [p for p in every if p["stages"] == 1 and p["scale"] == "1"]  # the rate knob at one stage, the picture's size
     f["curve.min_bpp"] = f"{min(p['bpp'] for p in every):.4f}"
     f["curve.max_bpp"] = f"{max(p['bpp'] for p in every):.4f}"
+    f["curve.min_psnr"] = f"{min(p['psnr'] for p in every):.2f}"
     f["curve.points"] = str(len(every))
-    f["curve.max_lambda"] = curve[-1]["lambda"]
+    f["curve.max_lambda"] = max(curve, key=lambda p: float(p["lambda"]))["lambda"]
     best = max(every, key=lambda p: p["psnr"])
     f["curve.best_psnr"] = f"{best['psnr']:.2f}"
-    f["curve.best_psnr.at"] = f"{best['bpp']:.4f} bpp ({best['stages']} stages, lambda {best['lambda']})"
+    f["curve.best_psnr.at"] = f"{best['bpp']:.4f} bpp (scale {best['scale']}, {best['stages']} stages, lambda {best['lambda']})"
     for p in b["fixed_curve"]:
         f[f"fixed.{p['stages']}.bpp"] = f"{p['bpp']:.4f}"
         f[f"fixed.{p['stages']}.psnr"] = f"{p['psnr']:.2f}"
         f[f"fixed.{p['stages']}.decode_s"] = f"{p['decode_s']:.2f} s"
         f[f"fixed.{p['stages']}.encode_s"] = f"{p['encode_s']:.2f} s"
-    for p in every:  # each (stages, lambda) setting of the curve: the --quality table quotes them
-        f[f"point.{p['stages']}.{p['lambda']}.bpp"] = f"{p['bpp']:.4f}"
-        f[f"point.{p['stages']}.{p['lambda']}.psnr"] = f"{p['psnr']:.2f}"
-        f[f"point.{p['stages']}.{p['lambda']}.encode_s"] = f"{p['encode_s']:.2f} s"
-        f[f"point.{p['stages']}.{p['lambda']}.decode_s"] = f"{p['decode_s']:.2f} s"
-    one = next(p for p in every if p["stages"] == 1 and float(p["lambda"]) == 0)
-    for p in every:  # time with k stages (λ 0) against one stage: the stages' cost
-        if p["stages"] > 1 and float(p["lambda"]) == 0:
-            f[f"stage_time.{p['stages']}.encode"] = f"{p['encode_s'] / one['encode_s']:.2f}"
-            f[f"stage_time.{p['stages']}.decode"] = f"{p['decode_s'] / one['decode_s']:.2f}"
+    for p in every:  # each (scale, stages, lambda) setting of the curve: the --quality table quotes them
+        key = f"point.{p['scale']}.{p['stages']}.{p['lambda']}"
+        f[f"{key}.bpp"] = f"{p['bpp']:.4f}"
+        f[f"{key}.psnr"] = f"{p['psnr']:.2f}"
+        f[f"{key}.msssim"] = f"{p['msssim']:.4f}"
+        f[f"{key}.encode_s"] = f"{p['encode_s']:.2f} s"
+        f[f"{key}.decode_s"] = f"{p['decode_s']:.2f} s"
+    one = next(p for p in every if p["stages"] == 1 and float(p["lambda"]) == 0 and p["scale"] == "1")
+    for p in every:  # time of each setting at lambda 0 against the default: what stages and sizes cost
+        if float(p["lambda"]) == 0 and p is not one:
+            f[f"time.{p['scale']}.{p['stages']}.encode"] = f"{p['encode_s'] / one['encode_s']:.1f}×"
+            f[f"time.{p['scale']}.{p['stages']}.decode"] = f"{p['decode_s'] / one['decode_s']:.1f}×"
     for p in curve:
         if p["lambda"] in KNOB_POINTS:
             f[f"knob.{p['lambda']}.bytes"] = _pct(p["of_first"] - 100, 0)
@@ -265,18 +275,70 @@ def runtime_figures(results: dict[str, dict]) -> dict[str, str]:
     return f
 
 
+def filter_figures(res: dict | None) -> dict[str, str]:
+    """``filter.*`` figures from ``docs/results/scale-filters.json`` (``benchmarks/scale_filters.py``):
+    at each scale, Lanczos down and up (bpp, PSNR), and each other filter's and the best
+    sharpening's difference from it."""
+    if not res:
+        return {}
+    f: dict[str, str] = {"filter.cpu": res["cpu"], "filter.images": str(len(res["images"]))}
+    rows = res["rows"]
+    for s in sorted({r["scale"] for r in rows}):
+        at = [r for r in rows if r["scale"] == s]
+        base = next(r for r in at if r["down"] == r["up"] == "lanczos" and r["sharpen"] is None)
+        key = f"filter.{s:g}"
+        f[f"{key}.bpp"] = f"{base['bpp']:.4f}"
+        f[f"{key}.psnr"] = f"{base['psnr']:.2f}"
+        for r in at:
+            if r["sharpen"] is None and r["up"] == "lanczos" and r["down"] != "lanczos":
+                f[f"{key}.down.{r['down']}"] = (f"{r['psnr'] - base['psnr']:+.3f} dB, "
+                                                f"{_pct(100 * (r['bpp'] / base['bpp'] - 1))} bytes").replace("-", "−")
+            if r["sharpen"] is None and r["down"] == "lanczos" and r["up"] != "lanczos":
+                f[f"{key}.up.{r['up']}"] = f"{r['psnr'] - base['psnr']:+.3f} dB".replace("-", "−")
+        sharp = max((r for r in at if r["sharpen"] and r["down"] == r["up"] == "lanczos"), key=lambda r: r["psnr"])
+        f[f"{key}.sharpen"] = f"{sharp['psnr'] - base['psnr']:+.3f} dB".replace("-", "−")
+    return f
+
+
+def scale_figures(memory: dict | None, targets: dict | None) -> dict[str, str]:
+    """``scale.mem.*`` (``benchmarks/scale_memory.py``: a 12 MP photo coded at twice its size) and
+    ``target.*`` (``benchmarks/bpp_targets.py``: ``--bpp`` on Kodak) figures."""
+    f: dict[str, str] = {}
+    if memory:
+        f["scale.mem.cpu"] = memory["cpu"]
+        f["scale.mem.encode_mib"] = f"{memory['encode_mib']:,.0f} MiB"
+        f["scale.mem.decode_mib"] = f"{memory['decode_mib']:,.0f} MiB"
+        f["scale.mem.encode_s"] = _s(memory["encode_s"])
+        f["scale.mem.decode_s"] = _s(memory["decode_s"])
+    if targets:
+        f["target.cpu"] = targets["cpu"]
+        for name, t in targets["targets"].items():
+            f[f"target.{name}.bpp"] = f"{t['bpp']:.4f}"
+            f[f"target.{name}.psnr"] = f"{t['psnr']:.2f}"
+            f[f"target.{name}.max_ratio"] = f"{t['max_ratio']:.3f}"
+            f[f"target.{name}.min_ratio"] = f"{t['min_ratio']:.3f}"
+            f[f"target.{name}.s"] = _s(t["seconds"])
+            f[f"target.{name}.max_s"] = _s(t["max_seconds"])
+            f[f"target.{name}.encodes"] = str(t["max_encodes"])
+            f[f"target.{name}.lambda_used"] = str(t["lambda_used"])
+    return f
+
+
 def load(repo: Path = REPO) -> dict[str, str]:
     speed_path = repo / "docs" / "results" / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
     figs = figures((repo / "README.md").read_text(), speed)
     results = {p.stem: json.loads(p.read_text()) for p in (repo / "docs" / "results").glob("*-*.json")}
     figs.update(runtime_figures(results))
+    figs.update(filter_figures(results.get("scale-filters")))
+    figs.update(scale_figures(results.get("scale-memory"), results.get("bpp-targets")))
     return figs
 
 
 # ---------------------------------------------------------------------------------------------- measuring
 
-def _cpu() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (lscpu), for the results files: every timing names its machine."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
@@ -310,12 +372,12 @@ def measure(runs: int = 3, install_s: float | None = None) -> dict:
 
     import onnxruntime
 
-    import leechcodec.codec as codec
+    from leechcodec import ratecontrol
 
     exe = [sys.executable, "-m", "leechcodec"]
     img = str(REPO / "docs" / "kodim23.png")
     res: dict = {"command": "python -m leechcodec.kodak_eval.doc_figures --measure", "image": "docs/kodim23.png",
-                 "cpu": _cpu(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+                 "cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
                  "load_before": os.getloadavg()[0], "install_s": install_s,
                  "encode_s": [], "decode_s": [], "bpp_target": 0.1, "bpp_s": [], "compare": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -328,8 +390,8 @@ def measure(runs: int = 3, install_s: float | None = None) -> dict:
         res["encode_line"] = enc.strip().splitlines()[-1].replace(lq, "kodim23.lq")
         res["decode_line"] = dec.strip().splitlines()[-1].replace(png, "kodim23-decoded.png")
         res["bpp_s"].append(_timed([*exe, "encode", img, "-o", lq, "-f", "--bpp", str(res["bpp_target"])])[0])
-        # a target under the lambda-0 rate that the knob reaches: lambda 0, LAMBDA_MAX, then the bisection
-        res["bpp_passes"] = 2 + codec.BPP_STEPS
+        # network encodes at different coded sizes, at most (leechcodec.ratecontrol.search)
+        res["bpp_passes"] = ratecontrol.MAX_SIZES
         t0 = _timed([*exe, "encode", img, "-o", lq, "-f", "--coder", "fixed"])[0]
         t2 = _timed([*exe, "encode", img, "-o", lq, "-f", "--coder", "fixed", "--effort", "2"])[0]
         res["effort2_extra_s"] = t2 - t0  # two rounds and the whole-picture check (two decodes)

@@ -151,6 +151,7 @@ def panels(
     device: str = "cpu",
     progress: bool | None = False,
     lam: float = 0.0,
+    scales: Sequence[float] = (),
 ) -> list[Panel]:
     """The original, leechcodec's decode, and each classical codec's decode at leechcodec's file size.
 
@@ -163,9 +164,11 @@ def panels(
         device: torch device for leechcodec.
         progress: a tqdm bar on stderr over leechcodec and the codecs' searches (None: only on a terminal).
         lam: leechcodec's rate knob (``encode --lambda``, ar coder).
+        scales: more leechcodec panels, each coded at this scale (``encode --scale``) with its own
+            size, after the first (the codecs are matched to the first's size).
 
     Returns:
-        ``[original, leechcodec, codec…]`` as ``Panel``s.
+        ``[original, leechcodec, leechcodec at each of scales…, codec…]`` as ``Panel``s.
     """
     unknown = [c for c in codecs if c not in CLASSICAL]
     if unknown:
@@ -194,6 +197,10 @@ def panels(
         out.append(panel("leechcodec", data, decoded, f"({stats['coder']} coder{knob})"))
         bar.update()
         target = len(data)
+        for s in scales:
+            small = leechcodec.encode(image, model, coder=coder, device=device, stats=stats, lam=lam, scale=s)
+            out.append(panel("leechcodec", small, leechcodec.decode(small, model, device=device),
+                             f"({stats['coder']} coder{knob}, scale {s:g})"))
         for name in available:
             bar.set_postfix_str(name)
             value, coded = match_bytes(image, name, target)
@@ -350,6 +357,7 @@ def crops_for_images(
     codecs: Sequence[str] = DEFAULT_CODECS,
     device: str = "cpu",
     echo: Callable[[str], None] | None = None,
+    scales: Sequence[float] = (),
 ) -> list[Row]:
     """A crops figure of several images (one row each), e.g. ``kodak-crops.png`` of a benchmark.
 
@@ -363,6 +371,7 @@ def crops_for_images(
         codecs: the classical codecs, as ``panels``.
         device: torch device for leechcodec.
         echo: called with one line per image naming the bytes of each codec.
+        scales: more leechcodec panels at these coded sizes (``panels``).
 
     Returns:
         The rows drawn.
@@ -374,7 +383,7 @@ def crops_for_images(
 
     rows = []
     for path in tqdm(list(paths), desc="crops", unit="img", disable=None if progress is None else not progress):
-        shown = panels(read_image(Path(path), None), model, coder=coder, codecs=codecs, device=device)
+        shown = panels(read_image(Path(path), None), model, coder=coder, codecs=codecs, device=device, scales=scales)
         rows.append(Row(Path(path).name, shown, pick_crop(shown, size)))
         if echo is not None:
             echo(summary(rows[-1]))

@@ -237,17 +237,18 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
 
 
 def _curve_lines(e: dict) -> list[str]:
-    """The points of one of our curves (``encode --stages``/``--lambda`` settings) as a Markdown table."""
+    """The points of one of our curves (``encode --scale``/``--stages``/``--lambda`` settings) as a Markdown table."""
     r = e["results"]
     lams = r.get("lambda", [math.nan] * len(r["bpp"]))
     ks = r.get("stages", [1] * len(r["bpp"]))
+    scales = r.get("scale", [1.0] * len(r["bpp"]))
     b0, p0 = r["bpp"][0], r["psnr-rgb"][0]
-    lines = ["| --stages | --lambda | bpp | of the first | PSNR | ΔPSNR | MS-SSIM | encode s | decode s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| --scale | --stages | --lambda | bpp | of the first | PSNR | ΔPSNR | MS-SSIM | encode s | decode s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     times = r.get("encoding_time", [math.nan] * len(r["bpp"]))
     dtimes = r.get("decoding_time", [math.nan] * len(r["bpp"]))
-    for k, lam, b, p, m, t, d in zip(ks, lams, r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], times, dtimes):
-        lines.append(f"| {k} | {lam:g} | {b:.4f} | {100 * b / b0:.0f} % | {p:.2f} dB | {p - p0:+.2f} dB "
+    for s, k, lam, b, p, m, t, d in zip(scales, ks, lams, r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"], times, dtimes):
+        lines.append(f"| {s:g} | {k} | {lam:g} | {b:.4f} | {100 * b / b0:.0f} % | {p:.2f} dB | {p - p0:+.2f} dB "
                      f"| {_fmt(m, '.4f', missing='n/a')} | {_fmt(t, '.2f', missing='n/a')} | {_fmt(d, '.2f', missing='n/a')} |")
     return lines
 
@@ -281,7 +282,8 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
     targets = []
     for e in ours:  # a curve is read at its first point (the rate knob at 0), and listed whole
         r = e["results"]
-        tag = e["name"] if len(r["bpp"]) == 1 else f"{e['name']} at lambda {r.get('lambda', [0])[0]:g}"
+        tag = e["name"] if len(r["bpp"]) == 1 else (f"{e['name']} at scale {r.get('scale', [1])[0]:g}, "
+                                                    f"lambda {r.get('lambda', [0])[0]:g}")
         if len(r["bpp"]) > 1 and ", fixed)" in e["name"]:  # the fixed coder's curve is its stages
             tag = f"{e['name']} at {r.get('stages', [1])[0]} stage"
         targets.append((tag, r["bpp"][0], r["psnr-rgb"][0], r["ms-ssim-rgb"][0], e))
@@ -306,11 +308,15 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
             lines += _curve_lines(e) + [""]
         who = "paper" if e is None else "ours"
         curve = e is not None and len(e["results"]["bpp"]) >= 2  # a BD-rate needs a curve of ours
+        # a curve with residual stages: also its one-stage part (the coded sizes and λ), where the stages add no cost
+        one = ([i for i, k in enumerate(e["results"].get("stages", [])) if k == 1] if curve else [])
+        one = one if curve and 2 <= len(one) < len(e["results"]["bpp"]) else []
         lines += [
             f"| codec | PSNR @ {bpp:.4f} bpp | ΔPSNR ({who} − codec) | MS-SSIM @ {bpp:.4f} bpp "
             f"| codec bpp at {psnr:.2f} dB ({who} vs codec) |"
-            + (" BD-rate (ours vs codec) | over PSNR |" if curve else ""),
-            "|---|---|---|---|---|" + ("---|---|" if curve else ""),
+            + (" BD-rate (ours vs codec) | over PSNR |" if curve else "")
+            + (" BD-rate, one stage | over PSNR |" if one else ""),
+            "|---|---|---|---|---|" + ("---|---|" if curve else "") + ("---|---|" if one else ""),
         ]
         for o in others:
             r = o["results"]
@@ -324,6 +330,12 @@ def markdown_table(entries: list[dict], title: str, reference: tuple[float, floa
             if curve:
                 bd = bd_rate(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"])
                 span = bd_range(r["bpp"], r["psnr-rgb"], e["results"]["bpp"], e["results"]["psnr-rgb"])
+                row += f" {_fmt(bd, '+.1f', ' %', 'n/a (no overlap)')} |"
+                row += " n/a |" if span is None else f" {span[0]:.2f} – {span[1]:.2f} dB |"
+            if one:
+                ob, op = [e["results"]["bpp"][i] for i in one], [e["results"]["psnr-rgb"][i] for i in one]
+                bd = bd_rate(r["bpp"], r["psnr-rgb"], ob, op)
+                span = bd_range(r["bpp"], r["psnr-rgb"], ob, op)
                 row += f" {_fmt(bd, '+.1f', ' %', 'n/a (no overlap)')} |"
                 row += " n/a |" if span is None else f" {span[0]:.2f} – {span[1]:.2f} dB |"
             lines.append(row)

@@ -88,14 +88,17 @@ def measure_classical(path: str | os.PathLike, codec: str, values: Sequence[int]
     return points
 
 
-LAMBDAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # the ar coder's rate knob at one stage: its curve's lower part
-# (stages, lambda) of the ar curve's upper part: residual stages (encode --stages), trimmed by lambda
-STAGED = ((2, 0.01), (2, 0.005), (2, 0.0), (3, 0.003), (3, 0.0), (4, 0.0))
+# the ar coder's curve: (scale, stages, lambda) settings of encode (--scale, --stages, --lambda). The first is the
+# default encode (the report reads the other codecs at it); then the coded size from 0.3 to 2 times the picture's
+# at one stage, and two stages from the picture's size to twice it (README, "Scale": where each knob pays)
+CURVE = ((1.0, 1, 0.0), (0.3, 1, 0.0), (0.4, 1, 0.0), (0.5, 1, 0.0), (0.625, 1, 0.0), (0.75, 1, 0.0), (0.875, 1, 0.0),
+         (1.5, 1, 0.0), (1.0, 2, 0.0), (2.0, 1, 0.0), (1.25, 2, 0.0), (1.5, 2, 0.0), (2.0, 2, 0.0))
+LAMBDAS = (0.01, 0.03, 0.1)  # the ar coder's lambda at the picture's size and one stage: the knob the sizes replace
 FIXED_STAGES = (1, 2, 3)  # the fixed coder: one point per number of stages
 
 
 def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: str = "cpu", lam: float = 0.0,
-                       stages: int = 1) -> Point:
+                       stages: int = 1, scale: float = 1.0) -> Point:
     """One image through ``leechcodec.encode``/``leechcodec.decode`` — the same path as the CLI.
 
     Args:
@@ -105,9 +108,11 @@ def measure_leechcodec(image: Image.Image, model, coder: str = "fixed", device: 
         device: torch device.
         lam: the ar coder's rate knob (``encode --lambda``).
         stages: residual stages, at most (``encode --stages``).
+        scale: the coded size's factor (``encode --scale``).
     """
     t0 = time.perf_counter()
-    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False, lam=lam, stages=stages)
+    data = leechcodec.encode(image, model, coder=coder, device=device, progress=False, lam=lam, stages=stages,
+                             scale=None if scale == 1 else scale)
     t1 = time.perf_counter()
     decoded = leechcodec.decode(data, model, device=device, progress=False)
     t2 = time.perf_counter()
@@ -149,6 +154,7 @@ def evaluate(
     set_name: str = "images",
     lambdas: Sequence[float] = LAMBDAS,
     max_stages: int = 4,
+    curve: Sequence[tuple[float, int, float]] = CURVE,
 ) -> tuple[list[dict], list[str]]:
     """Run every requested codec over every image and average per sweep point.
 
@@ -163,9 +169,11 @@ def evaluate(
         progress: a tqdm bar on stderr per stage (each classical codec's sweep, leechcodec per
             coder), each with its time left (None: only on a terminal).
         set_name: image set name for the descriptions.
-        lambdas: the ar coder's sweep of its rate knob (``encode --lambda``) at one stage, one
-            point each, then the ``STAGED`` points of up to ``max_stages`` stages: leechcodec's
-            curve; the fixed coder has a point per number of stages (``FIXED_STAGES``).
+        lambdas: the ar coder's rate knob (``encode --lambda``) at the picture's size and one
+            stage, one point each after the ``curve`` points (those of up to ``max_stages``
+            stages): leechcodec's curve; the fixed coder has a point per number of stages
+            (``FIXED_STAGES``).
+        curve: the ar coder's (scale, stages, lambda) settings (``CURVE``).
 
     Returns:
         (entries, notes): one CompressAI-style entry per codec (and per coder), and skip notes.
@@ -231,15 +239,16 @@ def evaluate(
         model_id = getattr(model, "model_id", b"")
         for coder in run_coders:
             if coder == "ar":
-                points = [(1, float(x)) for x in lambdas] + [(k, lam) for k, lam in STAGED if k <= max_stages]
+                points = [(s, k, lam) for s, k, lam in curve if k <= max_stages]
+                points += [(1.0, 1, float(x)) for x in lambdas if (1.0, 1, float(x)) not in points]
             else:
-                points = [(k, 0.0) for k in FIXED_STAGES if k <= max_stages]
+                points = [(1.0, k, 0.0) for k in FIXED_STAGES if k <= max_stages]
             per_image = []
             with bar(n, f"leechcodec, {coder} coder" + (f", {len(points)} settings" if len(points) > 1 else "")) as b:
                 for image in images:
-                    per_image.append([measure_leechcodec(image, model, coder, device, lam, k) for k, lam in points])
+                    per_image.append([measure_leechcodec(image, model, coder, device, lam, k, s) for s, k, lam in points])
                     b.update()
-            knob = f"; encode (--stages, --lambda) ∈ {points}" if len(points) > 1 else ""
+            knob = f"; encode (--scale, --stages, --lambda) ∈ {points}" if len(points) > 1 else ""
             desc = (
                 f"leechcodec, model {cfg_name} (id {model_id.hex()}), coder={coder}, device={device}, networks on "
                 f"{runtime_of(model)}{knob}; real .lq "
@@ -247,8 +256,9 @@ def evaluate(
             )
             entries.append(_entry(f"{OURS_PREFIX} ({cfg_name}, {coder})", desc + common, per_image))
             if len(points) > 1:
-                entries[-1]["results"]["lambda"] = [lam for _, lam in points]
-                entries[-1]["results"]["stages"] = [k for k, _ in points]
+                entries[-1]["results"]["lambda"] = [lam for _, _, lam in points]
+                entries[-1]["results"]["stages"] = [k for _, k, _ in points]
+                entries[-1]["results"]["scale"] = [s for s, _, _ in points]
     return entries, notes
 
 
@@ -278,6 +288,7 @@ def write_report(
 
 
 CROP_IMAGES = ("kodim23.png", "kodim04.png", "kodim15.png")  # a face, a texture, hair: where coding shows
+CROP_SCALES = (0.5,)  # leechcodec also at half the size: what the scale knob costs in detail, shown
 
 
 def crop_images(paths: Sequence[str | os.PathLike], count: int = 3) -> list[Path]:
@@ -337,7 +348,8 @@ def benchmark(
         crops_path = Path(output_dir) / f"{stem}-crops.png"
         crops_for_images(crop_images(paths), kwargs["model"], crops_path, coder=tuple(kwargs.get("coders", ("auto",)))[0],
                          progress=kwargs.get("progress"), device=kwargs.get("device", "cpu"),
-                         echo=note or (lambda m: echo(f"note: {m}")))
+                         echo=note or (lambda m: echo(f"note: {m}")),
+                         scales=CROP_SCALES if "ar" in tuple(kwargs.get("coders", ("auto",)))[:1] else ())
         echo(f"wrote {crops_path} (the same crops at the same file size)")
     if readme is not None:
         from .report import update_readme

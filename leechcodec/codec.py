@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import coders, container, lattice, stages as staging
+from . import coders, container, lattice, ratecontrol, scale as scaling, stages as staging
 from .container import DEFAULT_MAX_PIXELS, Header
-from .errors import FormatError, LeechError, ModelError, ModelMismatchError, RateError
+from .errors import FormatError, LeechError, ModelError, ModelMismatchError
 from .image_io import prepare, read_image, to_rgb_array
-from .quality import quality_setting, stages_for_bpp
+from .quality import quality_setting
 
 TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -270,11 +270,14 @@ class _Clock:
     def __init__(self, stats: dict | None, **facts):
         self.stats = stats if stats is not None else {}
         self.stats.update(facts)
+        self.laps: set[str] = set()
         self.t = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        """Add the seconds since the last lap to phase ``name`` (a phase may run several times)."""
         now = time.perf_counter()
-        self.stats[name] = now - self.t
+        self.stats[name] = self.stats.get(name, 0.0) + now - self.t if name in self.laps else now - self.t
+        self.laps.add(name)
         self.t = now
 
 
@@ -326,6 +329,7 @@ def encode(
     bpp: float | None = None,
     stages: int | None = None,
     quality: float | None = None,
+    scale: float | None = None,
 ) -> bytes:
     """Compress an image into .lq bytes.
 
@@ -336,7 +340,8 @@ def encode(
             "fixed" (17.585 bits per token) or "auto" (ar when the model has a prior).
         device: torch device for the network ("cpu" or "cuda").
         progress: show a progress bar over tiles for large images.
-        max_pixels: refuse larger images (None: no limit); see ``container.check_size``.
+        max_pixels: refuse larger images (None: no limit), and larger coded sizes (``scale``);
+            see ``container.check_size``.
         effort: rounds of token refinement against the decoder (``refine``); 0 = the
             encoder's nearest codewords. The stream decodes the same way either way.
         keep_orientation: code the stored pixel order, ignoring the EXIF Orientation.
@@ -344,51 +349,59 @@ def encode(
             refusing it.
         precision: the encoder network's transformer blocks in "fp32", "bf16" or "auto"
             (bf16 where the hardware has it; ``block_dtype``). Any choice gives a valid stream.
-        stats: a dict to fill with what was done: ``coder``, ``precision`` ("fp32"/"bf16")
-            and the seconds of each phase (``prepare_s``, ``network_s``, ``refine_s``, ``coder_s``).
+        stats: a dict to fill with what was done: ``coder``, ``precision`` ("fp32"/"bf16"),
+            ``lambda``, ``stages``, ``scale`` and ``coded_size``, and the seconds of each phase
+            (``prepare_s``, ``resample_s``, ``network_s``, ``refine_s``, ``coder_s``).
         lam: the rate knob λ ≥ 0 of the ar coder (``rdo``): each token becomes the codeword
             minimising latent distortion + λ·bits under the prior, so larger λ gives smaller
             files; 0 writes the nearest codewords. The stream decodes the same way either way.
-        bpp: a target rate instead of ``lam`` (ar coder): the largest stream at or under
-            ``bpp`` bits per pixel (header included) that a search over λ finds
-            (``LAMBDA_MAX``, ``BPP_STEPS``), within ``BPP_TOLERANCE`` (2 %) of ``bpp`` where
-            the knob's sizes allow it (``_search_lambda``); above the one-stage stream at
-            λ 0, more stages (``stages``) fill the room. ``stats["lambda"]`` says which λ
-            was taken.
+        bpp: a target rate instead of ``lam`` (ar coder): a stream at or under ``bpp`` bits per
+            pixel (header included), within ``ratecontrol.BPP_TOLERANCE`` (2 %) of it where
+            the knobs' steps allow, whose coded size, stages and λ ``ratecontrol.search`` picks
+            for this picture (with ``scale``: at that size, stages and λ only).
         stages: residual Λ24 stages per patch, at most (``stages``; 1 to ``MAX_STAGES``): each
             adds a token that refines the ones before it, for more quality and more bits. The
             fixed coder stores every token of every stage (17.585 bits each); the ar coder
             leaves out the later-stage tokens that do not lower the distortion by λ · 18 bits
             (``stages.later_tokens``; with two or more stages λ leaves stage 1's nearest
-            codewords as they are), and a stream holds the stages it uses. None: 1, or with
-            ``bpp`` as many as the target can use (``stages_for_bpp``), tried only when one
-            stage at λ 0 is under the target.
+            codewords as they are), and a stream holds the stages it uses. None: 1, or what
+            ``bpp`` or ``quality`` choose.
         quality: 0 … 100 instead of ``lam``/``bpp``: a row of ``quality.QUALITY``
-            (``quality_setting``), higher is better and larger; ``stages``, if given, caps
-            the row's stages.
-            ``stats["stages"]`` says how many stages the stream holds.
+            (``quality_setting``: scale, stages, λ), higher is better and larger; ``stages``,
+            if given, caps the row's stages, and ``scale`` replaces its scale.
+        scale: code the picture at this size (a factor on each side, from just over 0 to
+            ``container.MAX_SCALE`` = 2; ``container.coded_size`` rounds the sides): smaller
+            is fewer bits, larger is more, each costing tokens as its area (2: four times the
+            tokens and the network's time). The stream (format version 4 where the size
+            differs) records both sizes, and decode resamples to the picture's own
+            (``scale.RESAMPLE``). None: the picture's size, or what ``bpp``/``quality`` choose.
 
     Raises:
         InputImageError: unreadable image, or a mode the policy refuses (``image_io``).
-        LimitError: over ``max_pixels``, or too many tiles for the format.
+        LimitError: over ``max_pixels`` (the picture or its coded size), or too many tiles for
+            the format.
         ModelError: ``coder="ar"`` with a model that has no prior.
         ValueError: ``lam`` < 0 or not finite, ``bpp`` ≤ 0, either with the fixed coder, a
-            number of stages outside 1 … ``MAX_STAGES``, or ``quality`` outside 0 … 100 or
-            given with ``lam`` or ``bpp``.
-        RateError: ``bpp`` below the smallest stream the knob reaches on this image.
+            number of stages outside 1 … ``MAX_STAGES``, ``scale`` outside (0, 2], or
+            ``quality`` outside 0 … 100 or given with ``lam`` or ``bpp``.
+        RateError: ``bpp`` below the smallest stream the knobs reach on this image.
     """
     coder = pick_coder(model, coder)
+    if scale is not None and not (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                                  and math.isfinite(scale) and 0 < scale <= container.MAX_SCALE):
+        raise ValueError(f"scale must be a number > 0 and at most {container.MAX_SCALE}, got {scale!r}")
     if quality is not None:
         if lam > 0 or bpp is not None:
             raise ValueError("give a quality, lambda or a target bpp, not two of them")
         if coder != "ar":
             raise ValueError("a quality setting chooses the ar coder's rate knob; the fixed coder has none "
                              "(its rate is set by the stages: 0.2748 bpp each)")
-        k, lam = quality_setting(quality)
-        stages = k if stages is None else min(stages, k)
-    if stages is None:
-        stages = 1 if bpp is None else stages_for_bpp(bpp)
-    stages = staging.check_stages(stages)
+        row = quality_setting(quality)
+        lam = row.lam
+        stages = row.stages if stages is None else min(stages, row.stages)
+        scale = row.scale if scale is None else scale
+    if stages is not None:
+        stages = staging.check_stages(stages)
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
@@ -408,107 +421,80 @@ def encode(
     # an RGB picture is cropped tile by tile (no array of the whole picture); other modes go
     # through the mode policy of image_io, and --effort works on the whole array
     src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
-    tiles = Tiles(src, model.tile)
     clock.lap("prepare_s")
-    latents = [] if lam > 0 or bpp is not None or stages > 1 else None
-    indices = tiles_to_indices(net, tiles, progress=progress, latents=latents)
-    clock.lap("network_s")
-    if effort > 0:
-        # with the rate knob, its targets become the refined latents (whose nearest codewords are
-        # the refined tokens): effort moves the tokens towards lower error, lambda from there to fewer bits
-        indices, latents = _refined(model, src, tile_image(src, model.tile), indices, effort, device, progress,
-                                    latents)
-        clock.lap("refine_s")
-    extents = container.token_extents(w, h, model.tile, model.patch)  # only tokens that touch the image
-    tx, ty = container.tile_grid(w, h, model.tile)
-    latents = np.concatenate(latents) if latents else None  # once, not per try of the --bpp search
-    grid = model.tile // model.patch
+    want_latents = lam > 0 or bpp is not None or (stages or 1) > 1
 
-    def stream(lam_: float, k: int = stages) -> bytes:
-        """The stream of at most ``k`` stages at λ = ``lam_``: one stage, λ chooses its tokens
-        (``rdo``); more, stage 1 keeps the nearest codewords and λ leaves later tokens out
-        (``stages.later_tokens``). Trailing stages left without a token are not written."""
+    def code_at(size: tuple[int, int]) -> _Coded:
+        """The picture's tokens at the coded ``size`` (the network's work, done once per size)."""
+        size = tuple(size)
+        container.check_size(*size, model.tile, max_pixels, coded=True)
+        pic = src if size == (w, h) else scaling.to_size(src, size)
+        if effort > 0 and isinstance(pic, Image.Image):
+            pic = np.asarray(pic)
+        clock.lap("resample_s")
+        latents = [] if want_latents else None
+        indices = tiles_to_indices(net, Tiles(pic, model.tile), progress=progress, latents=latents)
+        clock.lap("network_s")
+        if effort > 0:
+            # with the rate knob, its targets become the refined latents (whose nearest codewords are
+            # the refined tokens): effort moves the tokens towards lower error, lambda from there to fewer bits
+            indices, latents = _refined(model, pic, tile_image(pic, model.tile), indices, effort, device, progress,
+                                        latents)
+            clock.lap("refine_s")
+        return _Coded(size, indices, np.concatenate(latents) if latents else None, model.tile, model.patch)
+
+    def stream(c: _Coded, lam_: float, k: int) -> bytes:
+        """The stream of ``c``'s tokens with at most ``k`` stages at λ = ``lam_``: one stage, λ
+        chooses its tokens (``rdo``); more, stage 1 keeps the nearest codewords and λ leaves later
+        tokens out (``stages.later_tokens``). Trailing stages left without a token are not written."""
         gain = staging.gains(model, k)
+        grid = model.tile // model.patch
         used = [1]
 
         def later(first):  # stage 1's tokens (T, grid²), padding filled → the later stages' (k', T, grid²)
-            rest = staging.later_tokens(latents, first, gain, lam_, coder == "fixed").reshape(k - 1, *first.shape)
-            rest = np.stack([coders.fill_padding(t, extents, grid) for t in rest])
+            rest = staging.later_tokens(c.latents, first, gain, lam_, coder == "fixed").reshape(k - 1, *first.shape)
+            rest = np.stack([coders.fill_padding(t, c.extents, grid) for t in rest])
             while len(rest) and (rest[-1] == staging.ABSENT).all():
                 rest = rest[:-1]
             used[0] = 1 + len(rest)
             return rest
 
         if coder == "ar":
-            payload = coders.encode_ar(indices, model.prior, grid, progress and len(tiles) > TILE_BATCH and bpp is None,
-                                       extents, latents, lam_ if k == 1 else 0.0, later if k > 1 else None)
+            payload = coders.encode_ar(c.indices, model.prior, grid, progress and c.n_tiles > TILE_BATCH and bpp is None,
+                                       c.extents, c.latents, lam_ if k == 1 else 0.0, later if k > 1 else None)
         elif k > 1:
-            first = coders.fill_padding(indices, extents, grid)
-            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(first)]), extents)
+            first = coders.fill_padding(c.indices, c.extents, grid)
+            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(first)]), c.extents)
         else:
-            payload = coders.encode_fixed(indices, extents)
-        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, tx, ty, len(payload),
-                        container.version_for(used[0]), used[0])
+            payload = coders.encode_fixed(c.indices, c.extents)
+        scaled = c.size != (w, h)
+        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, c.tx, c.ty, len(payload),
+                        container.version_for(used[0], scaled), used[0], *(c.size if scaled else (0, 0)))
         return container.pack(header, payload)
 
     if bpp is None:
-        data = stream(lam)
-    elif stages == 1:
-        lam, data = _search_lambda(stream, bpp, w * h, progress)
-    else:  # more stages only where one stage at λ 0 leaves room: they never take stage 1's tokens away
-        one = stream(0.0, 1)
-        if 8 * len(one) / (w * h) > bpp:
-            lam, data = _search_lambda(lambda x: stream(x, 1), bpp, w * h, progress)
-        else:
-            lam, data = _search_lambda(stream, bpp, w * h, progress)
-    if stats is not None:
-        stats["lambda"] = lam
-        stats["stages"] = read_header(data, None).stages
+        size = (w, h) if scale is None else container.coded_size(w, h, scale)
+        data = stream(code_at(size), lam, stages or 1)
+    else:
+        data, lam = ratecontrol.search(code_at, stream, bpp, (w, h), model.patch, scale=scale, stages=stages,
+                                       progress=progress)
     clock.lap("coder_s")
+    if stats is not None:
+        head = read_header(data, None)
+        stats.update({"lambda": lam, "stages": head.stages, "scale": head.coded_size[0] / w,
+                      "coded_size": head.coded_size})
     return data
 
 
-LAMBDA_MAX = 0.3  # the knob's end: past ~0.2 the sizes only jitter (rdo.MAX_DIST bounds every move)
-BPP_STEPS = 12  # bisection steps in log λ between 1e-4 and LAMBDA_MAX
-BPP_TOLERANCE = 0.02  # what --bpp promises: at or under the target, and within 2 % of it
-BPP_MORE_STEPS = 8  # further steps, only while the best stream is more than BPP_TOLERANCE under the target
+class _Coded:
+    """A picture's tokens at one coded size: what the network gave, ready for the coders."""
 
-
-def _search_lambda(stream, target: float, pixels: int, progress: bool = False) -> tuple[float, bytes]:
-    """The largest stream at or under ``target`` bpp that a bisection in log λ finds: (λ, bytes).
-
-    ``BPP_STEPS`` steps, then up to ``BPP_MORE_STEPS`` more while the best stream is more than
-    ``BPP_TOLERANCE`` under the target: the stream is within the tolerance of the target
-    wherever the knob's sizes, as λ crosses the target, move in smaller steps than that (a
-    picture of a few hundred bytes may not allow it: one token can cost more than 2 %).
-    """
-    def rate(data: bytes) -> float:
-        return 8 * len(data) / pixels
-
-    best = stream(0.0)
-    if rate(best) <= target:  # today's stream already fits
-        return 0.0, best
-    low_end = stream(LAMBDA_MAX)
-    if rate(low_end) > target:
-        raise RateError(f"the smallest stream the rate knob reaches on this image is {rate(low_end):.4f} bpp "
-                        f"(lambda {LAMBDA_MAX:g}); {target:g} bpp is below it (at lambda 0: {rate(best):.4f} bpp)")
-    lo, hi = math.log(1e-4), math.log(LAMBDA_MAX)  # rate(lo) may be above target, rate(hi) is not
-    best_lam, best = LAMBDA_MAX, low_end
-    bar = tqdm(total=BPP_STEPS, desc="rate search", unit="try", disable=not progress, leave=False)
-    steps = 0
-    while steps < BPP_STEPS or (steps < BPP_STEPS + BPP_MORE_STEPS and rate(best) < (1 - BPP_TOLERANCE) * target):
-        mid = (lo + hi) / 2
-        data = stream(math.exp(mid))
-        if rate(data) <= target:
-            hi = mid
-            if len(data) > len(best):
-                best_lam, best = math.exp(mid), data
-        else:
-            lo = mid
-        steps += 1
-        bar.update(1)
-    bar.close()
-    return best_lam, best
+    def __init__(self, size: tuple[int, int], indices: np.ndarray, latents: np.ndarray | None, tile: int, patch: int):
+        self.size, self.indices, self.latents = size, indices, latents
+        self.extents = container.token_extents(*size, tile, patch)  # only tokens that touch the picture
+        self.tx, self.ty = container.tile_grid(*size, tile)
+        self.n_tiles = self.tx * self.ty
+        self.tokens = sum(r * c for r, c in self.extents)
 
 
 def _on_numpy(model) -> bool:
@@ -602,21 +588,25 @@ def decode(
     if header.tile != model.tile:
         raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")
     tokens = (model.tile // model.patch) ** 2
-    # version 1 stores every token of the padded tiles, version 2 those that touch the image
-    extents = None if header.version == 1 else container.token_extents(header.width, header.height, model.tile, model.patch)
+    cw, ch = header.coded_size  # version 4: the size the tokens code, resampled to the picture's below
+    # version 1 stores every token of the padded tiles, later versions those that touch the picture
+    extents = None if header.version == 1 else container.token_extents(cw, ch, model.tile, model.patch)
     if header.coder == "ar":
         if getattr(model, "prior", None) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
         indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, model.prior,
                                    progress and header.n_tiles > TILE_BATCH, extents,
-                                   header.stages if header.version == container.STAGED else None)
+                                   header.stages if header.stages > 1 else None)
     elif header.coder == "fixed":
         indices = coders.decode_fixed_stages(payload, header.stages, header.n_tiles, tokens, extents)
     else:
         raise FormatError(f"coder {header.coder!r} is not supported by this leechcodec")
     clock.lap("coder_s")
-    im = Image.new("RGB", (header.width, header.height))
+    im = Image.new("RGB", (cw, ch))
     indices_to_image(net, indices, header.tiles_x, header.tiles_y, progress=progress, into=im,
                      gain=staging.gains(model, header.stages))
     clock.lap("network_s")
+    if header.scaled:  # docs/FORMAT.md, *Resampling*: the 8-bit RGB picture, then the colour mode
+        im = scaling.to_size(im, (header.width, header.height))
+        clock.lap("resample_s")
     return im.convert("L") if header.mode == "L" else im

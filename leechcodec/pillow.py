@@ -3,7 +3,8 @@
     import leechcodec.pillow                   # registers the "LQ" format and the .lq extension
     from PIL import Image
 
-    im = Image.open("photo.lq")                # the header only: size, mode, info["coder"], info["model_id"]
+    im = Image.open("photo.lq")                # the header only: size, mode, info["coder"], info["model_id"],
+                                               # info["stages"], info["coded_size"] (the size the tokens code)
     im.load()                                  # decodes, with the bundled model (loaded once, on first use)
     Image.open("photo.png").save("photo.lq")   # encodes: coder "auto" (ar with the bundled prior)
     leechcodec.pillow.save(im, "photo.lq")     # the same, atomically; overwrite=True to replace a file
@@ -189,7 +190,7 @@ def read_header(fp: IO[bytes]) -> Header:
         LimitError: the size is over ``MAX_PIXELS``.
     """
     start = fp.tell()
-    head = fp.read(container.OVERHEAD + container.STAGES.size)
+    head = fp.read(container.MAX_HEAD + container.TRAILER.size)
     n_bytes = fp.seek(0, os.SEEK_END) - start
     if n_bytes < container.OVERHEAD:
         container.unpack(head, MAX_PIXELS)  # raises: bad magic or truncated
@@ -199,7 +200,7 @@ def read_header(fp: IO[bytes]) -> Header:
     # checked against the file, in unpack's words too (tests/test_pillow_plugin.py compares them)
     known = fields[0] == container.MAGIC and fields[1] in container.VERSIONS
     size = container.head_size(fields[1]) if known else container.HEADER.size
-    if known and n_bytes < size + container.TRAILER.size:  # a version-3 stream is a byte longer
+    if known and n_bytes < size + container.TRAILER.size:  # versions 3 and 4 have longer headers
         container.unpack(head, MAX_PIXELS)  # raises: truncated, in unpack's words
     plen, carried = fields[-1], n_bytes - container.OVERHEAD - (size - container.HEADER.size)
     if known and plen != carried:  # unpack checks the length before the other fields
@@ -226,7 +227,8 @@ class LqImageFile(ImageFile.ImageFile):
             raise _pil_error(e, unidentified=True) from None
         self._size = (header.width, header.height)
         self._mode = header.mode
-        self.info.update(coder=header.coder, model_id=header.model_id.hex(), stages=header.stages)
+        self.info.update(coder=header.coder, model_id=header.model_id.hex(), stages=header.stages,
+                         coded_size=header.coded_size)
         # pixels not loaded yet (Pillow's sign for it); this class's load() decodes them, no
         # Pillow decoder reads the tile (a plain tuple: ImageFile._Tile is private to Pillow)
         self.tile = [("leechcodec", (0, 0, *self.size), self._start, None)]
@@ -299,6 +301,7 @@ def _encode(im: Image.Image, opts: dict) -> bytes:
             stages=opts.get("stages"),
             bpp=opts.get("bpp"),
             lam=float(opts.get("lambda", 0.0)),
+            scale=opts.get("scale"),
         )
     except LeechError as e:
         raise _pil_error(e) from None
@@ -306,7 +309,7 @@ def _encode(im: Image.Image, opts: dict) -> bytes:
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow's save handler: ``im.save(f, format="LQ", coder=..., effort=..., precision=...,
-    model=..., keep_orientation=..., quality=..., stages=..., bpp=..., lambda=...)`` (as
+    model=..., keep_orientation=..., quality=..., stages=..., bpp=..., lambda=..., scale=...)`` (as
     ``encode``'s options; ``quality`` 0 … 100 as the CLI's ``-q``); other modes than RGB and L go through leechcodec's mode
     policy (``leechcodec.image_io``), with its warnings. The whole stream is encoded before the
     first byte is written (but see ``save`` for a path: Pillow has emptied the file by then)."""

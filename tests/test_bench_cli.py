@@ -181,8 +181,10 @@ def test_kodak_run_writes_the_crops_figure(kodak, tmp_path, tiny_model_path):
 
 
 def test_ar_coder_is_a_curve_with_bd_rates(crops, tmp_path):
-    """--lambdas sweeps the ar coder's rate knob: leechcodec becomes a curve, the table lists its
-    points and gives BD-rates against each codec."""
+    """The ar coder is a curve over coded sizes, stages and --lambdas: the table lists its points
+    (default first) and gives BD-rates against each codec."""
+    from leechcodec.kodak_eval.run import CURVE
+
     frozen = Path(__file__).parent / "data" / "tiny.safetensors"  # with its AR prior beside it
     out = tmp_path / "out"
     r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--codecs", "jpeg,leechcodec", "--model",
@@ -190,12 +192,13 @@ def test_ar_coder_is_a_curve_with_bd_rates(crops, tmp_path):
                                    "--output-dir", str(out), "--stages", "2"])
     assert r.exit_code == 0, r.output
     (ours,) = [e for e in json.loads((out / "holdout.json").read_text()) if e["name"].startswith("leechcodec")]
-    assert ours["results"]["lambda"] == [0.0, 0.05, 0.01, 0.005, 0.0] and len(ours["results"]["bpp"]) == 5
-    assert ours["results"]["stages"] == [1, 1, 2, 2, 2]
-    bpp = ours["results"]["bpp"]
-    assert bpp[1] < bpp[0] < bpp[4] and bpp[2] <= bpp[3] <= bpp[4]  # a stage adds bits; lambda takes them off
-    assert "| --stages | --lambda | bpp |" in r.stdout and "BD-rate (ours vs codec) | over PSNR |" in r.stdout
-    assert "n/a (no overlap) | n/a |" in r.stdout  # an untrained model's PSNR meets no JPEG quality
-    assert "at lambda 0:" in r.stdout
+    points = [*CURVE, (1.0, 1, 0.05)]  # lambda 0 at scale 1 is the curve's first point already
+    res = ours["results"]
+    assert list(zip(res["scale"], res["stages"], res["lambda"])) == points and len(res["bpp"]) == len(points)
+    bpp = dict(zip(points, res["bpp"]))
+    assert bpp[(0.5, 1, 0.0)] < bpp[(1.0, 1, 0.0)] < bpp[(2.0, 1, 0.0)]  # the coded size sets the rate
+    assert bpp[(1.0, 1, 0.05)] < bpp[(1.0, 1, 0.0)] < bpp[(1.0, 2, 0.0)]  # lambda takes bits off, a stage adds them
+    assert "| --scale | --stages | --lambda | bpp |" in r.stdout and "BD-rate (ours vs codec) | over PSNR |" in r.stdout
+    assert "at scale 1, lambda 0:" in r.stdout
     r = CliRunner().invoke(bench, ["--no-kodak", "--holdout", str(crops), "--lambdas", "x,-1"])
     assert r.exit_code == 2 and "comma-separated numbers" in r.output

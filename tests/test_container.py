@@ -33,7 +33,7 @@ def test_pack_unpack_round_trip():
     [
         (lambda d: b"PNG!" + d[4:], "bad magic"),
         (lambda d: d[:20], "truncated"),
-        (lambda d: d[:4] + b"\x04" + d[5:], "version 4 .*reads 1, 2 and 3"),
+        (lambda d: d[:4] + b"\x05" + d[5:], "version 5 .*reads 1, 2, 3 and 4"),
         (lambda d: d[:4] + b"\x00" + d[5:], "version 0"),
         (lambda d: d[:-6] + d[-4:], "payload length"),
         (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "checksum"),

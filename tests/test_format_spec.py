@@ -580,13 +580,15 @@ def test_the_crc_is_zlibs_and_the_length_leaves_it_out():
     assert zlib.crc32(b"123456789") == 0xCBF43926 and "`0xCBF43926`" in FLAT and "`0xEDB88320`" in FLAT
     for path in sorted(DATA.glob("*.lq")):
         data = path.read_bytes()
-        staged = data[4] == 3  # version 3: the stage count byte after the header
-        assert int.from_bytes(data[30:34], "big") == len(data) - 38 - staged  # plen: the CRC is not counted
+        extra = {3: 1, 4: 9}.get(data[4], 0)  # version 3: the stage count; 4: the stage count and the coded size
+        assert int.from_bytes(data[30:34], "big") == len(data) - 38 - extra  # plen: the CRC is not counted
         assert data[-4:] == zlib.crc32(data[:-4]).to_bytes(4, "big")
-        if staged:
+        if data[4] == 3:
             assert 2 <= data[34] <= 8
+        if data[4] == 4:
+            assert 1 <= data[34] <= 8
     assert ("the 4-byte CRC-32 after the payload is **not** counted (a file is `38 + plen` bytes, `39 + plen` in "
-            "version 3)") in FLAT
+            "version 3, `47 + plen` in version 4)") in FLAT
 
 
 def test_a_payload_without_words_is_refused_as_documented():
@@ -643,3 +645,94 @@ def test_the_metadata_keys_are_the_documented_ones():
 def test_the_text_promises_tokens_not_pixels():
     assert "It does **not** define pixels" in FLAT and "`models/vit.py`" in FLAT
     assert "64 megapixels" not in FLAT and "2^26 = 67,108,864 pixels" in FLAT
+
+
+# ----------------------------------------------------------------------------- resampling (version 4)
+def spec_resample_axis(samples: np.ndarray, m: int) -> np.ndarray:
+    """FORMAT.md, 'Resampling': one pass along axis 0 of integer ``samples`` (n, ...) to m samples,
+    from the text alone (binary64 in the order written, math.sin as the correctly rounded sin)."""
+    n = samples.shape[0]
+    if n == m:
+        return samples
+    scale = n / m
+    fs = max(scale, 1.0)
+    support = 3.0 * fs
+    ss = 1.0 / fs
+
+    def sinc(x: float) -> float:
+        if x == 0.0:
+            return 1.0
+        t = x * math.pi
+        return math.sin(t) / t
+
+    def kernel(x: float) -> float:
+        return sinc(x) * sinc(x / 3.0) if -3.0 <= x < 3.0 else 0.0
+
+    out = np.empty((m, *samples.shape[1:]), np.int64)
+    for j in range(m):
+        center = (j + 0.5) * scale
+        lo = max(0, math.trunc(center - support + 0.5))
+        hi = min(n, math.trunc(center + support + 0.5))
+        w = [kernel(((i - center) + 0.5) * ss) for i in range(lo, hi)]
+        total = 0.0
+        for x in w:
+            total += x
+        k = [x / total if total != 0.0 else x for x in w]
+        big = [math.trunc(x * 2**22 + 0.5) if x >= 0 else math.trunc(x * 2**22 - 0.5) for x in k]
+        acc = np.full(samples.shape[1:], 2**21, np.int64)
+        for i, K in zip(range(lo, hi), big):
+            acc = acc + samples[i].astype(np.int64) * K
+        out[j] = np.clip(acc >> 22, 0, 255)  # >> 22: the floor of the division by 2^22
+    return out
+
+
+def spec_resample(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(ch, cw, 3) uint8 → (height, width, 3): every row first, then every column of that."""
+    rows = spec_resample_axis(rgb.transpose(1, 0, 2), width).transpose(1, 0, 2)  # along the rows: axis 1
+    return spec_resample_axis(rows, height).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size, to", [((37, 23), (74, 46)), ((96, 64), (61, 40)), ((1, 1), (2, 2)), ((5, 9), (3, 17)),
+                                      ((40, 30), (40, 61)), ((300, 7), (113, 7))])
+def test_the_resampling_is_the_documented_one(size, to):
+    """The reference resampler (leechcodec.scale, Pillow's Lanczos) gives exactly what the text says."""
+    from PIL import Image
+
+    from leechcodec import scale
+
+    rng = np.random.default_rng(size[0] * 1000 + to[0])
+    rgb = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    rgb[: size[1] // 2] = rgb[: size[1] // 2] // 64 * 255  # hard edges: the kernel's negative lobes reach 0 and 255
+    ref = np.asarray(scale.to_size(Image.fromarray(rgb), to))
+    assert np.array_equal(ref, spec_resample(rgb, *to))
+    assert "`L(x) = sinc(x) · sinc(x / 3.0)` for `−3 ≤ x < 3`" in FLAT and "`q_j = min(255, max(0, ⌊(2^21 + Σ_i p_i · K_i) / 2^22⌋))`" in FLAT
+
+
+def test_version_4_decodes_the_coded_size_then_resamples_as_documented(tmp_path):
+    """decode of a version-4 stream = the text's resampling of the coded-size picture its tokens give
+    (that picture decoded from the same payload under a version-2 header of the coded size), then the
+    colour mode: fails if the decoder ignores the coded size or resamples another way."""
+    import dataclasses
+
+    import leechcodec
+    from PIL import Image
+
+    from leechcodec import container
+    from leechcodec.models.io import load_weights
+
+    model = load_weights(DATA / "tiny.safetensors")
+    rng = np.random.default_rng(3)
+    for mode, size, factor in (("RGB", (70, 50), 0.6), ("L", (45, 61), 1.7), ("RGB", (300, 20), 0.35)):
+        picture = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
+        for coder in ("fixed", "ar"):
+            data = leechcodec.encode(picture, model, coder=coder, scale=factor, precision="fp32")
+            header, payload = container.unpack(data)
+            assert header.version == 4 and header.coded_size == container.coded_size(*size, factor)
+            assert header.coded_size == tuple(max(1, math.floor(n * factor + 0.5)) for n in size)  # FORMAT.md's rule
+            cw, ch = header.coded_size
+            plain = dataclasses.replace(header, width=cw, height=ch, mode="RGB", version=2, coded_width=0, coded_height=0)
+            coded = np.asarray(leechcodec.decode(container.pack(plain, payload), model, precision="fp32"))
+            want = Image.fromarray(spec_resample(coded, *size))
+            got = leechcodec.decode(data, model, precision="fp32")
+            assert got.size == size and got.mode == mode
+            assert np.array_equal(np.asarray(got), np.asarray(want.convert(mode)))

@@ -45,12 +45,22 @@ def headers(draw):
     width = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     height = draw(st.integers(1, min(2**32 - 1, 0xFFFF * tile)))
     payload = draw(st.binary(max_size=64))
-    tx, ty = container.tile_grid(width, height, tile)
     version = draw(st.sampled_from(container.VERSIONS))
-    stages = draw(st.integers(2, container.MAX_STAGES)) if version == container.STAGED else 1
+    stages = {container.STAGED: draw(st.integers(2, container.MAX_STAGES)),
+              container.SCALED: draw(st.integers(1, container.MAX_STAGES))}.get(version, 1)
+    coded = (0, 0)
+    if version == container.SCALED:  # a coded size other than the picture's, each side 1 to 2 x (and tiles <= 65535)
+        cap = 0xFFFF * tile
+        coded = (draw(st.integers(1, min(cap, container.MAX_SCALE * width))),
+                 draw(st.integers(1, min(cap, container.MAX_SCALE * height))))
+        if coded == (width, height):
+            coded = (width + 1, height) if width + 1 <= min(cap, 2 * width) else (max(1, width - 1), height)
+        if coded == (width, height):  # a 1 x 1 picture coded at 1 x 1: code it at 2 x 1
+            coded = (2, height)
+    tx, ty = container.tile_grid(*(coded if coded != (0, 0) else (width, height)), tile)
     header = Header(
         draw(st.sampled_from(sorted(CODER_IDS))), draw(st.sampled_from(sorted(MODE_IDS))),
-        draw(st.binary(min_size=8, max_size=8)), width, height, tile, tx, ty, len(payload), version, stages,
+        draw(st.binary(min_size=8, max_size=8)), width, height, tile, tx, ty, len(payload), version, stages, *coded,
     )  # fmt: skip
     return header, payload
 
@@ -59,7 +69,9 @@ def _is_valid(header: Header, payload: bytes) -> bool:
     return (
         header.coder in CODER_IDS and header.mode in MODE_IDS and header.width >= 1 and header.height >= 1
         and header.tile == container.TILE and header.payload_length == len(payload)
-        and (header.tiles_x, header.tiles_y) == container.tile_grid(header.width, header.height, header.tile)
+        and (header.tiles_x, header.tiles_y) == container.tile_grid(*header.coded_size, header.tile)
+        and (header.version == container.SCALED) == header.scaled
+        and all(1 <= c <= container.MAX_SCALE * n for c, n in zip(header.coded_size, (header.width, header.height)))
     )  # fmt: skip
 
 
@@ -70,9 +82,11 @@ def test_valid_headers_round_trip_exactly(hp):
     data = container.pack(header, payload)
     assert container.unpack(data, max_pixels=None) == (header, payload)
     assert container.pack(*container.unpack(data, max_pixels=None)) == data
-    padded = header.n_tiles * header.tile**2
     limit = DEFAULT_MAX_PIXELS
-    over = header.pixels > limit or padded > container.MAX_PADDING * max(limit, header.tile**2)
+    over = False
+    for w, h in {(header.width, header.height), header.coded_size}:  # the picture's size and the coded one
+        padded = container.tile_grid(w, h, header.tile)
+        over |= w * h > limit or padded[0] * padded[1] * header.tile**2 > container.MAX_PADDING * max(limit, header.tile**2)
     if over:
         with pytest.raises(LimitError):
             container.unpack(data)
@@ -223,6 +237,33 @@ def test_decode_other_model_id_is_a_mismatch(tiny_model, streams, model_id):
     with _tiles_decoded(tiny_model) as tiles, pytest.raises(ModelMismatchError):
         leechcodec.decode(_resign(bytes(stream)), tiny_model)
     assert not tiles
+
+
+@DECODE
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 255))
+def test_hostile_coded_sizes_are_refused_without_work(tiny_model, streams, cw, ch, stages):
+    """A re-signed version-4 header with any coded size and stage count: one stream is consistent
+    (the picture coded at cw x ch), the rest are refused as FormatError (exit 4: absurd sizes,
+    stage counts, grids) or LimitError (a coded size within 2 x over the pixel limit), with no
+    network run; the CLI prints one line for either."""
+    base = bytearray(streams[0])  # a 90 x 70 picture, one tile, version 2
+    head = container.HEADER.unpack_from(base)
+    tx, ty = container.tile_grid(max(cw, 1), max(ch, 1), 256) if cw and ch else (1, 1)
+    fields = (*head[:1], container.SCALED, *head[2:9], min(tx, 0xFFFF), min(ty, 0xFFFF), head[11])
+    stream = container.HEADER.pack(*fields) + container.CODED.pack(stages, cw, ch) + bytes(base[34:-4])
+    stream = _resign(stream + b"\0\0\0\0")
+    with _tiles_decoded(tiny_model) as tiles:
+        try:
+            image = leechcodec.decode(stream, tiny_model)
+        except (FormatError, LimitError) as e:
+            assert not tiles, f"a refused stream ran the network on {sum(tiles)} tiles"
+            sane = 1 <= cw <= 180 and 1 <= ch <= 140 and (cw, ch) != (90, 70) and 1 <= stages <= 8
+            assert isinstance(e, FormatError) or sane, (cw, ch, stages, e)
+            return
+        except LeechError:  # the payload (a version-2 one-stage stream's) may not fit other tokens: never silent
+            assert not tiles
+            return
+    assert image.size == (90, 70)
 
 
 @DECODE

@@ -41,7 +41,8 @@ DATA = REPO / "tests" / "data"
 MANIFEST = json.loads((DATA / "golden.json").read_text())
 STREAMS = {s["file"]: s for s in MANIFEST["streams"]}
 AR_STREAMS = [name for name, s in STREAMS.items() if s["coder"] == "ar"]
-CURRENT = [name for name, s in STREAMS.items() if s["version"] in (container.VERSION, container.STAGED)]  # what the encoder writes
+CURRENT = [name for name, s in STREAMS.items()
+           if s["version"] in (container.VERSION, container.STAGED, container.SCALED)]  # what the encoder writes
 PRIOR_ID = slice(container.HEADER.size, container.HEADER.size + 8)  # first 8 payload bytes of an ar stream
 
 
@@ -89,6 +90,7 @@ def test_golden_stream_decodes_to_its_pixels(golden, name):
     h = leechcodec.read_header(data)
     assert (h.coder, h.mode, f"{h.width}x{h.height}", h.version) == (s["coder"], s["mode"], s["size"], s["version"])
     assert h.stages == s.get("stages", 1)
+    assert "{}x{}".format(*h.coded_size) == s.get("coded_size", s["size"])
     assert h.model_id.hex() == MANIFEST["tokenizer"]["model_id"]
     tokens_ok = _tokens_sha256(_tokens(data, golden)) == s["tokens_sha256"]
     assert tokens_ok, "the coder decodes other tokens: the bitstream format changed"
@@ -132,6 +134,29 @@ def test_every_version_has_golden_streams_of_both_coders_and_a_padded_picture():
         assert any(s["size"] == "301x77" for s in mine)  # padded on both sides
     staged = {s.get("stages") for s in STREAMS.values() if s["version"] == container.STAGED}
     assert staged == {2, 3}
+    scaled = [s for s in STREAMS.values() if s["version"] == container.SCALED]
+    assert {s["stages"] for s in scaled} == {1, 2}  # one stage and residual stages at a coded size
+    assert {s["encode"]["scale"] < 1 for s in scaled} == {True, False}  # coded smaller and larger
+
+
+@pytest.mark.parametrize("name", [n for n, s in STREAMS.items() if s["version"] == container.SCALED])
+def test_version_4_streams_code_the_coded_size(golden, name):
+    """The tokens of a version-4 stream are those of the source resampled to the coded size (what
+    the encoder codes at that size written as version 2 or 3), and decode gives the picture's size."""
+    from PIL import Image
+
+    from leechcodec import scale
+
+    s = STREAMS[name]
+    data = (DATA / name).read_bytes()
+    h = leechcodec.read_header(data)
+    with Image.open(DATA / s["source"]) as im:
+        src = im.convert("RGB")
+    small = scale.to_size(src, h.coded_size)
+    kw = {k: v for k, v in s["encode"].items() if k != "scale"}
+    plain = leechcodec.encode(small, golden, coder=s["coder"], precision="fp32", **kw)
+    assert leechcodec.read_header(plain).version in (container.VERSION, container.STAGED)
+    assert np.array_equal(_tokens(plain, golden), _tokens(data, golden))
 
 
 @pytest.mark.parametrize("name", [n for n, s in STREAMS.items() if s["version"] == container.STAGED])
@@ -243,6 +268,7 @@ def test_info_needs_no_model(name, monkeypatch):
     assert f"{s['size']} ({s['mode']})" in r.output and f"coder:      {s['coder']}" in r.output
     assert f"model id:   {MANIFEST['tokenizer']['model_id']}" in r.output
     assert f"format:     version {s['version']} (" in r.output
+    assert ("coded size: " + s.get("coded_size", "-") in r.output) == ("coded_size" in s)
     assert (f"prior id:   {MANIFEST['prior']['prior_id']}" in r.output) == (s["coder"] == "ar")
 
 

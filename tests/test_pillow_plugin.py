@@ -123,8 +123,10 @@ def test_load_gives_the_pixels_of_decode(tiny, name):
     for source in (DATA / name, io.BytesIO(data)):
         with Image.open(source) as im:
             assert (im.format, im.size, im.mode) == ("LQ", want.size, want.mode)
-            stages = leechcodec.read_header(data).stages
-            assert im.info == {"coder": name.split(".")[1], "model_id": tiny.model_id.hex(), "stages": stages}
+            h = leechcodec.read_header(data)
+            assert im.info == {"coder": name.split(".")[1], "model_id": tiny.model_id.hex(), "stages": h.stages,
+                               "coded_size": h.coded_size}
+            assert (im.info["coded_size"] != im.size) == (h.version == 4)  # version 4: the size the tokens code
             im.load()
             assert im.im.mode == want.mode
             np.testing.assert_array_equal(np.asarray(im), np.asarray(want))

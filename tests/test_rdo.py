@@ -56,9 +56,9 @@ def test_lambda_0_is_todays_stream(model, picture, sweep):
 
 
 def test_larger_lambda_never_gives_a_larger_stream(model, picture, sweep):
-    """Monotone over the knob's range (up to codec.LAMBDA_MAX, where --bpp searches); past it the
-    choice saturates (moves are bounded by rdo.MAX_DIST) and sizes only jitter."""
-    from leechcodec import codec
+    """Monotone over the knob's range (up to ratecontrol.LAMBDA_MAX, where --bpp searches); past it
+    the choice saturates (moves are bounded by rdo.MAX_DIST) and sizes only jitter."""
+    from leechcodec import ratecontrol as codec
 
     sizes = [len(sweep[lam]) for lam in LAMS]
     assert LAMS[-1] == codec.LAMBDA_MAX and all(b < a for a, b in zip(sizes, sizes[1:])), sizes
@@ -220,33 +220,65 @@ def test_same_bytes_with_one_or_two_threads(sweep):
 
 
 @pytest.mark.parametrize("fraction", [0.5])
-def test_target_bpp(model, picture, sweep, fraction):
-    """--bpp B: the largest stream at or under B that the search finds, within codec.BPP_TOLERANCE
-    (2 %, what the help and README promise) of B."""
-    from leechcodec import codec
+def test_target_bpp_at_a_fixed_size(model, picture, sweep, fraction):
+    """--bpp B with --scale 1: at the picture's own size, the largest stream at or under B that the
+    λ search finds, within ratecontrol.BPP_TOLERANCE (2 %, what the help and README promise) of B."""
+    from leechcodec import ratecontrol
 
     pixels = picture.size[0] * picture.size[1]
     today = 8 * len(sweep[0.0]) / pixels
     # a target above today's stream: a second stage fills the room, stage 1 is today's tokens
-    roomy = leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, precision="fp32")
+    roomy = leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, scale=1, precision="fp32")
     assert len(sweep[0.0]) < len(roomy) <= (today + 0.01) * pixels / 8
     assert leechcodec.read_header(roomy).stages == 2
-    assert leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, stages=1, precision="fp32") == sweep[0.0]
+    assert leechcodec.encode(picture, model, coder="ar", bpp=today + 0.01, stages=1, scale=1,
+                             precision="fp32") == sweep[0.0]
     stats: dict = {}
     target = fraction * today
-    data = leechcodec.encode(picture, model, coder="ar", bpp=target, precision="fp32", stats=stats)
-    assert codec.BPP_TOLERANCE == 0.02
-    assert (1 - codec.BPP_TOLERANCE) * target <= 8 * len(data) / pixels <= target, (8 * len(data) / pixels, target)
-    assert 0 < stats["lambda"] < 1
+    data = leechcodec.encode(picture, model, coder="ar", bpp=target, scale=1, precision="fp32", stats=stats)
+    assert ratecontrol.BPP_TOLERANCE == 0.02
+    assert (1 - ratecontrol.BPP_TOLERANCE) * target <= 8 * len(data) / pixels <= target, (8 * len(data) / pixels, target)
+    assert 0 < stats["lambda"] < 1 and stats["coded_size"] == picture.size
     assert data == leechcodec.encode(picture, model, coder="ar", lam=stats["lambda"], precision="fp32")
     with pytest.raises(RateError, match="smallest stream the rate knob reaches"):
+        leechcodec.encode(picture, model, coder="ar", bpp=0.001, scale=1)
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.6, 1.7, 4.0])
+def test_target_bpp_never_overshoots(model, picture, sweep, fraction):
+    """--bpp B: at or under B, within 2 % of it, the coded size (and above twice the size, the
+    stages) chosen per picture; the stream decodes at the picture's size; the search runs the
+    network at no more than ratecontrol.MAX_SIZES sizes, and one between the closest two."""
+    from leechcodec import ratecontrol
+
+    pixels = picture.size[0] * picture.size[1]
+    target = fraction * 8 * len(sweep[0.0]) / pixels
+    sizes = []
+    real = leechcodec.codec.tiles_to_indices
+
+    def counted(net, tiles, *a, **k):
+        sizes.append((tiles.w, tiles.h))
+        return real(net, tiles, *a, **k)
+
+    stats: dict = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(leechcodec.codec, "tiles_to_indices", counted)
+        data = leechcodec.encode(picture, model, coder="ar", bpp=target, precision="fp32", stats=stats)
+    got = 8 * len(data) / pixels
+    assert (1 - ratecontrol.BPP_TOLERANCE) * target <= got <= target, (got, target, stats)
+    assert len(set(sizes)) <= ratecontrol.MAX_SIZES + 1, sizes
+    h = leechcodec.read_header(data)
+    assert h.coded_size == stats["coded_size"] and (h.version == 4) == (h.coded_size != picture.size)
+    assert (fraction < 1) == (h.coded_size[0] < picture.size[0])  # a smaller picture below today's rate
+    assert leechcodec.decode(data, model).size == picture.size
+    with pytest.raises(RateError, match="smallest stream"):
         leechcodec.encode(picture, model, coder="ar", bpp=0.001)
 
 
 def test_bpp_search_reaches_the_tolerance_on_a_steep_knob():
     """Where the sizes fall steeply across the target (a 1000-byte drop within 0.1 % of λ), the
     search's first steps land far under it; it goes on until it is within the tolerance."""
-    from leechcodec import codec
+    from leechcodec import ratecontrol as codec
 
     lam_c = 0.0123
 
@@ -261,7 +293,7 @@ def test_bpp_search_reaches_the_tolerance_on_a_steep_knob():
         calls.append(lam)
         return stream(lam)
 
-    lam, data = codec._search_lambda(counted, target, 1000)
+    lam, data = codec.search_lambda(counted, target, 1000)
     assert (1 - codec.BPP_TOLERANCE) * 1500 <= len(data) <= 1500, len(data)
     assert data == stream(lam) and 2 + codec.BPP_STEPS < len(calls) <= 2 + codec.BPP_STEPS + codec.BPP_MORE_STEPS
 

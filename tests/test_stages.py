@@ -121,17 +121,22 @@ def test_lambda_leaves_out_later_tokens_and_trailing_stages(tiny, picture):
 
 
 def test_quality_table_is_monotone():
-    """A higher quality never has fewer stages, nor, with as many, a larger lambda; the rows
-    are met exactly and the ends are the table's."""
-    settings = [quality.quality_setting(q / 4) for q in range(0, 401)]
-    order = [(k, -lam) for k, lam in settings]
-    assert order == sorted(order)
-    for q, k, lam in quality.QUALITY:
-        assert quality.quality_setting(q) == (k, lam)
-    from leechcodec.kodak_eval import run  # every row is a point of the bench's curve: the README quotes it
+    """A higher quality never has fewer stages, nor, with as many, a smaller scale or a larger
+    lambda; the rows are met exactly, the ends are the table's, and on the bench (README's block)
+    the rows rise in both rate and PSNR."""
+    from leechcodec.kodak_eval import doc_figures, run
 
-    assert {(k, lam) for _, k, lam in quality.QUALITY} <= {(1, x) for x in run.LAMBDAS} | set(run.STAGED)
+    settings = [quality.quality_setting(q / 4) for q in range(0, 401)]
+    order = [(k, s, -lam) for s, k, lam in settings]
+    assert order == sorted(order)
+    for q, s, k, lam in quality.QUALITY:
+        assert quality.quality_setting(q) == (s, k, lam)
+    assert {row[1:] for row in quality.QUALITY} <= set(run.CURVE)  # every row is a point of the bench's curve
     assert settings[-1] == quality.QUALITY[0][1:] and settings[0] == quality.QUALITY[-1][1:]
+    points = {(float(p["scale"]), p["stages"], float(p["lambda"])): p
+              for p in doc_figures.parse_bench(doc_figures.README.read_text())["curve"]}
+    rows = [points[row[1:]] for row in reversed(quality.QUALITY)]  # lowest quality first
+    assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(rows, rows[1:])), rows
     for bad in (-1, 101, float("nan"), True):
         with pytest.raises(ValueError):
             quality.quality_setting(bad)
@@ -140,8 +145,10 @@ def test_quality_table_is_monotone():
 def test_quality_and_bpp_pick_stages(tiny, picture):
     st: dict = {}
     leechcodec.encode(picture, tiny, quality=100, stats=st)
-    assert st["stages"] == quality.QUALITY[0][1] > 1
-    assert quality.stages_for_bpp(0.1) == 2 and quality.stages_for_bpp(0.6) == 4 and quality.stages_for_bpp(9) == 8
+    assert st["stages"] == quality.QUALITY[0][2] > 1 and st["scale"] == quality.QUALITY[0][1]
+    from leechcodec.ratecontrol import stages_for_bpp
+
+    assert stages_for_bpp(0.1) == 2 and stages_for_bpp(0.6) == 4 and stages_for_bpp(9) == 8
     with pytest.raises(ValueError, match="not two"):
         leechcodec.encode(picture, tiny, quality=50, lam=0.01)
     with pytest.raises(ValueError, match="fixed coder"):
@@ -183,7 +190,7 @@ def test_cli_stages_quality_and_info(tmp_path, picture):
         r = runner.invoke(cli, ["encode", str(src), "-o", str(lq), "--model", str(TINY), "-f", *args])
         assert r.exit_code == 0, r.output
         h = leechcodec.read_header(lq.read_bytes())
-        assert h.stages == (k or quality.QUALITY[0][1]) and h.version == 3
+        assert h.stages == (k or quality.QUALITY[0][2]) and h.version == (3 if k else 4)
         r = runner.invoke(cli, ["info", str(lq)])
         assert r.exit_code == 0 and f"stages:     {h.stages} (up to {h.stages} tokens per 8x8 patch)" in r.stdout
         r = runner.invoke(cli, ["decode", str(lq), "-o", str(tmp_path / "b.png"), "--model", str(TINY), "-f"])
@@ -205,14 +212,14 @@ def test_quality_and_bpp_meet_their_targets_on_kodak(kodak_dir):
     model = leechcodec.load_model()
     paths = sorted(kodak_dir.glob("kodim*.png"))
     assert len(paths) == 24
-    q, k, lam = next(row for row in quality.QUALITY if row[1] == 2 and row[2] > 0)
+    q, s, k, lam = next(row for row in quality.QUALITY if row[2] == 2 and row[1] < 2)
     sizes = []
     for p in paths:
         with Image.open(p) as im:
             rgb = im.convert("RGB")
         st: dict = {}
         sizes.append(8 * len(leechcodec.encode(rgb, model, quality=q, stats=st)) / (rgb.width * rgb.height))
-    documented = float(FIGURES[f"point.{k}.{lam:g}.bpp"])
+    documented = float(FIGURES[f"point.{s:g}.{k}.{lam:g}.bpp"])
     assert abs(np.mean(sizes) / documented - 1) < 0.05, (np.mean(sizes), documented)
     for name, target in (("kodim23.png", 0.08), ("kodim05.png", 0.5)):  # kodim05's knob ends at 0.116 bpp
         with Image.open(kodak_dir / name) as im:
@@ -229,9 +236,10 @@ def test_the_readme_quality_table_is_the_code_table():
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rows = re.findall(r"^\| (\d+) \| (\d) \| ([\d.]+) \| <!-- fig:point\.(\d)\.([\d.]+)\.bpp -->", readme, re.M)
-    assert [(int(q), int(k), float(lam)) for q, k, lam, _, _ in rows] == list(quality.QUALITY)
-    assert all(k == k2 and float(lam) == float(lam2) for _, k, lam, k2, lam2 in rows)
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| (\d) \| ([\d.]+) \| <!-- fig:point\.([\d.]+)\.(\d)\.([\d.]+)\.bpp -->",
+                      readme, re.M)
+    assert [(int(q), float(s), int(k), float(lam)) for q, s, k, lam, *_ in rows] == list(quality.QUALITY)
+    assert all(float(s) == float(s2) and k == k2 and float(lam) == float(lam2) for _, s, k, lam, s2, k2, lam2 in rows)
 
 
 def test_a_decoder_fine_tune_keeps_its_prior_with_a_new_id(tmp_path):

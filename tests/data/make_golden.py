@@ -13,9 +13,11 @@ Everything here is deterministic:
 * three source PNGs drawn with integer arithmetic: a whole 256x256 tile (RGB), an odd-sized
   RGB picture that pads into two tiles (301x77), an odd-sized grey one (45x61);
 * each source encoded with the ``fixed`` and the ``ar`` coder in the current format version
-  (``<source>.<coder>.v<version>.lq``), and in version 3 with residual stages
+  (``<source>.<coder>.v<version>.lq``), in version 3 with residual stages
   (``<source>.<coder>.s<stages>.v3.lq``: 2 stages with both coders, 3 stages with the ar
-  coder at λ 0.005, where later-stage positions are left out); the streams of earlier
+  coder at λ 0.005, where later-stage positions are left out), and in version 4 at another
+  coded size (``<source>.<coder>.x<scale>[.s<stages>].v4.lq``: scale 0.5 fixed, 1.5 ar, 0.7 ar
+  with 2 stages); the streams of earlier
   versions (version 1: ``<source>.<coder>.lq``) are kept with their manifest entries, never
   rewritten, so that the tests go on decoding them;
 * ``golden.json``: the model and prior ids (content hashes), and per stream the SHA-256 of
@@ -58,6 +60,8 @@ MANIFEST = DATA / "golden.json"
 CODERS = ("fixed", "ar")
 # version 3: (coder, encode arguments) of the staged streams of each source
 STAGED = (("fixed", {"stages": 2}), ("ar", {"stages": 2}), ("ar", {"stages": 3, "lam": 0.005}))
+# version 4: (coder, encode arguments) of the streams coded at another size (smaller, larger, with stages)
+SCALED = (("fixed", {"scale": 0.5}), ("ar", {"scale": 1.5}), ("ar", {"scale": 0.7, "stages": 2}))
 
 
 def sha256(data: bytes) -> str:
@@ -108,8 +112,8 @@ def tokens(data: bytes, model) -> np.ndarray:
     tokens included (format version 2 rebuilds them from the stored ones)."""
     header, payload = container.unpack(data)
     grid = model.tile // model.patch
-    extents = container.token_extents(header.width, header.height, model.tile, model.patch, header.version)
-    staged = header.version == container.STAGED
+    extents = container.token_extents(*header.coded_size, model.tile, model.patch, header.version)
+    staged = header.stages > 1
     if header.coder == "ar":
         return coders.decode_ar(payload, header.n_tiles, grid, model.prior, extents=extents,
                                 stages=header.stages if staged else None)
@@ -151,13 +155,16 @@ def main() -> None:
     }
     if MANIFEST.is_file():  # earlier format versions: kept as they are
         old = json.loads(MANIFEST.read_text())["streams"]
-        manifest["streams"] = [e for e in old if e.get("version", 1) not in (container.VERSION, container.STAGED)]
+        manifest["streams"] = [e for e in old if e.get("version", 1) not in (container.VERSION, container.STAGED,
+                                                                              container.SCALED)]
     for name, im in sources().items():
         src = DATA / f"{name}.png"
         if not src.is_file() or _pixels(src) != (im.mode, im.size, im.tobytes()):  # PNG bytes vary with zlib
             im.save(src, optimize=True)
         runs = [(coder, {}, f"{name}.{coder}.v{container.VERSION}.lq") for coder in CODERS]
         runs += [(coder, kw, f"{name}.{coder}.s{kw['stages']}.v{container.STAGED}.lq") for coder, kw in STAGED]
+        runs += [(coder, kw, f"{name}.{coder}.x{kw['scale']:g}{'.s%d' % kw['stages'] if 'stages' in kw else ''}"
+                             f".v{container.SCALED}.lq") for coder, kw in SCALED]
         for coder, kw, file in runs:
             data = leechcodec.encode(src, model, coder=coder, precision="fp32", **kw)
             out = DATA / file
@@ -170,6 +177,7 @@ def main() -> None:
                 "coder": coder,
                 "version": leechcodec.read_header(data).version,
                 **({"encode": kw, "stages": leechcodec.read_header(data).stages} if kw else {}),
+                **({"coded_size": "{}x{}".format(*leechcodec.read_header(data).coded_size)} if "scale" in kw else {}),
                 "size": "{}x{}".format(*decoded.size),
                 "mode": decoded.mode,
                 "sha256": sha256(data),
