@@ -111,7 +111,7 @@ def cli():
     "--bpp", type=FiniteFloatRange(0, min_open=True), metavar="B",
     help="A target size instead of --lambda: a file at or under B bits per pixel (header included), within 2 % "
     "of B unless one token costs more than that (tiny pictures). For each picture it chooses the coded size "
-    "(--scale), then residual stages where twice the size is not enough, then lambda for the last few per cent: "
+    "(--scale), and residual stages where twice the size is not enough: "
     f"at most {FIG['bpp.passes']} encoder runs at different sizes, each predicted from those before (one more "
     "between the two closest where none lands within 2 %), and a search over lambda on the tokens already made "
     "for the last per cent. With --scale it keeps that size "
@@ -133,8 +133,8 @@ def cli():
     "--stages", type=click.IntRange(1, leechcodec.MAX_STAGES), metavar="K",
     help="Residual Λ24 stages per 8x8 patch, at most K (1 to 8): each stage adds a token that refines the ones "
     "before it, for a sharper picture and a larger file (the fixed coder: 0.2748 bpp more per stage; the ar "
-    "coder leaves out the tokens that --lambda finds not worth their bits). Default: 1, or with --bpp as many "
-    "as the target can use, or what --quality says. A file with two or more stages is .lq version 3.",
+    "coder leaves out the tokens that --lambda finds not worth their bits). Default: 1, or what --bpp chooses "
+    "(up to 4), or what --quality says. A file with two or more stages is .lq version 3 (version 4 at another coded size).",
 )  # fmt: skip
 @click.option(
     "-q", "--quality", type=FiniteFloatRange(0, 100), metavar="Q",
@@ -178,7 +178,7 @@ def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep
       leechcodec encode kodim23.png -o kodim23.lq
       leechcodec encode kodim23.png -o kodim23.lq --bpp 0.1    # at most 0.1 bits per pixel
       leechcodec encode kodim23.png -o kodim23.lq --scale 0.5  # coded at 384x256: smaller, softer
-      leechcodec encode kodim23.png -o kodim23.lq -q 80        # quality 0-100, more stages when high
+      leechcodec encode kodim23.png -o kodim23.lq -q 80        # quality 0-100: coded size and stages
       leechcodec encode kodim23.png -o kodim23.lq --coder fixed --stages 2   # 0.55 bpp, two stages
       leechcodec encode kodim23.png -o kodim23.lq --effort 8   # slower, sharper, same size
       leechcodec encode photos/*.png -o compressed/            # many files, one start-up

@@ -221,14 +221,16 @@ def test_quality_and_bpp_meet_their_targets_on_kodak(kodak_dir):
         sizes.append(8 * len(leechcodec.encode(rgb, model, quality=q, stats=st)) / (rgb.width * rgb.height))
     documented = float(FIGURES[f"point.{s:g}.{k}.{lam:g}.bpp"])
     assert abs(np.mean(sizes) / documented - 1) < 0.05, (np.mean(sizes), documented)
-    for name, target in (("kodim23.png", 0.08), ("kodim05.png", 0.5)):  # kodim05's knob ends at 0.116 bpp
+    for name, target in (("kodim23.png", 0.08), ("kodim05.png", 0.5), ("kodim23.png", 0.6)):
         with Image.open(kodak_dir / name) as im:
             rgb = im.convert("RGB")
         st = {}
         data = leechcodec.encode(rgb, model, bpp=target, stats=st)
         got = 8 * len(data) / (rgb.width * rgb.height)
-        assert 0.95 * target <= got <= target, (name, got, target)
-        assert st["stages"] >= 1 + (target > 0.3)
+        assert 0.98 * target <= got <= target, (name, got, target)
+        # kodim23 at scale 1 is 0.107 bpp: smaller for 0.08; kodim05 twice the size; kodim23 at twice its size
+        # is 0.35 bpp, so 0.6 needs a second stage
+        assert (st["scale"] < 1, st["stages"]) == ((True, 1) if target < 0.1 else (False, 1 + (target > 0.55)))
 
 
 def test_the_readme_quality_table_is_the_code_table():
