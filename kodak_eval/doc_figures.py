@@ -1,6 +1,6 @@
 """The figures that README.md, MODEL_CARD.md and the ``--help`` texts quote, made from measured results.
 
-Two committed sources, both written by a program, never by hand:
+Committed sources, each written by a program, never by hand:
 
 * the bench block of README.md (between ``<!-- bench:start -->`` and ``<!-- bench:end -->``),
   written by ``leechcodec bench --kodak ... --update-readme README.md``: the Kodak rates, PSNR,
@@ -10,7 +10,10 @@ Two committed sources, both written by a program, never by hand:
   and how close ``compare`` gets the classical codecs' sizes;
 * ``docs/results/{inference,contention,install}-{before,after}.json``, written by
   ``benchmarks/cli_speed.py --json``, ``benchmarks/contention.py --json`` and
-  ``benchmarks/install_size.py --json``: the torch-era codec (before) against ONNX Runtime (after).
+  ``benchmarks/install_size.py --json``: the torch-era codec (before) against ONNX Runtime (after);
+* ``docs/results/scale-filters.json``, ``bpp-targets.json`` and ``scale-memory.json``, written by
+  ``benchmarks/scale_filters.py``, ``benchmarks/bpp_targets.py`` and ``benchmarks/scale_memory.py``
+  (``--json``): the resampling filters, ``--bpp`` on Kodak and a 12 MP photo at ``--scale 2``.
 
 From them :func:`figures` makes a table name → text (``"+56.6 %"``). A doc quotes one as
 ``<!-- fig:NAME -->TEXT<!-- /fig -->`` (the comment is invisible on GitHub), and ``cli/figures.py``

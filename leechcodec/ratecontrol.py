@@ -11,9 +11,10 @@ Three knobs set a stream's size, best used in this order (measured on Kodak: REA
 
 ``search`` picks them per picture with few encodes: a prediction from Kodak's average rate
 (``KODAK_BITS_PER_TOKEN``) places the first encode, each encode then predicts the next from
-that picture's own bits per token (``TOKEN_EXPONENT``), at most ``MAX_SIZES`` sizes in all;
-a λ bisection on the tokens already computed (no more network runs) takes the rest when no
-size lands within ``BPP_TOLERANCE`` under the target. ``search_lambda`` is that bisection, also
+that picture's own bits per token (``TOKEN_EXPONENT``, or the secant of the last two sizes),
+at most ``MAX_SIZES`` sizes; when none lands within ``BPP_TOLERANCE`` under the target, a λ
+bisection on the tokens already computed (no more network runs) and one more size between the
+closest under and over the target take the rest. ``search_lambda`` is that bisection, also
 what ``--bpp`` does when ``--scale`` fixes the size.
 """
 
