@@ -387,9 +387,8 @@ def encode(
         RateError: ``bpp`` below the smallest stream the knobs reach on this image.
     """
     coder = pick_coder(model, coder)
-    if scale is not None and not (isinstance(scale, (int, float)) and not isinstance(scale, bool)
-                                  and math.isfinite(scale) and 0 < scale <= container.MAX_SCALE):
-        raise ValueError(f"scale must be a number > 0 and at most {container.MAX_SCALE}, got {scale!r}")
+    if scale is not None:
+        container.check_scale(scale)
     if quality is not None:
         if lam > 0 or bpp is not None:
             raise ValueError("give a quality, lambda or a target bpp, not two of them")

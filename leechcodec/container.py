@@ -100,9 +100,19 @@ def has_stage_count(version: int) -> bool:
 def coded_size(width: int, height: int, scale: float) -> tuple[int, int]:
     """The size ``encode --scale`` codes a ``width`` × ``height`` picture at (docs/FORMAT.md, *Scale*):
     each side times ``scale``, rounded half up, at least 1 and at most ``MAX_SCALE`` times the side."""
-    if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
-        raise ValueError(f"scale must be a number > 0 and at most {MAX_SCALE}, got {scale}")
+    check_scale(scale)
     return tuple(max(1, min(MAX_SCALE * n, math.floor(n * scale + 0.5))) for n in (width, height))
+
+
+def check_scale(scale) -> None:
+    """Refuse a scale the format cannot code at (``encode --scale``): not a number, or outside (0, ``MAX_SCALE``].
+
+    Raises:
+        ValueError: as above.
+    """
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale)
+            and 0 < scale <= MAX_SCALE):
+        raise ValueError(f"scale must be a number > 0 and at most {MAX_SCALE}, got {scale!r}")
 
 
 def check_coded(width: int, height: int, coded_w: int, coded_h: int) -> None:

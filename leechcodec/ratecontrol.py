@@ -56,6 +56,24 @@ def rate(data: bytes, pixels: int) -> float:
     return 8 * len(data) / pixels
 
 
+# what a stream holds besides its tokens' bits: the version-4 header and CRC, the ar payload's prior id and index CRC
+HEADER_BITS = 8 * (container.head_size(container.SCALED) + container.TRAILER.size + 12)
+
+
+def tokens_of(size: tuple[int, int], patch: int) -> int:
+    """The tokens a stream of one stage stores for a coded ``size`` (every patch that touches it)."""
+    return math.prod(math.ceil(n / patch) for n in size)
+
+
+def _secant(tokens0: int, bits0: float, tokens1: int, bits1: float, bits: float) -> float | None:
+    """The tokens whose bits are ``bits`` on the line through two measured sizes in log bits over
+    log tokens (bits per token ~ tokens^(slope − 1)), or None where the two give no sane slope."""
+    if tokens0 == tokens1 or bits0 <= 0 or bits1 <= 0:
+        return None
+    slope = math.log(bits1 / bits0) / math.log(tokens1 / tokens0)
+    return tokens1 * (bits / bits1) ** (1 / slope) if 0.5 < slope < 2.0 else None
+
+
 def patch_size(width: int, height: int, tokens: float, patch: int) -> tuple[int, int]:
     """A coded size of whole patches, the picture's shape, with at most ``tokens`` tokens (at least
     one patch each way, or the picture's side times 2 where that is less; never over ``MAX_SCALE``
@@ -99,15 +117,12 @@ def search(code_at, stream, target: float, size: tuple[int, int], patch: int, sc
     top = min(stages or MAX_SEARCH_STAGES, container.MAX_STAGES)
     budget = target * pixels * AIM  # bits
     tried: list[tuple[bytes, int, object]] = []  # (stream, stages, tokens) of each size tried
-
-    def header_bits(k: int) -> int:
-        return 8 * (container.head_size(container.SCALED) + container.TRAILER.size + (12 if k else 0))
-
+    token_bits = budget - HEADER_BITS  # what the tokens of a stream at the budget may cost
     # the first size: Kodak's mean bits per token; then this picture's own
     k, bpt, at = _rung(budget, pixels, patch, top)
     bar = tqdm(total=MAX_SIZES, desc="rate search", unit="size", disable=not progress, leave=False)
     for _ in range(MAX_SIZES):
-        coded = _size_for(w, h, patch, budget - header_bits(k), bpt, at, k)
+        coded = _size_for(w, h, patch, token_bits, bpt, at, k)
         if any(t[2].size == coded and t[1] == k for t in tried):  # the sizes' steps are too coarse here:
             last = tried[-1][2]  # one step more than the last size, which λ can then trim (below)
             coded = patch_size(w, h, last.tokens * (1 + 2 * BPP_TOLERANCE), patch)
@@ -121,10 +136,9 @@ def search(code_at, stream, target: float, size: tuple[int, int], patch: int, sc
         if (1 - BPP_TOLERANCE) * target <= r <= target:
             break
         s = coded[0] / w
-        own = (8 * len(data) - header_bits(k)) / c.tokens  # this picture's bits per token at this size
-        largest = _largest(w, h, STAGE_SCALE.get(k, MAX_SCALE))
-        tokens = math.prod(math.ceil(n / patch) for n in largest)
-        reach = header_bits(k) + tokens * own * (largest[0] / coded[0]) ** TOKEN_EXPONENT  # bits there, predicted
+        own = (8 * len(data) - HEADER_BITS) / c.tokens  # this picture's bits per token at this size
+        largest = container.coded_size(w, h, STAGE_SCALE.get(k, MAX_SCALE))
+        reach = HEADER_BITS + tokens_of(largest, patch) * own * (largest[0] / coded[0]) ** TOKEN_EXPONENT  # predicted
         if r < target and (coded == largest or reach < (1 - BPP_TOLERANCE / 2) * target * pixels):
             if k >= top:  # the largest picture of the most stages: as good as it gets
                 if coded == largest:
@@ -134,14 +148,11 @@ def search(code_at, stream, target: float, size: tuple[int, int], patch: int, sc
                 continue
         bpt, at = own, s
         same = [t for t in tried if t[1] == k]
-        if len(same) >= 2:  # two sizes of as many stages: the secant in log bits over log tokens
+        if len(same) >= 2:  # two sizes of as many stages: the secant between them
             (d0, _, c0), (d1, _, c1) = same[-2:]
-            b0, b1 = 8 * len(d0) - header_bits(k), 8 * len(d1) - header_bits(k)
-            if c0.tokens != c1.tokens and b0 > 0 and b1 > 0:
-                slope = math.log(b1 / b0) / math.log(c1.tokens / c0.tokens)
-                if 0.5 < slope < 2.0:  # a sane exponent: bits per token that ~ tokens^(slope - 1)
-                    want = c1.tokens * ((budget - header_bits(k)) / b1) ** (1 / slope)
-                    bpt, at = (budget - header_bits(k)) / want, math.sqrt(want * patch * patch / (w * h))
+            want = _secant(c0.tokens, 8 * len(d0) - HEADER_BITS, c1.tokens, 8 * len(d1) - HEADER_BITS, token_bits)
+            if want is not None:
+                bpt, at = token_bits / want, math.sqrt(want * patch * patch / (w * h))
     bar.close()
     fits = [t for t in tried if rate(t[0], pixels) <= target]
     if fits:
@@ -162,11 +173,11 @@ def search(code_at, stream, target: float, size: tuple[int, int], patch: int, sc
     if fits and over:  # one more size, between the largest under the target and the smallest over it
         (d0, k0, c0), (d1, k1, c1) = max(fits, key=lambda t: len(t[0])), min(over, key=lambda t: len(t[0]))
         if k0 == k1 and c0.tokens < c1.tokens:
-            b0, b1 = 8 * len(d0) - header_bits(k0), 8 * len(d1) - header_bits(k0)
+            b0, b1 = 8 * len(d0) - HEADER_BITS, 8 * len(d1) - HEADER_BITS
             slope = math.log(b1 / b0) / math.log(c1.tokens / c0.tokens) if b0 > 0 and b1 > b0 else 1.0
-            want = c0.tokens * ((budget - header_bits(k0)) / b0) ** (1 / max(0.5, min(2.0, slope)))
+            want = c0.tokens * (token_bits / b0) ** (1 / max(0.5, min(2.0, slope)))  # the secant, its slope bounded
             coded = patch_size(w, h, min(max(want, c0.tokens + 1), c1.tokens - 1), patch)
-            if c0.tokens < math.prod(math.ceil(n / patch) for n in coded) < c1.tokens:
+            if c0.tokens < tokens_of(coded, patch) < c1.tokens:
                 data = stream(code_at(coded), 0.0, k0)
                 if rate(data, pixels) <= target and len(data) > len(d0):
                     return data, 0.0
@@ -220,11 +231,7 @@ def _size_for(w: int, h: int, patch: int, bits: float, bpt: float, at: float, k:
         s = min(s_max, math.sqrt(max(tokens, 1.0) * patch * patch / (w * h)))
         tokens = bits / (bpt * (s / at) ** TOKEN_EXPONENT) if math.isfinite(bits) else math.inf
     cap = math.ceil(w * s_max / patch) * math.ceil(h * s_max / patch)
-    return patch_size(w, h, min(tokens, cap), patch) if tokens < cap else _largest(w, h, s_max)
-
-
-def _largest(w: int, h: int, s: float) -> tuple[int, int]:
-    return container.coded_size(w, h, s)
+    return patch_size(w, h, min(tokens, cap), patch) if tokens < cap else container.coded_size(w, h, s_max)
 
 
 def _at_size(c, stream, target: float, pixels: int, stages: int | None, progress: bool) -> tuple[bytes, float]:
