@@ -321,3 +321,34 @@ def test_effort_then_knob_starts_from_the_refined_tokens(model, picture):
     smaller = leechcodec.encode(picture, model, coder="ar", effort=1, lam=0.03, precision="fp32")
     assert len(smaller) < 0.9 * len(refined)
     assert leechcodec.decode(smaller, model).size == picture.size
+
+
+@pytest.mark.parametrize("bits_per_token", [8.0, 10.6, 14.0])
+@pytest.mark.parametrize("target", [0.03, 0.1, 0.5, 1.2])
+def test_bpp_search_never_returns_a_stream_over_the_target(bits_per_token, target):
+    """ratecontrol.search on a picture whose bits per token are not Kodak's (so its first size lands
+    over or under the target): what it returns is at or under the target, within 2 % of it, from
+    at most MAX_SIZES + 1 sizes. The stand-in coders make a stream of as many bytes as its tokens'
+    bits (λ takes off up to 60 %, a later stage costs 1.8 times stage 1's bits)."""
+    import math
+    from types import SimpleNamespace
+
+    from leechcodec import ratecontrol
+
+    w, h, patch = 768, 512, 8
+    sizes = []
+
+    def code_at(size):
+        sizes.append(size)
+        return SimpleNamespace(size=size, tokens=ratecontrol.tokens_of(size, patch))
+
+    def stream(c, lam, k):
+        scale = c.size[0] / w
+        bits = c.tokens * bits_per_token * scale**ratecontrol.TOKEN_EXPONENT * (1 + 1.8 * (k - 1))
+        bits *= max(0.4, 1 - 20 * lam)
+        return bytes(math.ceil((ratecontrol.HEADER_BITS + bits) / 8))
+
+    data, lam = ratecontrol.search(code_at, stream, target, (w, h), patch)
+    got = 8 * len(data) / (w * h)
+    assert (1 - ratecontrol.BPP_TOLERANCE) * target <= got <= target, (got, target, sizes)
+    assert len(set(sizes)) <= ratecontrol.MAX_SIZES + 1, sizes
