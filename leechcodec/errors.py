@@ -86,3 +86,28 @@ class RateError(LeechError):
 
 class LeechWarning(UserWarning):
     """A lossy but allowed conversion of the input (alpha dropped, 16-bit reduced, …)."""
+
+
+# The two environment errors every command words the same way (exit 1, one line).
+def have_torch() -> bool:
+    """Whether torch is installed (without importing it)."""
+    import importlib.util  # stdlib, cheap; only this function needs it
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        return False
+
+
+def require_torch(what: str, hint: str = "") -> None:
+    """``what`` needs torch (the ``train`` extra): a ``LeechError`` where it is not installed."""
+    if not have_torch():
+        raise LeechError(f"{what} needs torch, which is not installed: pip install 'leechcodec[train]'{hint}")
+
+
+def require_cuda(what: str = "--device cuda") -> None:
+    """A ``LeechError`` where torch sees no CUDA device (imports torch; ``require_torch`` first)."""
+    import torch  # the caller has asked for CUDA: torch is needed anyway
+
+    if not torch.cuda.is_available():
+        raise LeechError(f"{what}: no CUDA device is available")
