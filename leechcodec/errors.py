@@ -5,6 +5,8 @@ The docstring of each class is its row in the README's table of exit codes, whic
 ``brief`` the words each command's ``--help`` gives the code (``cli.errors_table.help_block``).
 """
 
+import importlib.util
+
 
 class LeechError(Exception):
     """The base class of every error leechcodec raises on purpose, and itself one without a more
@@ -91,8 +93,6 @@ class LeechWarning(UserWarning):
 # The two environment errors every command words the same way (exit 1, one line).
 def have_torch() -> bool:
     """Whether torch is installed (without importing it)."""
-    import importlib.util  # stdlib, cheap; only this function needs it
-
     try:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):  # a broken or blocked install
