@@ -14,13 +14,17 @@ prior (``exact_prior.ExactPrior``, or anything with its methods). Payload::
 Tokens are coded wavefront by wavefront (all tiles together): in wavefront ``t`` the
 positions (r, c) with ``wave·r + c = t``, in tile-major then row order; for those, first all
 classes, then the supports class by class, then the details class by class. The prior
-returns integer logits in 1/256 nat; ``frequencies`` maps them to integers with an integer
-table, so encoder and decoder hand constriction bit-identical inputs. A decoder whose prior
+returns integer logits in 1/256 nat; ``probability.frequencies`` maps them to integers with an
+integer table, so encoder and decoder hand constriction bit-identical inputs. One coder object
+per direction (``_Encoder``, ``_Decoder``) does all the coding the visiting order asks for
+(``_run_wavefront``, ``_run_later``): the encoder looks the symbols up (and, with λ > 0, lets
+``rdo`` choose them first), the decoder decodes them. A decoder whose prior
 disagreed would produce other tokens; the index CRC turns that into an error. Streams are
 canonical: the decoder re-codes the tokens it decodes and refuses words that differ from the
 encoder's (trailing words included). docs/FORMAT.md specifies all of it to the bit.
 
-numpy only: encoding and decoding (``exact_prior``, ``rdo``, this module) never import torch.
+numpy only: encoding and decoding (``exact_prior``, ``probability``, ``rdo``, this module)
+never import torch.
 The prior's integer logits are exact in float64 whatever the BLAS (``exact_prior``), and the
 frequencies are looked up in an integer table, so the streams are those the earlier torch
 implementation wrote, bit for bit (tests/test_golden.py, tests/test_format_spec.py).
@@ -30,14 +34,16 @@ from __future__ import annotations
 
 import functools
 import zlib
-from fractions import Fraction
 
+import constriction  # a required dependency, imported in well under a millisecond
 import numpy as np
 from tqdm import tqdm
 
+from . import rdo
+from .codewords import DETAIL, DIM, N_CODEWORDS, SUPPORT, codebook_int8, join_index, split_index
 from .container import CODERS  # noqa: F401 - re-exported: the coders this module implements
 from .errors import FormatError, ModelMismatchError
-from .lattice import DETAIL, DIM, N_CODEWORDS, SUPPORT, _codebook_int8, join_index, split_index
+from .probability import frequencies
 from .stages import ABSENT
 
 
@@ -165,39 +171,7 @@ def decode_fixed_stages(payload: bytes, stages: int, tiles: int, n: int, extents
 
 
 # ----------------------------------------------------------------------------- ar
-EXP_FRAC = 8  # logits arrive in units of 2^-8 nat
-EXP_ONE = 2**24  # frequency of the most likely symbol
-EXP_SPAN = 17 * 2**EXP_FRAC  # logits more than 17 nats below the best get frequency 1
 AR_HEAD = 12  # prior id + index CRC
-
-
-@functools.lru_cache(maxsize=None)
-def exp_table() -> np.ndarray:
-    """round(2^24 · exp(-d/256)) for d = 0 … EXP_SPAN (at least 1), from integers only, as a
-    read-only float64 array (the type constriction takes; every entry is exact in it).
-
-    exp(-1/256) is a Taylor sum in exact rationals, fixed to 64 fractional bits; its powers
-    are taken by integer multiply-and-shift, so every platform builds the same table.
-    """
-    x, term, r = Fraction(-1, 2**EXP_FRAC), Fraction(1), Fraction(0)
-    for k in range(1, 14):
-        r += term
-        term = term * x / k
-    step = int(r * 2**64)
-    acc, out = 2**64, []
-    for _ in range(EXP_SPAN + 1):
-        out.append(max(1, (acc * EXP_ONE + 2**63) >> 64))
-        acc = (acc * step) >> 64
-    table = np.array(out, dtype=np.float64)
-    table.setflags(write=False)  # cached: shared by every caller
-    return table
-
-
-def frequencies(logits) -> np.ndarray:
-    """(N, n) integer logits (1/256 nat, float64) → (N, n) integer frequencies (float64)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    d = np.minimum(logits.max(1, keepdims=True) - logits, EXP_SPAN).astype(np.int64)
-    return exp_table()[d]
 
 
 def _index_crc(indices: np.ndarray) -> int:
@@ -220,19 +194,24 @@ def _chunks(positions: np.ndarray):
         yield positions[i : i + CHUNK]
 
 
-def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, desc: str = "",
-                   extents=None, choose=None) -> np.ndarray:
-    """Visit every token of ``tiles`` grids in coding order.
+def _take(symbols: np.ndarray | None, sel) -> np.ndarray | None:
+    """The encoder's ``symbols[sel]``; None when decoding (no symbols to take)."""
+    return None if symbols is None else symbols[sel]
 
-    ``code(kind, logits, pos, sel)`` returns the symbols of one batch: ``kind`` is "class",
-    "support" or "detail", ``pos`` the (rows, cols) of this wavefront, ``sel`` the positions
-    (tile-major) being coded, at most CHUNK of them. The encoder looks the symbols up, the
-    decoder decodes them; both see the same logits in the same order. With ``extents``
-    (per-tile stored rows and columns) only stored positions are coded; a padding token takes
-    its value from its source (``fill_padding``), which lies in an earlier wavefront, and the
-    contexts see it like any other token. ``choose(h, pos, coded)``, if given, runs before a
-    wavefront's symbols are coded, with the prior's features ``h`` of its stored positions
-    ``coded`` (flat, tile-major): the encoder's rate–distortion choice (``rdo``).
+
+def _run_wavefront(prior, tiles: int, grid: int, coder, progress: bool = False, desc: str = "",
+                   extents=None, want: np.ndarray | None = None) -> np.ndarray:
+    """Visit every token of ``tiles`` grids in coding order; returns the (tiles, grid²) tokens.
+
+    ``coder`` (``_Encoder`` or ``_Decoder``) codes them: first ``coder.choose(h, pos, coded)``
+    with the prior's features ``h`` of a wavefront's stored positions ``coded`` (flat,
+    tile-major; ``pos`` its (rows, cols)), which lets the encoder rewrite their tokens in
+    ``want`` (``rdo``); then ``coder.code(freq, sym)`` for each batch of at most CHUNK symbols,
+    ``sym`` looked up in ``want`` (the encoder's (tiles, grid, grid) tokens; None: decoding).
+    Both sides see the same frequencies in the same order. With ``extents`` (per-tile stored
+    rows and columns) only stored positions are coded; a padding token takes its value from its
+    source (``fill_padding``), which lies in an earlier wavefront, and the contexts see it like
+    any other token.
     """
     nb = prior.neighbours
     top, side = max(-dr for dr, _ in nb), max(abs(dc) for _, dc in nb)
@@ -240,7 +219,7 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
     # codeword entries are integers in −4…4: int8 keeps the context grid of a 64-megapixel
     # picture at 30 MB (240 MB in float64); each wavefront's contexts are widened on use
     vec = np.zeros((tiles, grid + top, grid + 2 * side, DIM), dtype=np.int8)
-    book = _codebook_int8()
+    book = codebook_int8()
     out = np.zeros((tiles, grid, grid), dtype=np.int64)
     ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
     mask = stored_mask(ext, grid)  # (T, grid, grid)
@@ -256,20 +235,22 @@ def _run_wavefront(prior, tiles: int, grid: int, code, progress: bool = False, d
         # the 12 neighbours of every position in one gather: (T, P, 12, 24) → (T·P, 288), neighbour-major
         ctx = vec[:, rows[:, None] + nb_r, cols[:, None] + nb_c].reshape(tiles * len(rows), -1)
         h = prior.features(ctx[coded])
-        if choose is not None and len(coded):
-            choose(h, pos, coded)
+        if len(coded):
+            coder.choose(h, pos, coded)
+        # the encoder's (class, support, detail) of every position, once the choice is made
+        w_cls, w_a, w_b = (None,) * 3 if want is None else split_index(want[:, rows, cols].reshape(-1))
         cls = np.zeros(stored.shape, dtype=np.int64)
         a = np.zeros_like(cls)
         b = np.zeros_like(cls)
         for sel in _chunks(coded):
-            cls[sel] = code("class", prior.class_logits(h[row_of[sel]]), pos, sel)
+            cls[sel] = coder.code(frequencies(prior.class_logits(h[row_of[sel]])), _take(w_cls, sel))
         groups = [(k, np.flatnonzero((cls == k) & stored)) for k in range(prior.classes)]
         for k, group in groups:
             for sel in _chunks(group):
-                a[sel] = code("support", prior.support_logits(h[row_of[sel]], k), pos, sel)
+                a[sel] = coder.code(frequencies(prior.support_logits(h[row_of[sel]], k)), _take(w_a, sel))
         for k, group in groups:
             for sel in _chunks(group):
-                b[sel] = code("detail", prior.detail_logits(h[row_of[sel]], k, a[sel]), pos, sel)
+                b[sel] = coder.code(frequencies(prior.detail_logits(h[row_of[sel]], k, a[sel])), _take(w_b, sel))
         idx = join_index(cls, a, b).reshape(tiles, -1)
         if len(coded) < stored.size:  # padding tokens: copies of tokens of earlier wavefronts
             rr = np.minimum(rows[None, :], ext[:, :1] - 1)
@@ -284,7 +265,7 @@ CLASS_FREQ = np.array([SUPPORT[k] * DETAIL[k] for k in range(3)], dtype=np.float
 FLAG_CONTEXTS = 4  # a later-stage flag's context: token above (same stage) + 2 · token of the stage before here
 
 
-def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np.ndarray | None = None) -> np.ndarray:
+def _run_later(tiles: int, grid: int, n_later: int, coder, extents=None, want: np.ndarray | None = None) -> np.ndarray:
     """Code the tokens of stages 2 … 1 + ``n_later`` (after all of stage 1), docs/FORMAT.md
     "Later stages": stage by stage, row by row (all tiles: tile-major, then column), over the
     stored positions of each row, first every position's presence flag, then the class of
@@ -294,8 +275,8 @@ def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np
     coded in its context (``FLAG_CONTEXTS``) in the rows above, of this stage; a class has the
     frequencies of its codewords (``CLASS_FREQ``), supports and details are uniform: a present
     token costs log2(196,560) = 17.585 bits plus the range coder's rounding.
-    ``code(freq, symbols)`` codes one batch (the encoder passes the symbols, the decoder None)
-    and returns the symbols. ``want`` (n_later, tiles, grid²): the encoder's tokens.
+    ``coder.code(freq, symbols)`` codes one batch (symbols from ``want``, the encoder's
+    (n_later, tiles, grid²) tokens; None: decoding) and returns the symbols.
     Returns (n_later, tiles, grid²) int32, ``ABSENT`` where no token, padding filled.
     """
     ext = np.full((tiles, 2), grid, np.int64) if extents is None else np.asarray(extents, np.int64).reshape(tiles, 2)
@@ -313,19 +294,17 @@ def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np
             up = here[:, r - 1, :] != ABSENT if r else np.zeros((tiles, grid), bool)
             ctx = (up.astype(np.int64) + 2 * prev[:, r, :])[sel]
             row_want = None if wanted is None else wanted[:, r, :][sel]
-            flags = code(counts[ctx].astype(np.float64), None if row_want is None else (row_want != ABSENT).astype(np.int64))
+            w_flag = None if row_want is None else (row_want != ABSENT).astype(np.int64)
+            flags = coder.code(counts[ctx].astype(np.float64), w_flag)
             np.add.at(counts, (ctx, flags), 1)
             live = np.flatnonzero(flags)
-            cls = code(np.tile(CLASS_FREQ, (len(live), 1)),
-                       None if row_want is None else split_index(row_want[live])[0]) if len(live) else np.zeros(0, np.int64)
+            w_cls, w_a, w_b = (None,) * 3 if row_want is None else split_index(row_want[live])
+            cls = coder.code(np.tile(CLASS_FREQ, (len(live), 1)), w_cls) if len(live) else np.zeros(0, np.int64)
             a, b = np.zeros_like(cls), np.zeros_like(cls)
-            parts = None if row_want is None else split_index(row_want[live])
-            for kind, sizes, got in (("support", SUPPORT, a), ("detail", DETAIL, b)):
+            for sizes, w, got in ((SUPPORT, w_a, a), (DETAIL, w_b, b)):
                 for k in range(3):
-                    group = np.flatnonzero(cls == k)
-                    for g in _chunks(group):
-                        sym = None if parts is None else parts[1 if kind == "support" else 2][g]
-                        got[g] = code(np.ones((len(g), sizes[k])), sym)
+                    for g in _chunks(np.flatnonzero(cls == k)):
+                        got[g] = coder.code(np.ones((len(g), sizes[k])), _take(w, g))
             row = np.full(int(sel.sum()), ABSENT, np.int32)
             row[live] = join_index(cls, a, b)
             block = here[:, r, :]
@@ -334,6 +313,77 @@ def _run_later(tiles: int, grid: int, n_later: int, code, extents=None, want: np
         out[s] = here = fill_padding(here.reshape(tiles, -1), ext, grid).reshape(tiles, grid, grid)
         prev = here != ABSENT
     return out.reshape(n_later, tiles, grid * grid)
+
+
+class _Encoder:
+    """The encoder side of the ar coder: codes the symbols it is handed, one range coder for
+    the whole stream. With λ > 0 (``lam``) it first chooses each wavefront's stored tokens anew
+    (``choose``: ``rdo.choose``, the codeword minimising distortion + λ·bits), rewriting them in
+    ``tokens`` ((T, grid, grid), which ``_run_wavefront`` then codes); ``nearest`` ((T·grid²,),
+    the encoder's nearest codewords) seeds the candidates."""
+
+    def __init__(self, tokens: np.ndarray, prior, nearest: np.ndarray, latents=None, lam: float = 0.0):
+        self.tokens = tokens
+        self._enc = constriction.stream.queue.RangeEncoder()
+        self._family = constriction.stream.model.Categorical(perfect=False)
+        self._lam, self._choosing = lam, lam > 0
+        if self._choosing:
+            if latents is None:
+                raise ValueError("rate-distortion coding (lam > 0) needs the encoder's latents")
+            self._y = rdo.as_latents(latents)
+            if self._y.shape[0] != nearest.size:
+                raise ValueError(f"{self._y.shape[0]} latents for {nearest.size} tokens")
+            self._prior, self._nearest = prior, nearest
+            self._cand = rdo.candidate_supports(self._y, nearest)  # (T·grid², C) each, a bounded batch at a time
+
+    def choose(self, h, pos, coded) -> None:
+        """Rewrite the tokens of a wavefront's stored positions ``coded`` (flat, tile-major; ``pos``
+        its (rows, cols); ``h`` the prior's features of them) with λ > 0; nothing at λ = 0."""
+        if not self._choosing:
+            return
+        grid = self.tokens.shape[1]
+        t, j = np.divmod(coded, len(pos[0]))
+        r, c = pos[0][j], pos[1][j]
+        flat = (t * grid + r) * grid + c
+        for sel in _chunks(np.arange(len(coded))):
+            f = flat[sel]
+            self.tokens[t[sel], r[sel], c[sel]] = rdo.choose(self._prior, h[sel], self._y[f], self._nearest[f],
+                                                             self._cand[0][f], self._cand[1][f], self._lam)
+
+    def code(self, freq, sym) -> np.ndarray:
+        """Code one batch of symbols (N,) with integer frequencies (N, n); returns them, int64."""
+        self._enc.encode(np.asarray(sym, np.int32), self._family, np.ascontiguousarray(freq, np.float64))
+        return np.asarray(sym, np.int64)
+
+    def words(self) -> np.ndarray:
+        return self._enc.get_compressed()
+
+
+class _Decoder:
+    """The decoder side, with ``_Encoder``'s interface: decodes each batch from ``words`` and
+    codes it again, so that ``check_canonical`` can hold the stream to the encoder's words."""
+
+    def __init__(self, words: np.ndarray):
+        self._words = words
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+        self._enc = constriction.stream.queue.RangeEncoder()  # re-codes what is decoded: the canonical words
+        self._family = constriction.stream.model.Categorical(perfect=False)
+
+    def choose(self, h, pos, coded) -> None:
+        """Nothing to choose: the decoder takes the tokens the stream holds."""
+
+    def code(self, freq, sym=None) -> np.ndarray:
+        """Decode one batch with integer frequencies (N, n) → (N,) int64 symbols (``sym`` unused)."""
+        freq = np.ascontiguousarray(freq, np.float64)
+        try:
+            sym = np.asarray(self._dec.decode(self._family, freq), dtype=np.int32)
+        except Exception as e:  # constriction raises AssertionError on impossible data
+            raise FormatError(f"ar stream is corrupted ({e})") from None
+        self._enc.encode(sym, self._family, freq)
+        return sym.astype(np.int64)
+
+    def check_canonical(self) -> None:
+        _check_canonical(self._words, self._enc.get_compressed())
 
 
 def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, extents=None,
@@ -345,62 +395,24 @@ def encode_ar(indices: np.ndarray, prior, grid: int, progress: bool = False, ext
     With ``lam`` > 0 and ``latents`` ((T, grid², 24), the encoder's latents) each stored token
     is chosen anew, in coding order, as the codeword minimising distortion + λ·bits
     (``rdo.choose``); ``indices`` (the nearest codewords) seed the candidates. ``lam`` = 0
-    codes ``indices`` as they are.
+    codes ``indices`` as they are. ``later(stage-1 tokens)``, if given, returns the tokens of
+    stages 2 … (``_run_later``), coded after stage 1.
     """
-    import constriction
-
     indices = _checked(indices, grid * grid)
     if extents is not None:
         indices = fill_padding(indices, extents, grid)
     tiles = len(indices)
     tokens = indices.reshape(tiles, grid, grid).copy()  # what is coded; rdo rewrites stored positions
-    enc = constriction.stream.queue.RangeEncoder()
-    family = constriction.stream.model.Categorical(perfect=False)
-    choose = None
-    if lam > 0:
-        from . import rdo
-
-        if latents is None:
-            raise ValueError("rate-distortion coding (lam > 0) needs the encoder's latents")
-        y = rdo.as_latents(latents)
-        if y.shape[0] != indices.size:
-            raise ValueError(f"{y.shape[0]} latents for {indices.size} tokens")
-        nearest = indices.reshape(-1)
-        cand = rdo.candidate_supports(y, nearest)  # (T·grid², C) each, a bounded batch of latents at a time
-
-        def choose(h, pos, coded):
-            p = len(pos[0])
-            t, j = np.divmod(coded, p)
-            r, c = pos[0][j], pos[1][j]
-            flat = (t * grid + r) * grid + c
-            for sel in _chunks(np.arange(len(coded))):
-                f = flat[sel]
-                tokens[t[sel], r[sel], c[sel]] = rdo.choose(prior, h[sel], y[f], nearest[f], cand[0][f], cand[1][f], lam)
-
-    wave: dict = {}  # this wavefront's pos and its symbols of each kind: split once, not per chunk
-
-    def code(kind, logits, pos, sel):
-        if wave.get("pos") is not pos:  # `is`: the entry keeps its pos alive
-            wave.clear()
-            wave.update(zip(("class", "support", "detail"), split_index(tokens[:, pos[0], pos[1]])), pos=pos)
-        sym = wave[kind].reshape(-1)[sel]
-        enc.encode(sym.astype(np.int32), family, frequencies(logits))
-        return sym
-
-    coded = _run_wavefront(prior, tiles, grid, code, progress, "ar encode", extents, choose)
+    coder = _Encoder(tokens, prior, indices.reshape(-1), latents, lam)
+    coded = _run_wavefront(prior, tiles, grid, coder, progress, "ar encode", extents, want=tokens)
     if later is not None:  # stages 2 …: chosen now that stage 1's tokens are
         rest = np.asarray(later(coded), dtype=np.int64)
         rest = rest.reshape(len(rest), tiles, grid * grid)
         if extents is not None:
             rest = np.stack([fill_padding(t, extents, grid) for t in rest]) if len(rest) else rest
-
-        def code_later(freq, sym):
-            enc.encode(np.asarray(sym, np.int32), family, np.ascontiguousarray(freq, np.float64))
-            return np.asarray(sym, np.int64)
-
-        rest = _run_later(tiles, grid, len(rest), code_later, extents, rest)
+        rest = _run_later(tiles, grid, len(rest), coder, extents, want=rest)
         coded = np.concatenate([coded[None].astype(np.int32), rest]).reshape(-1)
-    words = enc.get_compressed().astype("<u4").tobytes()
+    words = coder.words().astype("<u4").tobytes()
     return bytes(prior.prior_id) + _index_crc(coded).to_bytes(4, "big") + words
 
 
@@ -420,8 +432,6 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
             or words other than the ones the encoder writes for those tokens (trailing
             words, another point in the last interval): every token sequence has one stream.
     """
-    import constriction
-
     pid = payload[:8]
     if len(pid) == 8 and pid not in {bytes(i) for i in getattr(prior, "ids", (prior.prior_id,))}:  # first (FORMAT.md)
         raise ModelMismatchError(
@@ -431,40 +441,17 @@ def decode_ar(payload: bytes, tiles: int, grid: int, prior, progress: bool = Fal
     if len(payload) < AR_HEAD or (len(payload) - AR_HEAD) % 4:
         raise FormatError(f"ar payload of {len(payload)} bytes is malformed")
     crc = int.from_bytes(payload[8:12], "big")
-    words = np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32)
-    dec = constriction.stream.queue.RangeDecoder(words)
-    enc = constriction.stream.queue.RangeEncoder()  # re-codes what is decoded: the canonical words
-    family = constriction.stream.model.Categorical(perfect=False)
-
-    def code(kind, logits, pos, sel):
-        freq = frequencies(logits)
-        try:
-            sym = np.asarray(dec.decode(family, freq), dtype=np.int32)
-        except Exception as e:  # constriction raises AssertionError on impossible data
-            raise FormatError(f"ar stream is corrupted ({e})") from None
-        enc.encode(sym, family, freq)
-        return sym.astype(np.int64)
-
-    indices = _run_wavefront(prior, tiles, grid, code, progress, "ar decode", extents)
+    coder = _Decoder(np.frombuffer(payload[AR_HEAD:], dtype="<u4").astype(np.uint32))
+    indices = _run_wavefront(prior, tiles, grid, coder, progress, "ar decode", extents)
     if stages is not None:
-
-        def code_later(freq, sym):
-            freq = np.ascontiguousarray(freq, np.float64)
-            try:
-                sym = np.asarray(dec.decode(family, freq), dtype=np.int32)
-            except Exception as e:
-                raise FormatError(f"ar stream is corrupted ({e})") from None
-            enc.encode(sym, family, freq)
-            return sym.astype(np.int64)
-
-        later = _run_later(tiles, grid, stages - 1, code_later, extents)
+        later = _run_later(tiles, grid, stages - 1, coder, extents)
         if len(later) and (later[-1] == ABSENT).all():  # the encoder leaves such a stage out: one stream per tokens
             raise FormatError(f"ar stream's stage {stages} holds no token (not canonical: a stream of "
                               f"{stages - 1} stages codes these tokens)")
         indices = np.concatenate([indices[None].astype(np.int32), later])
     if _index_crc(indices) != crc:
         raise FormatError("ar stream decoded to tokens with the wrong checksum (corrupted stream or prior mismatch)")
-    _check_canonical(words, enc.get_compressed())
+    coder.check_canonical()
     return indices
 
 

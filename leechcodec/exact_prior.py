@@ -2,7 +2,7 @@
 
 Model
 -----
-A token is coded by the chain rule along the lattice's own structure (``leechcodec.lattice``
+A token is coded by the chain rule along the lattice's own structure (``leechcodec.codewords``
 index order), so every distribution is small and the product sums to one exactly:
 
     class  (3: octad ±2^8 / Golay ∓3 ±1^23 / pair ±4^2)
@@ -36,7 +36,7 @@ CPU or CUDA, same integers). The bounds that keep every sum below 2^53 are check
 prior is loaded (``load_prior``): weights within ±W_MAX, biases within ±2^40; with inputs in
 −4…4 (the context) or 0…A_MAX (activations) and at most 4,096 hidden units, a product sum stays
 under 2^44. Integer logits turn into integer frequencies through a table built with integer
-arithmetic (``leechcodec.coders``).
+arithmetic (``leechcodec.probability``).
 """
 
 from __future__ import annotations
@@ -49,18 +49,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
-from . import lattice
+from .codewords import BASES, DETAIL, DIM, N_CODEWORDS, SUPPORT, detail_vectors
 from .errors import ModelError
 
 # causal neighbourhood (row, column offsets) and the wavefront that respects it
 NEIGHBOURS = tuple((dr, dc) for dr in (-2, -1) for dc in range(-2, 3)) + ((0, -2), (0, -1))
 WAVE = 3  # every neighbour of (r, c) has WAVE·r' + c' < WAVE·r + c
 PAD = 2  # zero border of the context grid: 2 rows on top, 2 columns on each side
-CTX_DIM = len(NEIGHBOURS) * lattice.DIM  # 288 integers in −4…4
+CTX_DIM = len(NEIGHBOURS) * DIM  # 288 integers in −4…4
 
 N_CLASSES = 3
-SUPPORT, DETAIL, BASES = lattice.SUPPORT, lattice.DETAIL, lattice.BASES
 
 # fixed-point formats of the exact prior (part of the .lq "ar" format: changing any of them
 # changes every probability, so they are hashed into the prior id)
@@ -95,14 +95,14 @@ def state_shapes(cfg: PriorConfig) -> dict[str, tuple[int, ...]]:
     ``models.prior.ARPrior(cfg)`` (tests/test_numpy_coding.py checks that they agree)."""
     dims = [CTX_DIM] + [cfg.hidden] * cfg.layers
     heads = {"cls_head": N_CLASSES, **{f"support_heads.{k}": n for k, n in enumerate(SUPPORT)},
-             "u_head": lattice.DIM, "place_head": DETAIL[1]}  # fmt: skip
+             "u_head": DIM, "place_head": DETAIL[1]}  # fmt: skip
     shapes: dict[str, tuple[int, ...]] = {}
     for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
         shapes[f"trunk.{i}.weight"], shapes[f"trunk.{i}.bias"] = (n_out, n_in), (n_out,)
     for name, n_out in heads.items():
         shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (n_out, cfg.hidden), (n_out,)
     if cfg.codeword_bias:
-        shapes["codeword_bias"] = (lattice.N_CODEWORDS,)
+        shapes["codeword_bias"] = (N_CODEWORDS,)
     return shapes
 
 
@@ -116,25 +116,19 @@ class ExactPrior:
     """Integer inference of an ``ARPrior``: what ``leechcodec.coders`` calls to code tokens.
 
     Methods take and return numpy arrays; every result is float64 holding integers, logits in
-    1/256 nat. The prior has no device: ``device`` is "cpu" and ``to`` returns the prior itself,
-    for callers that still ask (``codec`` places the networks, not the prior).
+    1/256 nat.
     """
 
     neighbours = NEIGHBOURS
     wave = WAVE
     classes = N_CLASSES
-    device = "cpu"
 
-    def __init__(self, cfg: PriorConfig, state: dict, prior_id: bytes, device=None, legacy_ids=()):
+    def __init__(self, cfg: PriorConfig, state: dict, prior_id: bytes, legacy_ids=()):
         self.cfg = cfg
         self.prior_id = prior_id  # what the encoder writes
         self.ids = (prior_id, *(i for i in legacy_ids if i != prior_id))  # what a stream may name (decoder)
         # np.asarray also takes CPU torch tensors (models.prior.exact hands over numpy already)
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
-        self._details: dict[int, np.ndarray] = {}
-
-    def to(self, device) -> "ExactPrior":
-        return self
 
     @staticmethod
     def _floor_shift(x: np.ndarray, bits: int) -> np.ndarray:
@@ -161,20 +155,12 @@ class ExactPrior:
     def support_logits(self, h, cls: int) -> np.ndarray:
         return self._logits(self._head(np.asarray(h, dtype=np.float64), f"support_heads.{cls}"))
 
-    def detail_vectors(self, cls: int) -> np.ndarray:
-        """(SUPPORT[cls], DETAIL[cls], 24) int8 codewords of class ``cls`` (a view of the codebook)."""
-        if cls not in self._details:
-            lo = BASES[cls]
-            book = lattice._codebook_int8()[lo : lo + SUPPORT[cls] * DETAIL[cls]]
-            self._details[cls] = book.reshape(SUPPORT[cls], DETAIL[cls], lattice.DIM)
-        return self._details[cls]
-
     def detail_logits(self, h, cls: int, a) -> np.ndarray:
         """(N, hidden) features and (N,) supports of class ``cls`` → (N, DETAIL[cls]) logits."""
         h = np.asarray(h, dtype=np.float64)
         a = np.asarray(a, dtype=np.int64)
         u = self._logits(self._head(h, "u_head"))  # (N, 24), 1/256 nat per unit of a codeword entry
-        v = self.detail_vectors(cls)[a].astype(np.float64)  # (N, m, 24)
+        v = detail_vectors(cls)[a].astype(np.float64)  # (N, m, 24)
         y = np.matmul(v, u[:, :, None])[:, :, 0]
         if cls == 1:
             y += self._logits(self._head(h, "place_head"))
@@ -221,19 +207,16 @@ def prior_path_for(weights: str | os.PathLike) -> Path:
 _INT_DTYPES = {"I32": np.int32, "I64": np.int64}  # safetensors' names of the integer types a prior may hold
 
 
-def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None, device=None) -> ExactPrior:
+def load_prior(path: str | os.PathLike, tokenizer_id: bytes | None = None) -> ExactPrior:
     """Read an exact prior (safetensors only, with ``safetensors``' numpy reader).
 
-    ``device`` is accepted and ignored (the prior has none; see ``ExactPrior``). Shapes and
-    types are checked from the file's header before any tensor is read: a tensor of a type
-    numpy lacks (bfloat16) is refused as "not integers", not as an unreadable file.
+    Shapes and types are checked from the file's header before any tensor is read: a tensor
+    of a type numpy lacks (bfloat16) is refused as "not integers", not as an unreadable file.
 
     Raises:
         ModelError: unreadable file, not a leechcodec prior, wrong shapes or tensor types,
             or a prior trained for a different tokenizer than ``tokenizer_id``.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"prior file not found: {path}")

@@ -1,27 +1,7 @@
-"""The first shell of the Leech lattice Λ24: 196,560 codewords and an exact nearest search.
-
-Coordinates are the standard integer ones (scaled by √8), so every minimal vector has
-squared norm 32; divided by √32 they are unit vectors whose closest pairs are at distance 1.
-
-Canonical index order (part of the .lq format, docs/FORMAT.md; never change it)
--------------------------------------------------------------------------------
-The extended Golay code C is generated from the cyclic [23,12] code with generator
-polynomial g(x) = 1 + x^2 + x^4 + x^5 + x^6 + x^10 + x^11 (coefficient of x^i at
-coordinate i), extended by an overall parity bit at coordinate 23. A codeword is read as
-the integer ``sum(c_i << i)`` and the 4,096 codewords are sorted by that integer; the 759
-octads (weight-8 codewords) keep that order.
-
-==========  ==================  ===============================================================
-index       count               vector
-==========  ==================  ===============================================================
-0           759 × 128 = 97,152  ``128*o + p``: ±2 on octad ``o`` (its positions q0<…<q7). Bit k
-                                of ``p`` (k < 7) makes the sign at q_k negative; the sign at q7
-                                is negative iff popcount(p) is odd (even number of minus signs).
-97,152      4,096 × 24 = 98,304 ``97152 + 24*c + j``: s_i = (-1)^{c_i} for Golay word ``c``, then
-                                v = s with v_j replaced by -3·s_j (shape ∓3 ±1^23).
-195,456     276 × 4 = 1,104     ``195456 + 4*r + t``: ±4 at the pair (a, b), a < b, of rank ``r``
-                                in lexicographic order; bit 0 of ``t`` negates a, bit 1 negates b.
-==========  ==================  ===============================================================
+"""The Λ24 searches: the codeword nearest each row of an array (numpy or torch), codeword vectors,
+index arithmetic that takes torch tensors too. The codewords themselves (the canonical index
+order, its tables and constants) are built in ``codewords``; its constants are re-exported here,
+where callers read them.
 
 Nearest search
 --------------
@@ -52,105 +32,42 @@ numpy and torch
 ---------------
 This module imports numpy only: the codec encodes and decodes with numpy and ONNX Runtime.
 Numpy input is searched in numpy (``_nearest_structured_np``, ``nearest_brute``). Torch
-tensors (training: CPU or CUDA, under autocast) go to ``_lattice_torch``, imported on the
+tensors (training: CPU or CUDA, under autocast) go to ``lattice_torch``, imported on the
 first tensor seen, which returns torch; so do the tiled searches, which are torch only.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 
 import numpy as np
 
-N_CODEWORDS = 196_560
-DIM = 24
-SQ_NORM = 32
-N_OCTAD_VECS = 759 * 128
-N_GOLAY_VECS = 4096 * 24
-OCTAD_BASE = 0
-GOLAY_BASE = N_OCTAD_VECS
-PAIR_BASE = N_OCTAD_VECS + N_GOLAY_VECS
-BITS_PER_INDEX = float(np.log2(N_CODEWORDS))
-
-_GOLAY_GENERATOR = (0, 2, 4, 5, 6, 10, 11)  # exponents of g(x)
-_EPS = 1e-4  # float32 slack on the pruning bounds; survivors are scored exactly in float64
-
-
-@functools.lru_cache(maxsize=None)
-def golay_codewords() -> np.ndarray:
-    """The 4,096 extended Golay codewords as a (4096, 24) uint8 0/1 array, in index order."""
-    basis = []
-    for shift in range(12):
-        word = np.zeros(24, dtype=np.uint8)
-        for e in _GOLAY_GENERATOR:
-            word[e + shift] = 1
-        word[23] = word[:23].sum() % 2
-        basis.append(word)
-    basis = np.array(basis)  # (12, 24)
-    msgs = (np.arange(4096)[:, None] >> np.arange(12)[None, :]) & 1  # (4096, 12)
-    words = (msgs @ basis) % 2  # (4096, 24)
-    keys = (words.astype(np.int64) << np.arange(24)).sum(1)
-    words = words[np.argsort(keys)]
-    words.setflags(write=False)
-    return words.astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=None)
-def _tables() -> dict:
-    words = golay_codewords()
-    weights = words.sum(1)
-    octad_mask = words[weights == 8]  # (759, 8 ones)
-    octpos = np.stack([np.flatnonzero(w) for w in octad_mask])  # (759, 8) ascending
-    p = np.arange(128)
-    bits7 = (p[:, None] >> np.arange(7)[None, :]) & 1  # (128, 7)
-    last = bits7.sum(1) % 2
-    octad_neg = np.concatenate([bits7, last[:, None]], 1)  # (128, 8) 1 = minus
-    pairs = np.array(list(itertools.combinations(range(24), 2)))  # (276, 2)
-    pair_rank = np.full((24, 24), -1, dtype=np.int64)
-    pair_rank[pairs[:, 0], pairs[:, 1]] = np.arange(len(pairs))
-    return dict(
-        words=words,
-        octad_mask=octad_mask,
-        octpos=octpos,
-        octad_neg=octad_neg,
-        pairs=pairs,
-        pair_rank=pair_rank,
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def _codebook_int8() -> np.ndarray:
-    t = _tables()
-    # octads: (759, 128, 24)
-    oct_vecs = np.zeros((759, 128, 24), dtype=np.int8)
-    signs = (2 * (1 - 2 * t["octad_neg"].astype(np.int8)))  # (128, 8) values ±2
-    rows = np.arange(759)[:, None, None]
-    cols = t["octpos"][:, None, :]  # (759, 1, 8)
-    oct_vecs[rows, np.arange(128)[None, :, None], cols] = signs[None]
-    # Golay: (4096, 24 j, 24 i)
-    s = (1 - 2 * t["words"].astype(np.int8))  # (4096, 24) ±1
-    mult = (1 - 4 * np.eye(24, dtype=np.int8))  # (24 j, 24 i): -3 on the diagonal
-    gol_vecs = s[:, None, :] * mult[None]
-    # pairs: (276, 4, 24)
-    pair_vecs = np.zeros((276, 4, 24), dtype=np.int8)
-    tt = np.arange(4)
-    sa = 4 * (1 - 2 * (tt & 1))
-    sb = 4 * (1 - 2 * ((tt >> 1) & 1))
-    r = np.arange(276)[:, None]
-    pair_vecs[r, tt[None, :], t["pairs"][:, 0:1]] = sa[None, :]
-    pair_vecs[r, tt[None, :], t["pairs"][:, 1:2]] = sb[None, :]
-    book = np.concatenate(
-        [oct_vecs.reshape(-1, 24), gol_vecs.reshape(-1, 24), pair_vecs.reshape(-1, 24)]
-    )
-    book.setflags(write=False)
-    return book
+from . import codewords
+from .codewords import (  # noqa: F401 - re-exported: the constants callers read here
+    BASES,
+    BITS_PER_INDEX,
+    DETAIL,
+    DIM,
+    GOLAY_BASE,
+    N_CODEWORDS,
+    N_OCTAD_VECS,
+    OCTAD_BASE,
+    PAIR_BASE,
+    PRUNE_SLACK,
+    SQ_NORM,
+    SUPPORT,
+    TILED_STATS,
+    check_shape,
+    codebook_int8,
+    golay_codewords,
+    tables,
+)
 
 
 def codebook() -> np.ndarray:
     """All 196,560 minimal vectors as a (196560, 24) int32 array in canonical index order."""
-    return _codebook_int8().astype(np.int32)
+    return codebook_int8().astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- torch, lazily
@@ -162,29 +79,11 @@ def _is_torch(x) -> bool:
 
 
 def _torch():
-    """The torch half of this module (``_lattice_torch``; importing it imports torch)."""
-    from . import _lattice_torch
+    """The torch half of the searches (``lattice_torch``): imported on first use, not at the
+    top, so that numpy-only users (encode, decode) never import torch."""
+    from . import lattice_torch
 
-    return _lattice_torch
-
-
-# names that live in ``_lattice_torch`` and stay readable here (tests, benchmarks, rdo.py):
-# looked up on first use, so ``import leechcodec.lattice`` never imports torch
-_TORCH_NAMES = frozenset(
-    {"_torch_tables", "_as_torch", "_AUTOCAST_DEVICES", "_full_precision", "_scan", "_REL_ERR",
-     "_fp32_reductions", "_nearest_structured", "_pow2_unit"}
-)  # fmt: skip
-
-
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        return getattr(_torch(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _check_shape(z) -> None:
-    if z.ndim != 2 or z.shape[1] != DIM:
-        raise ValueError(f"expected an (N, {DIM}) array, got shape {tuple(z.shape)}")
+    return lattice_torch
 
 
 def vectors(indices, check: bool = True):
@@ -196,21 +95,17 @@ def vectors(indices, check: bool = True):
     ``nearest`` (in range by construction), as in the training step.
     """
     if _is_torch(indices):
-        book = _torch()._torch_tables(str(indices.device))["book"]
-        idx = indices.long()
-        if check and idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
-            raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
-        return book[idx].float() / np.sqrt(SQ_NORM)
+        return _torch().vectors(indices, check)
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
         raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
-    return _codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
+    return codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
 
 
 # ----------------------------------------------------------------------------- searches
 @functools.lru_cache(maxsize=None)
 def _codebook_f64() -> np.ndarray:
-    book = _codebook_int8().astype(np.float64)
+    book = codebook_int8().astype(np.float64)
     book.setflags(write=False)
     return book
 
@@ -223,7 +118,7 @@ def nearest_brute(z, chunk: int = 256):
     if _is_torch(z):
         return _torch().nearest_brute(z, chunk)
     zd = np.asarray(z, dtype=np.float64)
-    _check_shape(zd)
+    check_shape(zd)
     book = _codebook_f64()
     out = np.empty(len(zd), dtype=np.int64)
     for i in range(0, len(zd), chunk):
@@ -231,14 +126,11 @@ def nearest_brute(z, chunk: int = 256):
     return out
 
 
-TILED_CANDIDATES = 8
-TILED_STATS = {"rows": 0, "uncertified": 0}  # since import, for profiles
-
-
 def nearest_tiled(z, chunk: int | None = None, dtype=None):
     """Exact nearest search by a brute-force matmul in ``dtype`` (a torch dtype, float32 if
-    None; fastest on a GPU): ``TILED_CANDIDATES`` approximate best rescored in float64, with
-    a certificate that nothing left out can win (proof in ``_lattice_torch.nearest_tiled``).
+    None; fastest on a GPU): the few approximate best rescored in float64, with a certificate
+    that nothing left out can win (proof in ``lattice_torch.nearest_tiled``; rows searched
+    again in full counted in ``TILED_STATS``).
     Torch only: numpy input goes through torch and comes back numpy."""
     return _torch().nearest_tiled(z, chunk, dtype)
 
@@ -264,7 +156,7 @@ def nearest(z, method: str = "auto"):
     if _is_torch(z):
         return _torch().nearest(z, method)
     z = np.asarray(z)
-    _check_shape(z)
+    check_shape(z)
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}")
     if method in ("tiled", "tiled16"):
@@ -276,7 +168,7 @@ def nearest(z, method: str = "auto"):
 
 @functools.lru_cache(maxsize=None)
 def _np_tables() -> dict:
-    t = _tables()
+    t = tables()
     signs = 1.0 - 2.0 * t["words"]  # (4096, 24) ±1 float64
     return dict(
         octad_mask_t=np.ascontiguousarray(t["octad_mask"].T, dtype=np.float32),  # (24, 759)
@@ -293,8 +185,8 @@ def _pow2_unit_np(zd: np.ndarray) -> np.ndarray:
     """Rows times a power of two that brings max|z| into [0.5, 1) (zero rows unchanged).
 
     Exact in float64 (short of underflow), so the float64 scores scale exactly and the argmax
-    and its ties are those of the input; the pruning slack ``_EPS`` is absolute and holds for
-    max|z| < 1 (the float32 bounds err by under 5e-5 there), not for inputs of any norm.
+    and its ties are those of the input; the pruning slack ``PRUNE_SLACK`` is absolute and
+    holds for max|z| < 1 (the float32 bounds err by under 5e-5 there), not for inputs of any norm.
     """
     return np.ldexp(zd, -np.frexp(np.abs(zd).max(1))[1][:, None])
 
@@ -302,13 +194,13 @@ def _pow2_unit_np(zd: np.ndarray) -> np.ndarray:
 def _nearest_structured_np(z: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """The structured search (module docstring) in numpy: int64 indices of an (N, 24) array.
 
-    A port of ``_lattice_torch._nearest_structured`` with the same bounds, slack and float64
+    A port of ``lattice_torch._nearest_structured`` with the same bounds, slack and float64
     rescoring, so it returns the float64 argmax over all 196,560 codewords (``nearest_brute``)
     with ties to the smallest index. ``chunk`` rows at a time: the (rows, 4096) Golay bounds
     are the memory (32 MB of float32 at 2048 rows).
     """
     zd = np.asarray(z, dtype=np.float64)
-    _check_shape(zd)
+    check_shape(zd)
     out = np.empty(len(zd), dtype=np.int64)
     for i in range(0, len(zd), chunk):
         out[i : i + chunk] = _structured_chunk(zd[i : i + chunk])
@@ -364,8 +256,8 @@ def _structured_chunk(zd: np.ndarray) -> np.ndarray:
     _, o1 = octad_exact(rows, osum.argmax(1))
     _, g1 = golay_exact(rows, base.argmax(1))
     lb = np.maximum(np.maximum(o1, g1), p_score[:, 0]).astype(np.float32)
-    o_r, o_o = np.divmod(np.flatnonzero(osum > (lb - _EPS)[:, None]), 759)  # 3× faster than 2-D nonzero
-    g = np.flatnonzero(base > (lb - 4.0 * amax - _EPS)[:, None])
+    o_r, o_o = np.divmod(np.flatnonzero(osum > (lb - PRUNE_SLACK)[:, None]), 759)  # 3× faster than 2-D nonzero
+    g = np.flatnonzero(base > (lb - 4.0 * amax - PRUNE_SLACK)[:, None])
     g_r, g_w = g >> 12, g & 4095  # 4096 words a row
     # tighter: max_j(-s_j z_j) is |z| at the first of the largest |z| where s disagrees with z's
     # sign (a1 if it disagrees at the largest, else a2 at the second, else at most a3)
@@ -374,7 +266,7 @@ def _structured_chunk(zd: np.ndarray) -> np.ndarray:
     for k in (1, 0):
         j = top3[g_r, k]
         m_bound = np.where(T["s_neg"][24 * g_w + j] != neg[g_r, j], a_top[g_r, k], m_bound)
-    keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - _EPS
+    keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - PRUNE_SLACK
     g_r, g_w = g_r[keep], g_w[keep]
     o_idx, o_score = octad_exact(o_r, o_o)
     g_idx, g_score = golay_exact(g_r, g_w)
@@ -390,14 +282,7 @@ def _structured_chunk(zd: np.ndarray) -> np.ndarray:
     return out
 
 
-# ----------------------------------------------------------------------------- structure
-# Each block of the index order is (support × detail): a codeword is (class, support, detail)
-# with index = BASES[class] + support · DETAIL[class] + detail. The AR prior codes it in that order.
-BASES = (OCTAD_BASE, GOLAY_BASE, PAIR_BASE)
-SUPPORT = (759, 4096, 276)  # octads / Golay words / pairs
-DETAIL = (128, 24, 4)  # sign patterns / place of the ∓3 / signs
-
-
+# ----------------------------------------------------------------------------- index arithmetic
 def split_index(idx):
     """Codeword indices → (class, support, detail); inverse of ``join_index``.
 
@@ -405,16 +290,11 @@ def split_index(idx):
     """
     if _is_torch(idx):
         return _torch().split_index(idx)
-    idx = np.asarray(idx, dtype=np.int64)
-    cls = (idx >= GOLAY_BASE).astype(np.int64) + (idx >= PAIR_BASE)
-    off = idx - np.asarray(BASES, dtype=np.int64)[cls]
-    m = np.asarray(DETAIL, dtype=np.int64)[cls]
-    return cls, off // m, off % m
+    return codewords.split_index(idx)
 
 
 def join_index(cls, support, detail):
     """(class, support, detail) → codeword indices: torch if ``cls`` is a tensor, else int64 numpy."""
     if _is_torch(cls):
         return _torch().join_index(cls, support, detail)
-    cls, support, detail = (np.asarray(x, dtype=np.int64) for x in (cls, support, detail))
-    return np.asarray(BASES, dtype=np.int64)[cls] + support * np.asarray(DETAIL, dtype=np.int64)[cls] + detail
+    return codewords.join_index(cls, support, detail)

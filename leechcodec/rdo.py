@@ -7,7 +7,7 @@ context it sees is the one the decoder will see), it takes the codeword minimisi
     D + λ · bits,   D = |y − v/√32|²  (y: the encoder's unit latent, v: the codeword),
                     bits = −log2 p(class) − log2 p(support | class) − log2 p(detail | class, support)
 
-with p from the exact integer prior (``coders.frequencies``, the probabilities the range coder
+with p from the exact integer prior (``probability.bits``, the probabilities the range coder
 uses). Candidates are a few codeword *supports* (octads, Golay words, pairs of coordinates)
 near the latent — found with the bounds of the exact nearest search (``lattice``) — and the
 supports the prior finds most likely in each class; for every candidate support all its
@@ -31,26 +31,15 @@ import math
 
 import numpy as np
 
-from . import lattice
-from .coders import frequencies
+from .codewords import BASES, DETAIL, DIM, SQ_NORM, detail_vectors, split_index, tables
+from .probability import bits
 
 GEOMETRIC = 4  # nearest supports per class by the search's bounds (octads, Golay words)
 SUPPORT_BATCH = 2048  # latents per geometric_supports call: its (n, 4096) float64 scores stay at 64 MB
 CHOOSE_BATCH = 64  # positions per pass of ``choose``: their (M, 128, 24) float64 candidate codewords stay at ~15 MB
 LIKELY = 4  # most likely supports per class under the prior (2 and 8 measured worse, docs/training-log.md)
 MAX_DIST = 1.0  # candidates farther than this squared distance from the latent are never chosen
-_SQRT32 = math.sqrt(lattice.SQ_NORM)
-
-
-def bits_of(freq) -> np.ndarray:
-    """(N, n) integer frequencies → (N, n) bits of each symbol, −log2(f / Σf)."""
-    f = np.asarray(freq, dtype=np.float64)
-    return np.log2(f.sum(1, keepdims=True)) - np.log2(f)
-
-
-def _bits(logits: np.ndarray) -> np.ndarray:
-    """(N, n) integer logits → (N, n) bits under the range coder's frequencies."""
-    return bits_of(frequencies(logits))
+_SQRT32 = math.sqrt(SQ_NORM)
 
 
 def _top(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
@@ -80,7 +69,7 @@ def _top(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _score_tables() -> tuple[np.ndarray, np.ndarray]:
     """(24, 759) octad masks and (24, 4096) Golay signs (−1)^c, float64, for ``geometric_supports``."""
-    T = lattice._tables()
+    T = tables()
     return (np.ascontiguousarray(T["octad_mask"].T, dtype=np.float64),
             np.ascontiguousarray(1.0 - 2.0 * T["words"].T.astype(np.float64)))  # fmt: skip
 
@@ -90,7 +79,7 @@ def geometric_supports(y, nearest, m: int | None = None) -> tuple[np.ndarray, np
 
     The octads with the largest Σ|y| over their 8 places, the Golay words whose signs agree
     best with y, and the three pairs of the largest |y|: the candidates the exact nearest search
-    bounds from above (``lattice._nearest_structured``), so the best codeword of each is close.
+    bounds from above (``lattice``'s structured search), so the best codeword of each is close.
     Scores are float64 sums of the float32 latents' entries, exact (so in any order) unless a
     row's entries span more than 2^25 in magnitude: the candidates depend neither on the BLAS
     nor on the batch; equal scores go to the first support (``_top``).
@@ -99,11 +88,11 @@ def geometric_supports(y, nearest, m: int | None = None) -> tuple[np.ndarray, np
     octad_mask, signs = _score_tables()
     yf = np.asarray(y, dtype=np.float32).astype(np.float64)
     ax = np.abs(yf)
-    ncls, nsup, _ = lattice.split_index(np.asarray(nearest))
+    ncls, nsup, _ = split_index(np.asarray(nearest))
     octads = _top(ax @ octad_mask, m)
     words = _top(yf @ signs, m)
     top3 = _top(ax, 3)
-    pair_rank = lattice._tables()["pair_rank"]
+    pair_rank = tables()["pair_rank"]
     pairs = []
     for u, v in ((0, 1), (0, 2), (1, 2)):
         a, b = np.minimum(top3[:, u], top3[:, v]), np.maximum(top3[:, u], top3[:, v])
@@ -163,26 +152,26 @@ def _choose(prior, h, y, nearest, cls0, sup0, lam: float, likely: int | None) ->
     n = len(h)
     yd = np.asarray(y, dtype=np.float64)
     cls0, sup0 = np.asarray(cls0, dtype=np.int64), np.asarray(sup0, dtype=np.int64)
-    bits_c = _bits(prior.class_logits(h))  # (N, 3)
+    bits_c = bits(prior.class_logits(h))  # (N, 3)
     best_cost = np.full(n, math.inf)
     best_idx = np.array(nearest, dtype=np.int64)
     rows = np.arange(n)
-    for k in range(len(lattice.BASES)):
-        bits_s = _bits(prior.support_logits(h, k))  # (N, SUPPORT[k])
+    for k in range(len(BASES)):
+        bits_s = bits(prior.support_logits(h, k))  # (N, SUPPORT[k])
         mine = np.where(cls0 == k, sup0, -1)  # (N, C): this class's candidates, -1 elsewhere
         cand = np.concatenate([mine, _top(bits_s, likely, largest=False)], 1)  # (N, C')
         r, j = np.nonzero(cand >= 0)  # row-major: each position's candidates in their order
         if len(r) == 0:
             continue
         a = cand[r, j]
-        bits_d = _bits(prior.detail_logits(h[r], k, a))  # (M, DETAIL[k])
-        vecs = _detail_vectors(k)[a].astype(np.float64)  # (M, DETAIL[k], 24) integer codewords
+        bits_d = bits(prior.detail_logits(h[r], k, a))  # (M, DETAIL[k])
+        vecs = detail_vectors(k)[a].astype(np.float64)  # (M, DETAIL[k], 24) integer codewords
         dist = 2.0 - 2.0 * np.matmul(vecs, yd[r][:, :, None])[:, :, 0] / _SQRT32
         cost = dist + lam * (bits_d + (bits_c[r, k] + bits_s[r, a])[:, None])
         cost = np.where(dist <= MAX_DIST, cost, math.inf)  # far codewords: the decoder's error is not |y - v|²
         d_arg = cost.argmin(1)  # first detail on ties
         c_min = cost[np.arange(len(r)), d_arg]
-        idx = lattice.BASES[k] + a * lattice.DETAIL[k] + d_arg
+        idx = BASES[k] + a * DETAIL[k] + d_arg
         # per position, the cheapest candidate (the earliest on ties: the nearest codeword's support first)
         table = np.full(cand.shape, math.inf)
         table[r, j] = c_min
@@ -196,17 +185,9 @@ def _choose(prior, h, y, nearest, cls0, sup0, lam: float, likely: int | None) ->
     return best_idx
 
 
-def _detail_vectors(k: int) -> np.ndarray:
-    """(SUPPORT[k], DETAIL[k], 24) int8 integer codewords of class k: a view of the codebook (each
-    batch's candidates are widened to float64; the whole codebook in float64 would be 38 MB)."""
-    start = lattice.BASES[k]
-    rows = lattice._codebook_int8()[start : start + lattice.SUPPORT[k] * lattice.DETAIL[k]]
-    return rows.reshape(lattice.SUPPORT[k], lattice.DETAIL[k], lattice.DIM)
-
-
 def as_latents(latents) -> np.ndarray:
     """(…, 24) latents as (N, 24) float32 unit vectors (``choose`` widens each chunk to float64:
     a 64-megapixel picture's latents stay at 100 MB). The norm is taken in float64."""
-    y = np.asarray(latents, dtype=np.float32).reshape(-1, lattice.DIM)
+    y = np.asarray(latents, dtype=np.float32).reshape(-1, DIM)
     norm = np.sqrt(np.square(y, dtype=np.float64).sum(1, keepdims=True))
     return (y / np.maximum(norm, 1e-12)).astype(np.float32)

@@ -9,8 +9,8 @@ norms), and it adds ``gain_k`` times that unit codeword to the decoder's input::
 
 The gains are fixed per stage by the model's config (``stage_gain``, ``stage_decay``;
 ``models/config.py``), so the decoder network runs once, on the sum, whatever the number of
-stages. The defaults fit the shipped model's residuals on Kodak (mean ``r_k · c_k`` 0.520,
-0.325, 0.204 for k = 2, 3, 4; ``python benchmarks/stage_gains.py``).
+stages. The defaults (``STAGE_GAIN``, ``STAGE_DECAY``) fit the shipped model's residuals on
+Kodak (mean ``r_k · c_k`` 0.520, 0.325, 0.204 for k = 2, 3, 4; ``python benchmarks/stages.py``).
 
 A later-stage position may hold no token (``ABSENT``): the ``ar`` coder spends a flag on it
 instead of 17.585 bits, and the rate knob (``lam``) leaves out the tokens whose distortion
@@ -24,16 +24,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import lattice
-from .container import MAX_STAGES  # noqa: F401 - what a stream may hold (docs/FORMAT.md, version 3)
+from .container import MAX_STAGES  # what a stream may hold (docs/FORMAT.md, version 3)
+
 ABSENT = -1  # a later-stage position without a token
 TOKEN_BITS = 18.0  # what the rate knob charges a later-stage token: 17.585 bits and about one for its flag
+STAGE_GAIN = 0.52  # gain_2: a config's ``stage_gain`` unless it says otherwise
+STAGE_DECAY = 0.625  # gain_(k+1) / gain_k: a config's ``stage_decay`` unless it says otherwise
 
 
 def gains(model, stages: int) -> np.ndarray:
     """(stages,) float32: the factor of each stage's unit codeword in the decoder's input.
     ``model``: a model with a ``cfg``, or the config itself."""
     cfg = getattr(model, "cfg", model)
-    g2, decay = getattr(cfg, "stage_gain", 0.52), getattr(cfg, "stage_decay", 0.625)
+    g2, decay = getattr(cfg, "stage_gain", STAGE_GAIN), getattr(cfg, "stage_decay", STAGE_DECAY)
     return np.array([1.0] + [g2 * decay**k for k in range(stages - 1)], dtype=np.float32)
 
 

@@ -22,8 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file as load_numpy
 
-from leechcodec import coders, lattice
-from leechcodec.models.io import DEFAULT_WEIGHTS, model_id_of
+from leechcodec import coders, lattice, probability
+from leechcodec.models.config import DEFAULT_WEIGHTS, model_id_of
 from leechcodec.models.prior import ARPrior, PRIOR_PRESETS, exact, prior_id_of, prior_path_for, quantize_state
 from leechcodec.models.vit import TokenizerConfig
 
@@ -185,10 +185,10 @@ def _workload(seed: int, batches: int):
 
 def test_frequencies_are_the_documented_table():
     t = spec_exp_table()
-    assert np.array_equal(coders.exp_table(), t)
+    assert np.array_equal(probability.exp_table(), t)
     for logits, _, _ in _workload(1, 40):
         want = np.stack([spec_frequencies(row) for row in logits])
-        assert np.array_equal(coders.frequencies(logits.astype(np.float64)), want)
+        assert np.array_equal(probability.frequencies(logits.astype(np.float64)), want)
 
 
 def test_constriction_writes_the_documented_words():

@@ -141,11 +141,6 @@ def test_prior_ids_are_unchanged(path):
         assert [i.hex() for i in ep.ids] == [GOLDEN["prior"]["prior_id"], GOLDEN["prior"]["legacy_prior_id"]]
 
 
-def test_the_prior_has_no_device():
-    ep = load_prior(SHIPPED_PRIOR)
-    assert ep.device == "cpu" and ep.to("cuda") is ep and ep.to("cpu") is ep  # codec's _prior_on keeps working
-
-
 def test_load_prior_checks_types_and_bounds_from_the_header(tmp_path):
     torch.manual_seed(6)
     m = ARPrior(PRIOR_PRESETS["tiny"])

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 import leechcodec
 from leechcodec.cli.main import cli
-from leechcodec import coders, lattice
+from leechcodec import coders, lattice, probability
 from leechcodec.container import HEADER, TRAILER
 from leechcodec.errors import FormatError, ModelError, ModelMismatchError
 from leechcodec.models.io import load_weights, save_weights
@@ -31,7 +31,8 @@ from leechcodec.models.prior import (
     prior_path_for,
     save_prior,
 )
-from leechcodec.models.train import TrainConfig, TrainError, export_checkpoint, train
+from leechcodec.models.errors import TrainError
+from leechcodec.models.train import TrainConfig, export_checkpoint, train
 from leechcodec.models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,12 +68,12 @@ def test_exp_table_is_exp():
     (e^(−d/256) is irrational for d > 0, so no entry is a tie and 40 digits decide every rounding)."""
     from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-    assert (coders.EXP_ONE, coders.EXP_FRAC, coders.EXP_SPAN) == (2**24, 8, 17 * 256)
+    assert (probability.EXP_ONE, probability.EXP_FRAC, probability.EXP_SPAN) == (2**24, 8, 17 * 256)
     with localcontext() as ctx:
         ctx.prec = 40
         rounded = [(2**24 * (Decimal(-d) / 256).exp()).to_integral_value(ROUND_HALF_EVEN) for d in range(4353)]
     want = [max(1, int(e)) for e in rounded]
-    t = coders.exp_table()
+    t = probability.exp_table()
     assert t.shape == (4353,) and bool((t == t.round()).all())  # whole numbers (held as float64)
     bad = [(d, int(t[d]), w) for d, w in enumerate(want) if int(t[d]) != w]
     assert not bad, f"{len(bad)} entries differ (d, table, exact): {bad[:5]}"

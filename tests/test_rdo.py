@@ -17,7 +17,7 @@ from PIL import Image
 
 import leechcodec
 from leechcodec.cli.main import cli
-from leechcodec import coders, container, lattice, rdo
+from leechcodec import coders, container, lattice, probability, rdo
 from leechcodec.errors import RateError
 from leechcodec.models.io import load_weights
 
@@ -103,7 +103,7 @@ def test_vanishing_lambda_picks_the_nearest_codewords(model):
 
 def _bits(logits) -> np.ndarray:
     """−log2 p of each symbol of one row of logits, from the coder's integer frequencies."""
-    f = coders.frequencies(logits)[0]
+    f = probability.frequencies(logits)[0]
     return np.log2(f.sum()) - np.log2(f)
 
 

@@ -2,8 +2,9 @@
 autocast), for training.
 
 ``lattice`` imports this module only when it is given a torch tensor (or asked for a tiled
-search, or for one of the names below), so that encoding and decoding with numpy and ONNX
-Runtime never import torch. Read the searches' description in ``lattice``'s docstring.
+search), so that encoding and decoding with numpy and ONNX Runtime never import torch. Read
+the searches' description in ``lattice``'s docstring; the codewords and their tables come from
+``codewords``, as ``lattice``'s do.
 """
 
 from __future__ import annotations
@@ -14,32 +15,34 @@ import functools
 import numpy as np
 import torch
 
-from .lattice import (
+from .codewords import (
     BASES,
     DETAIL,
     GOLAY_BASE,
     N_CODEWORDS,
     OCTAD_BASE,
     PAIR_BASE,
-    TILED_CANDIDATES,
+    PRUNE_SLACK,
+    SQ_NORM,
     TILED_STATS,
-    _EPS,
-    _check_shape,
-    _codebook_int8,
-    _tables,
+    check_shape,
+    codebook_int8,
+    tables,
 )
+
+TILED_CANDIDATES = 8  # approximate best of the tiled search rescored in float64
 
 
 @functools.lru_cache(maxsize=None)
 def _torch_tables(device: str) -> dict:
-    t = _tables()
+    t = tables()
     dev = torch.device(device)
     return dict(
         octad_mask=torch.tensor(t["octad_mask"], dtype=torch.float32, device=dev),  # (759, 24)
         octpos=torch.tensor(t["octpos"], dtype=torch.long, device=dev),  # (759, 8)
         signs=torch.tensor(1 - 2 * t["words"].astype(np.float32), device=dev),  # (4096, 24)
         pair_rank=torch.tensor(t["pair_rank"], device=dev),
-        book=torch.tensor(_codebook_int8(), device=dev),  # (196560, 24) int8
+        book=torch.tensor(codebook_int8(), device=dev),  # (196560, 24) int8
         pow7=torch.tensor([1 << k for k in range(7)], dtype=torch.long, device=dev),
         pow8=torch.tensor([1 << k for k in range(7)] + [0], dtype=torch.long, device=dev),
     )
@@ -66,7 +69,7 @@ def _full_precision(device: torch.device):
 def _scan(z, dtype: torch.dtype, chunk: int):
     """argmax of <z, c> over all codewords in ``dtype``, ``chunk`` rows at a time (first index on ties)."""
     zt, was_torch = _as_torch(z)
-    _check_shape(zt)
+    check_shape(zt)
     with torch.no_grad(), _full_precision(zt.device):
         book = _torch_tables(str(zt.device))["book"].to(dtype)
         out = torch.empty(zt.shape[0], dtype=torch.long, device=zt.device)
@@ -74,6 +77,14 @@ def _scan(z, dtype: torch.dtype, chunk: int):
         for i in range(0, zt.shape[0], chunk):
             out[i : i + chunk] = (zc[i : i + chunk] @ book.T).argmax(1)  # (chunk, 196560) scores
     return out if was_torch else out.cpu().numpy()
+
+
+def vectors(indices: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """``lattice.vectors`` on a torch tensor: float32 unit vectors on its device."""
+    idx = indices.long()
+    if check and idx.numel() and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
+        raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
+    return _torch_tables(str(indices.device))["book"][idx].float() / np.sqrt(SQ_NORM)
 
 
 def nearest_brute(z, chunk: int = 256):
@@ -118,7 +129,7 @@ def nearest_tiled(z, chunk: int | None = None, dtype: torch.dtype | None = None)
     """
     dtype = torch.float32 if dtype is None else dtype
     zt, was_torch = _as_torch(z)
-    _check_shape(zt)
+    check_shape(zt)
     if dtype not in _REL_ERR:
         raise ValueError(f"nearest_tiled: dtype must be one of {list(_REL_ERR)}, got {dtype}")
     n = zt.shape[0]
@@ -155,7 +166,7 @@ def nearest_tiled(z, chunk: int | None = None, dtype: torch.dtype | None = None)
 def nearest(z, method: str = "auto"):
     """``lattice.nearest`` for torch tensors (and numpy input to the tiled searches)."""
     zt, was_torch = _as_torch(z)
-    _check_shape(zt)
+    check_shape(zt)
     if method == "auto":
         method = "tiled" if zt.device.type == "cuda" else "structured"
     if method == "brute":
@@ -172,12 +183,8 @@ def nearest(z, method: str = "auto"):
 
 
 def _pow2_unit(zd: torch.Tensor) -> torch.Tensor:
-    """Rows times a power of two that brings max|z| into [0.5, 1) (zero rows unchanged).
-
-    Exact in float64 (short of underflow), so the float64 scores scale exactly and the argmax
-    and its ties are those of the input; the pruning slack ``_EPS`` is absolute and holds for
-    max|z| < 1 (the float32 bounds err by under 5e-5 there), not for inputs of any norm.
-    """
+    """Rows times a power of two that brings max|z| into [0.5, 1) (zero rows unchanged): exact,
+    as ``lattice._pow2_unit_np`` (which says why the search needs it)."""
     e = torch.frexp(zd.abs().amax(1)).exponent.long().clamp(-1022, 1022)
     return zd * ((1023 - e) << 52).view(torch.float64)[:, None]  # 2^-e built from its bits
 
@@ -240,8 +247,8 @@ def _nearest_structured(zt: torch.Tensor, chunk: int = 2048) -> torch.Tensor:  #
     _, o1 = octad_exact(rows, osum.argmax(1))
     _, g1 = golay_exact(rows, base.argmax(1))
     lb = torch.maximum(torch.maximum(o1, g1), p_score[0]).float()
-    o_r, o_o = torch.nonzero(osum > (lb - _EPS)[:, None], as_tuple=True)
-    g_r, g_w = torch.nonzero(base > (lb - 4.0 * amax - _EPS)[:, None], as_tuple=True)
+    o_r, o_o = torch.nonzero(osum > (lb - PRUNE_SLACK)[:, None], as_tuple=True)
+    g_r, g_w = torch.nonzero(base > (lb - 4.0 * amax - PRUNE_SLACK)[:, None], as_tuple=True)
     # tighter: max_j(-s_j z_j) is |z| at the first of the largest |z| where s disagrees with z's
     # sign (a1 if it disagrees at the largest, else a2 at the second, else at most a3)
     a_top = ax[rows[:, None], top3]  # (N, 3) float32, descending
@@ -250,7 +257,7 @@ def _nearest_structured(zt: torch.Tensor, chunk: int = 2048) -> torch.Tensor:  #
     for k in (1, 0):
         j = top3[g_r, k]
         m_bound = torch.where(s_neg[g_w, j] != neg[g_r, j], a_top[g_r, k], m_bound)
-    keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - _EPS
+    keep = base[g_r, g_w] + 4.0 * m_bound > lb[g_r] - PRUNE_SLACK
     g_r, g_w = g_r[keep], g_w[keep]
     o_idx, o_score = octad_exact(o_r, o_o)
     g_idx, g_score = golay_exact(g_r, g_w)
