@@ -9,13 +9,16 @@ Public API::
 
 ``load_model`` (``models.load.load``) runs the networks on ONNX Runtime, and encode and decode
 do the rest in numpy: no torch (``load_model(backend="torch")``, ``device="cuda"`` and
-``encode(effort=…)`` use it, from the ``train`` extra). The library itself imports neither
-``models`` nor ``click``: any object with ``analysis``, ``synthesis``, ``model_id``, ``tile``
-and ``patch`` can be the model (numpy in and out if it has ``numpy_nets = True``, torch
-tensors otherwise).
+``encode(effort=…)`` use it, from the ``train`` extra). ``load_model`` (and the Pillow
+plugin's default model, through it) is the library's one door to ``models``; encode and
+decode take any ``Tokenizer`` (``leechcodec.tokenizer``: ``analysis``, ``synthesis``,
+``model_id``, ``tile``, ``patch``; numpy in and out with ``numpy_io = True``, torch tensors
+otherwise). docs/ARCHITECTURE.md maps the modules.
 """
 
-from .container import CODERS, DEFAULT_MAX_PIXELS, MAX_STAGES, Header
+import os
+
+from .container import CODERS, DEFAULT_MAX_PIXELS, MAX_STAGES, Header, read_header
 from .errors import (
     FormatError,
     InputImageError,
@@ -26,6 +29,7 @@ from .errors import (
     ModelMismatchError,
     RateError,
 )
+from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
@@ -34,8 +38,6 @@ def _source_tree_subpackages() -> None:
     """Run from a source tree (tests, ``PYTHONPATH=.`` on a GPU, an editable install), the folders
     models/, cli/ and kodak_eval/ beside this package are its subpackages ``leechcodec.models``,
     ``leechcodec.cli`` and ``leechcodec.kodak_eval``; a wheel installs them inside the package."""
-    import os
-
     here = os.path.dirname(os.path.abspath(__file__))
     src = os.path.dirname(here)
     if not os.path.isdir(os.path.join(here, "models")) and os.path.isfile(os.path.join(src, "models", "vit.py")):
@@ -43,12 +45,6 @@ def _source_tree_subpackages() -> None:
 
 
 _source_tree_subpackages()
-
-def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
-    """The validated header of .lq bytes (no model, no torch needed)."""
-    from .container import unpack
-
-    return unpack(data, max_pixels)[0]
 
 
 def __getattr__(name: str):
@@ -78,6 +74,7 @@ __all__ = [
     "ModelError",
     "ModelMismatchError",
     "RateError",
+    "Tokenizer",
     "decode",
     "encode",
     "load_model",

@@ -3,12 +3,10 @@
     image ─prepare→ (H, W, 3) uint8 ─tile→ (T, 3, 256, 256) ─analysis+nearest→ (T, 1024) indices
           ─coder→ payload ─container.pack→ bytes
 
-and back. The model is any object with ``analysis``, ``synthesis``, ``model_id`` (8 bytes),
-``tile`` and ``patch``, and for the ``ar`` coder a ``prior`` (see ``coders``); the library
-never imports a particular network.
-
-Padding rule: an image whose sides are not multiples of the tile is padded on the right and
-bottom by replicating its last column/row; decode crops the padding away exactly.
+and back. The model is a ``tokenizer.Tokenizer`` (``analysis``, ``synthesis``, ``model_id``,
+``tile``, ``patch``; for the ``ar`` coder a ``prior``, see ``coders``): this module never
+imports a particular network, nor torch unless the model is a torch model. Tiles and the
+decoder's windows are ``tiling``'s; the rate search over coded sizes is ``ratecontrol``'s.
 """
 
 from __future__ import annotations
@@ -17,54 +15,21 @@ import contextlib
 import functools
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from . import coders, container, lattice, ratecontrol, scale as scaling, stages as staging
-from .container import DEFAULT_MAX_PIXELS, Header
-from .errors import FormatError, LeechError, ModelError, ModelMismatchError
+from .container import DEFAULT_MAX_PIXELS, Header, read_header
+from .errors import FormatError, ModelError, ModelMismatchError
 from .image_io import prepare, read_image, to_rgb_array
 from .quality import quality_setting
+from .tiling import Tiles, halo_window, tile_image, token_grid
+from .tokenizer import grid_of, halo_of, numpy_networks, prior_of, torch_model
 
 TILE_BATCH = 6  # tiles per forward pass: one Kodak image, bounded memory for big images
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16(device: str = "cpu") -> bool:
-    """Whether torch on ``device`` has bf16 matrix products in hardware (``torch_nets``; imports torch)."""
-    from .torch_nets import native_bf16 as probe
-
-    return probe(device)
-
-
-def block_dtype(device: str = "cpu", precision: str = "fp32"):
-    """The torch dtype of a torch model's transformer blocks (``torch_nets.block_dtype``; imports torch)."""
-    from .torch_nets import block_dtype as pick
-
-    return pick(device, precision)
-
-
-def nets(model, device: str = "cpu", precision: str = "fp32"):
-    """``model``'s networks with numpy arrays in and out (``analysis``, ``synthesis``, ``precision``).
-
-    A model that works on numpy itself (``numpy_nets``: the ONNX Runtime tokenizer of
-    ``models.runtime``) is returned as it is: it runs on the CPU in float32, whatever
-    ``device`` and ``precision`` say, except that asking it for "bf16" or "cuda" is an error
-    (those need the torch model). Any other model is a torch model, wrapped by ``torch_nets``
-    (the one place where encode and decode import torch).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if getattr(model, "numpy_nets", False):
-        if precision == "bf16" or device != "cpu":
-            what = "bf16 precision" if precision == "bf16" else f"device {device!r}"
-            raise ValueError(f"{what} needs the torch backend; this model runs on ONNX Runtime (float32, CPU)")
-        return model
-    from .torch_nets import TorchNets
-
-    return TorchNets(model, device, precision)
 
 
 def normalize(y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -76,53 +41,6 @@ def normalize(y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 def to_pixels(x: np.ndarray) -> np.ndarray:
     """Decoder output (nominally [0, 1]) → uint8: clamped, times 255, rounded half to even."""
     return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-
-
-def tile_image(rgb: np.ndarray, tile: int) -> np.ndarray:
-    """(H, W, 3) uint8 → (T, 3, tile, tile) uint8, row-major tiles, edge-padded."""
-    h, w, _ = rgb.shape
-    tx, ty = container.tile_grid(w, h, tile)
-    padded = np.pad(rgb, ((0, ty * tile - h), (0, tx * tile - w), (0, 0)), mode="edge")
-    tiles = padded.reshape(ty, tile, tx, tile, 3).transpose(0, 2, 4, 1, 3)
-    return np.ascontiguousarray(tiles.reshape(ty * tx, 3, tile, tile))
-
-
-class Tiles:
-    """``tile_image(rgb, tile)`` made on demand: ``len`` and ``[slice]`` give what the array
-    would, one batch at a time, so that a big picture is never copied whole. ``rgb`` is an
-    (H, W, 3) uint8 array or an RGB PIL image (cropped tile by tile)."""
-
-    def __init__(self, rgb: np.ndarray | Image.Image, tile: int):
-        self.rgb, self.tile = rgb, tile
-        self.w, self.h = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
-        self.tx, self.ty = container.tile_grid(self.w, self.h, tile)
-
-    def __len__(self) -> int:
-        return self.tx * self.ty
-
-    def _crop(self, r: int, c: int) -> np.ndarray:
-        t = self.tile
-        if isinstance(self.rgb, Image.Image):
-            return np.asarray(self.rgb.crop((c * t, r * t, min(self.w, (c + 1) * t), min(self.h, (r + 1) * t))))
-        return self.rgb[r * t : (r + 1) * t, c * t : (c + 1) * t]
-
-    def __getitem__(self, sl: slice) -> np.ndarray:
-        t = self.tile
-        out = []
-        for i in range(*sl.indices(len(self))):
-            part = self._crop(*divmod(i, self.tx))
-            if part.shape[:2] != (t, t):  # the right or bottom edge: replicate the last column/row
-                part = np.pad(part, ((0, t - part.shape[0]), (0, t - part.shape[1]), (0, 0)), mode="edge")
-            out.append(part.transpose(2, 0, 1))
-        return np.stack(out) if out else np.empty((0, 3, t, t), np.uint8)
-
-
-def untile_image(tiles: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Inverse of ``tile_image``: (T, 3, tile, tile) → (height, width, 3), padding cropped."""
-    tile = tiles.shape[-1]
-    tx, ty = container.tile_grid(width, height, tile)
-    full = tiles.reshape(ty, tx, 3, tile, tile).transpose(0, 3, 1, 4, 2).reshape(ty * tile, tx * tile, 3)
-    return np.ascontiguousarray(full[:height, :width])
 
 
 def _batches(n: int, progress: bool, desc: str):
@@ -143,7 +61,7 @@ def tiles_to_indices(
     ``latents``: a list to append each batch's (B, tokens, 24) float32 unit latents to (what
     the rate–distortion choice of ``encode(lam=…)`` measures distortion against).
     """
-    net = nets(model, device, precision)
+    net = numpy_networks(model, device, precision)
     out = []
     for sl in _batches(len(tiles), progress, "encode"):
         x = np.asarray(tiles[sl], dtype=np.float32) / np.float32(255.0)
@@ -161,8 +79,8 @@ def indices_to_tiles(
 ) -> np.ndarray:
     """(T, tokens) indices → (T, 3, tile, tile) uint8 reconstructions; (S, T, tokens) tokens of
     S residual stages with their ``gain`` (``stages.gains``) likewise, the decoder fed their sum."""
-    g = model.tile // model.patch
-    net = nets(model, device, precision)
+    g = grid_of(model)
+    net = numpy_networks(model, device, precision)
     staged = _staged(indices)
     out = []
     for sl in _batches(staged.shape[1], progress, "decode"):
@@ -187,21 +105,6 @@ def _latent(tokens: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
     return staging.latent_sum(tokens, gain)
 
 
-def token_grid(indices, tx: int, ty: int):
-    """(T, g·g) per-tile indices of a ``tx`` × ``ty`` tile grid → the picture's (ty·g, tx·g) token
-    grid (numpy in, numpy out; a torch tensor, as ``refine`` has, likewise)."""
-    g = int(round(indices.shape[1] ** 0.5))
-    grid = indices.reshape(ty, tx, g, g)
-    grid = grid.permute(0, 2, 1, 3) if hasattr(grid, "permute") else grid.transpose(0, 2, 1, 3)
-    return grid.reshape(ty * g, tx * g)
-
-
-def halo_window(r: int, c: int, tx: int, ty: int, g: int, halo: int) -> tuple[int, int, int, int]:
-    """Token rows r0:r1 and columns c0:c1 of the window that decodes tile (r, c): its own g × g
-    tokens and ``halo`` more on each side, clipped at the picture's edge."""
-    return max(0, r * g - halo), min(ty * g, (r + 1) * g + halo), max(0, c * g - halo), min(tx * g, (c + 1) * g + halo)
-
-
 def indices_to_image(
     model,
     indices: np.ndarray,
@@ -224,11 +127,11 @@ def indices_to_image(
     grid that reaches h tokens into its neighbours (fewer at the image border), and only the
     tile's own pixels are kept: no seams at tile lines, memory bounded by the window. With
     h = 0 (or no such attribute) every tile is decoded on its own. ``precision``: see
-    ``block_dtype``.
+    ``torch_nets.block_dtype``.
     """
-    halo = max(0, int(getattr(model, "decode_halo", 0)))
-    net = nets(model, device, precision)
-    g, p, t = model.tile // model.patch, model.patch, model.tile
+    halo = halo_of(model)
+    net = numpy_networks(model, device, precision)
+    g, p, t = grid_of(model), model.patch, model.tile
     if into is not None:
         width, height = into.size
         out = into
@@ -304,10 +207,10 @@ def _one_blas_thread(fn):
 def pick_coder(model, coder: str = "auto") -> str:
     """Resolve ``"auto"``: the ``ar`` coder when the model has a prior, else ``fixed``."""
     if coder == "auto":
-        return "ar" if getattr(model, "prior", None) is not None else "fixed"
+        return "ar" if prior_of(model) is not None else "fixed"
     if coder not in coders.CODERS:
         raise ValueError(f"unknown coder {coder!r}; available: auto, {', '.join(coders.CODERS)}")
-    if coder == "ar" and getattr(model, "prior", None) is None:
+    if coder == "ar" and prior_of(model) is None:
         raise ModelError("the ar coder needs an AR prior for this model (NAME.prior.safetensors beside its weights)")
     return coder
 
@@ -348,7 +251,7 @@ def encode(
         first_frame: code the first frame of an animation or multi-page file instead of
             refusing it.
         precision: the encoder network's transformer blocks in "fp32", "bf16" or "auto"
-            (bf16 where the hardware has it; ``block_dtype``). Any choice gives a valid stream.
+            (bf16 where the hardware has it; ``torch_nets.block_dtype``). Any choice gives a valid stream.
         stats: a dict to fill with what was done: ``coder``, ``precision`` ("fp32"/"bf16"),
             ``lambda``, ``stages``, ``scale`` and ``coded_size``, and the seconds of each phase
             (``prepare_s``, ``resample_s``, ``network_s``, ``refine_s``, ``coder_s``).
@@ -386,103 +289,80 @@ def encode(
             ``quality`` outside 0 … 100 or given with ``lam`` or ``bpp``.
         RateError: ``bpp`` below the smallest stream the knobs reach on this image.
     """
-    coder = pick_coder(model, coder)
-    if scale is not None:
-        container.check_scale(scale)
-    if quality is not None:
-        if lam > 0 or bpp is not None:
-            raise ValueError("give a quality, lambda or a target bpp, not two of them")
-        if coder != "ar":
-            raise ValueError("a quality setting chooses the ar coder's rate knob; the fixed coder has none "
-                             "(its rate is set by the stages: 0.2748 bpp each)")
-        row = quality_setting(quality)
-        lam = row.lam
-        stages = row.stages if stages is None else min(stages, row.stages)
-        scale = row.scale if scale is None else scale
-    if stages is not None:
-        stages = staging.check_stages(stages)
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
-    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
-        raise ValueError(f"the target bpp must be a number > 0, got {bpp}")
-    if (lam > 0 or bpp is not None) and coder != "ar":
-        raise ValueError("the rate knob (lambda, bpp) trades distortion for bits of the ar coder; the fixed coder "
-                         "spends 17.585 bits on any token")
-    if bpp is not None and lam > 0:
-        raise ValueError("give lambda or a target bpp, not both")
-    net = nets(model, device, precision)  # a bad precision fails before any work
+    opts = EncodeOptions.resolve(model, coder, lam, bpp, stages, quality, scale, effort)
+    net = numpy_networks(model, device, precision)  # a bad precision fails before any work
     if effort > 0:
-        _torch_model(model)  # likewise a missing torch
-    clock = _Clock(stats, coder=coder, precision=getattr(net, "precision", "fp32"))
+        torch_model(model)  # a numpy-io model's twin: a missing torch fails here, before any work
+    clock = _Clock(stats, coder=opts.coder, precision=getattr(net, "precision", "fp32"))
     im = prepare(read_image(image, max_pixels, first_frame), keep_orientation)
     container.check_size(im.width, im.height, model.tile, max_pixels)  # before padding to tiles
-    w, h = im.size
     # an RGB picture is cropped tile by tile (no array of the whole picture); other modes go
     # through the mode policy of image_io, and --effort works on the whole array
     src, mode = (im, "RGB") if im.mode == "RGB" and effort == 0 else to_rgb_array(im)
     clock.lap("prepare_s")
-    want_latents = lam > 0 or bpp is not None or (stages or 1) > 1
-
-    def code_at(size: tuple[int, int]) -> _Coded:
-        """The picture's tokens at the coded ``size`` (the network's work, done once per size)."""
-        size = tuple(size)
-        container.check_size(*size, model.tile, max_pixels, coded=True)
-        pic = src if size == (w, h) else scaling.to_size(src, size)
-        if effort > 0 and isinstance(pic, Image.Image):
-            pic = np.asarray(pic)
-        clock.lap("resample_s")
-        latents = [] if want_latents else None
-        indices = tiles_to_indices(net, Tiles(pic, model.tile), progress=progress, latents=latents)
-        clock.lap("network_s")
-        if effort > 0:
-            # with the rate knob, its targets become the refined latents (whose nearest codewords are
-            # the refined tokens): effort moves the tokens towards lower error, lambda from there to fewer bits
-            indices, latents = _refined(model, pic, tile_image(pic, model.tile), indices, effort, device, progress,
-                                        latents)
-            clock.lap("refine_s")
-        return _Coded(size, indices, np.concatenate(latents) if latents else None, model.tile, model.patch)
-
-    def stream(c: _Coded, lam_: float, k: int) -> bytes:
-        """The stream of ``c``'s tokens with at most ``k`` stages at λ = ``lam_``: one stage, λ
-        chooses its tokens (``rdo``); more, stage 1 keeps the nearest codewords and λ leaves later
-        tokens out (``stages.later_tokens``). Trailing stages left without a token are not written."""
-        gain = staging.gains(model, k)
-        grid = model.tile // model.patch
-        used = [1]
-
-        def later(first):  # stage 1's tokens (T, grid²), padding filled → the later stages' (k', T, grid²)
-            rest = staging.later_tokens(c.latents, first, gain, lam_, coder == "fixed").reshape(k - 1, *first.shape)
-            rest = np.stack([coders.fill_padding(t, c.extents, grid) for t in rest])
-            while len(rest) and (rest[-1] == staging.ABSENT).all():
-                rest = rest[:-1]
-            used[0] = 1 + len(rest)
-            return rest
-
-        if coder == "ar":
-            payload = coders.encode_ar(c.indices, model.prior, grid, progress and c.n_tiles > TILE_BATCH and bpp is None,
-                                       c.extents, c.latents, lam_ if k == 1 else 0.0, later if k > 1 else None)
-        elif k > 1:
-            first = coders.fill_padding(c.indices, c.extents, grid)
-            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(first)]), c.extents)
-        else:
-            payload = coders.encode_fixed(c.indices, c.extents)
-        scaled = c.size != (w, h)
-        header = Header(coder, mode, bytes(model.model_id), w, h, model.tile, c.tx, c.ty, len(payload),
-                        container.version_for(used[0], scaled), used[0], *(c.size if scaled else (0, 0)))
-        return container.pack(header, payload)
-
-    if bpp is None:
-        size = (w, h) if scale is None else container.coded_size(w, h, scale)
-        data = stream(code_at(size), lam, stages or 1)
+    enc = _Encoder(model, net, opts, src, mode, im.size, clock, device, progress, max_pixels)
+    w, h = im.size
+    if opts.bpp is None:
+        size = (w, h) if opts.scale is None else container.coded_size(w, h, opts.scale)
+        data, lam = enc.stream(enc.code_at(size), opts.lam, opts.stages or 1), opts.lam
     else:
-        data, lam = ratecontrol.search(code_at, stream, bpp, (w, h), model.patch, scale=scale, stages=stages,
-                                       progress=progress)
+        data, lam = ratecontrol.search(enc.code_at, enc.stream, opts.bpp, (w, h), model.patch, scale=opts.scale,
+                                       stages=opts.stages, progress=progress)
     clock.lap("coder_s")
     if stats is not None:
         head = read_header(data, None)
         stats.update({"lambda": lam, "stages": head.stages, "scale": head.coded_size[0] / w,
                       "coded_size": head.coded_size})
     return data
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """What ``encode`` is asked to do, checked and resolved once: a quality row becomes its λ,
+    stages and scale (``quality.quality_setting``), "auto" a coder."""
+
+    coder: str
+    lam: float = 0.0
+    bpp: float | None = None
+    stages: int | None = None  # at most this many; None: 1, or what ``bpp`` chooses
+    scale: float | None = None  # None: the picture's size, or what ``bpp`` chooses
+    effort: int = 0
+
+    @classmethod
+    def resolve(cls, model, coder: str = "auto", lam: float = 0.0, bpp: float | None = None,
+                stages: int | None = None, quality: float | None = None, scale: float | None = None,
+                effort: int = 0) -> EncodeOptions:  # fmt: skip
+        """The options of ``encode``'s arguments (its docstring says which combinations are refused)."""
+        coder = pick_coder(model, coder)
+        if scale is not None:
+            container.check_scale(scale)
+        if quality is not None:
+            if lam > 0 or bpp is not None:
+                raise ValueError("give a quality, lambda or a target bpp, not two of them")
+            if coder != "ar":
+                raise ValueError("a quality setting chooses the ar coder's rate knob; the fixed coder has none "
+                                 "(its rate is set by the stages: 0.2748 bpp each)")
+            row = quality_setting(quality)
+            lam = row.lam
+            stages = row.stages if stages is None else min(stages, row.stages)
+            scale = row.scale if scale is None else scale
+        if stages is not None:
+            stages = staging.check_stages(stages)
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
+        if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+            raise ValueError(f"the target bpp must be a number > 0, got {bpp}")
+        if (lam > 0 or bpp is not None) and coder != "ar":
+            raise ValueError("the rate knob (lambda, bpp) trades distortion for bits of the ar coder; the fixed coder "
+                             "spends 17.585 bits on any token")
+        if bpp is not None and lam > 0:
+            raise ValueError("give lambda or a target bpp, not both")
+        return cls(coder, lam, bpp, stages, scale, effort)
+
+    @property
+    def wants_latents(self) -> bool:
+        """Whether the coders need the encoder's latents (the rate knob and later stages measure distortion)."""
+        return self.lam > 0 or self.bpp is not None or (self.stages or 1) > 1
 
 
 class _Coded:
@@ -496,26 +376,76 @@ class _Coded:
         self.tokens = sum(r * c for r, c in self.extents)
 
 
-def _on_numpy(model) -> bool:
-    return bool(getattr(model, "numpy_nets", False))
+class _LaterStages:
+    """Stages 2 … k of a coded size at λ, made from stage 1's tokens (T, grid²), padding filled,
+    when the coder has them (the ar coder calls it after coding stage 1, since with two or more
+    stages its λ leaves stage 1 as it is). Trailing stages left without a token are dropped;
+    ``stages`` is then the count the stream holds."""
+
+    def __init__(self, coded: _Coded, gain: np.ndarray, lam: float, fixed: bool, grid: int, k: int):
+        self.coded, self.gain, self.lam, self.fixed, self.grid, self.k = coded, gain, lam, fixed, grid, k
+        self.stages = 1
+
+    def __call__(self, first: np.ndarray) -> np.ndarray:
+        c = self.coded
+        rest = staging.later_tokens(c.latents, first, self.gain, self.lam, self.fixed).reshape(self.k - 1, *first.shape)
+        rest = np.stack([coders.fill_padding(t, c.extents, self.grid) for t in rest])
+        while len(rest) and (rest[-1] == staging.ABSENT).all():
+            rest = rest[:-1]
+        self.stages = 1 + len(rest)
+        return rest
 
 
-def _torch_model(model):
-    """The torch twin of an ONNX Runtime model (same weights file), for what needs gradients:
-    ``--effort``. Needs torch (the ``train`` extra)."""
-    if not _on_numpy(model):
-        return model
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise LeechError("--effort refines the tokens with the decoder's gradients, which needs torch: "
-                         "pip install 'leechcodec[train]'") from None
-    twin = model.__dict__.get("_torch_twin")
-    if twin is None:
-        from leechcodec.models.io import load_weights
+class _Encoder:
+    """One picture's encoding: its tokens at a coded size (``code_at``, the network's work, once
+    per size) and the stream of those tokens at λ with k stages (``stream``), the two steps
+    ``ratecontrol.search`` calls for ``--bpp``."""
 
-        twin = model.__dict__["_torch_twin"] = load_weights(model.path, prior=None)
-    return twin
+    def __init__(self, model, net, opts: EncodeOptions, src, mode: str, size: tuple[int, int], clock: _Clock,
+                 device: str, progress: bool, max_pixels: int | None):  # fmt: skip
+        self.model, self.net, self.opts, self.src, self.mode, self.size = model, net, opts, src, mode, tuple(size)
+        self.clock, self.device, self.progress, self.max_pixels = clock, device, progress, max_pixels
+
+    def code_at(self, size: tuple[int, int]) -> _Coded:
+        """The picture's tokens at the coded ``size``."""
+        model, opts, clock = self.model, self.opts, self.clock
+        size = tuple(size)
+        container.check_size(*size, model.tile, self.max_pixels, coded=True)
+        pic = self.src if size == self.size else scaling.to_size(self.src, size)
+        if opts.effort > 0 and isinstance(pic, Image.Image):
+            pic = np.asarray(pic)
+        clock.lap("resample_s")
+        latents = [] if opts.wants_latents else None
+        indices = tiles_to_indices(self.net, Tiles(pic, model.tile), progress=self.progress, latents=latents)
+        clock.lap("network_s")
+        if opts.effort > 0:
+            # with the rate knob, its targets become the refined latents (whose nearest codewords are
+            # the refined tokens): effort moves the tokens towards lower error, lambda from there to fewer bits
+            indices, latents = _refined(model, pic, tile_image(pic, model.tile), indices, opts.effort, self.device,
+                                        self.progress, latents)
+            clock.lap("refine_s")
+        return _Coded(size, indices, np.concatenate(latents) if latents else None, model.tile, model.patch)
+
+    def stream(self, c: _Coded, lam: float, k: int) -> bytes:
+        """The stream of ``c``'s tokens with at most ``k`` stages at λ = ``lam``: one stage, λ
+        chooses its tokens (``rdo``); more, stage 1 keeps the nearest codewords and λ leaves later
+        tokens out (``stages.later_tokens``)."""
+        model, coder = self.model, self.opts.coder
+        grid = grid_of(model)
+        later = _LaterStages(c, staging.gains(model, k), lam, coder == "fixed", grid, k)
+        if coder == "ar":
+            show = self.progress and c.n_tiles > TILE_BATCH and self.opts.bpp is None
+            payload = coders.encode_ar(c.indices, model.prior, grid, show, c.extents, c.latents, lam if k == 1 else 0.0,
+                                       later if k > 1 else None)
+        elif k > 1:
+            first = coders.fill_padding(c.indices, c.extents, grid)
+            payload = coders.encode_fixed_stages(np.concatenate([first[None], later(first)]), c.extents)
+        else:
+            payload = coders.encode_fixed(c.indices, c.extents)
+        (w, h), scaled = self.size, c.size != self.size
+        header = Header(coder, self.mode, bytes(model.model_id), w, h, model.tile, c.tx, c.ty, len(payload),
+                        container.version_for(later.stages, scaled), later.stages, *(c.size if scaled else (0, 0)))
+        return container.pack(header, payload)
 
 
 def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, effort: int, device: str, progress: bool,
@@ -530,28 +460,23 @@ def _refined(model, rgb: np.ndarray, tiles: np.ndarray, indices: np.ndarray, eff
     Returns the indices and, if ``latents`` (the encoder's) was given, the latents that go
     with them: the refined ones, or ``latents`` when the refinement is not kept.
     """
-    net = _torch_model(model)  # before refine's import of torch: a missing torch is a one-line error
-    from . import refine
+    net = torch_model(model)
+    from . import refine  # imports torch (the train extra), which only --effort needs
 
+    dev = device if net is model else "cpu"  # the twin of a numpy-io model is loaded on the CPU
     h, w, _ = rgb.shape
     found: list | None = [] if latents is not None else None
-    new = refine.refine_indices(net, tiles, indices, w, h, effort, device if not _on_numpy(model) else "cpu",
-                                TILE_BATCH, progress, found)
+    new = refine.refine_indices(net, tiles, indices, w, h, effort, dev, TILE_BATCH, progress, found)
     tx, ty = container.tile_grid(w, h, model.tile)
-    old = coders.fill_padding(indices, container.token_extents(w, h, model.tile, model.patch), model.tile // model.patch)
+    old = coders.fill_padding(indices, container.token_extents(w, h, model.tile, model.patch), grid_of(model))
     if np.array_equal(new, old):
         return new, found
 
     def sse(idx: np.ndarray) -> float:
-        out = indices_to_image(model, idx, tx, ty, "cpu" if _on_numpy(model) else device, size=(w, h)).astype(np.float64)
+        out = indices_to_image(model, idx, tx, ty, dev, size=(w, h)).astype(np.float64)
         return float(((out - rgb) ** 2).sum())
 
     return (new, found) if sse(new) < sse(old) else (indices, latents)
-
-
-def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
-    """The validated header of .lq bytes (no model needed)."""
-    return container.unpack(data, max_pixels)[0]
 
 
 @_one_blas_thread
@@ -567,7 +492,7 @@ def decode(
     """Decompress .lq bytes into a PIL image of the original size and colour mode.
 
     ``precision``: the decoder network's arithmetic, "fp32" (the reference), "bf16" or "auto"
-    (bf16 transformer blocks where the hardware has it; ``block_dtype``). ``stats``: a dict
+    (bf16 transformer blocks where the hardware has it; ``torch_nets.block_dtype``). ``stats``: a dict
     to fill with ``coder``, ``precision`` and the seconds of ``coder_s`` and ``network_s``.
 
     Raises:
@@ -576,7 +501,7 @@ def decode(
         ModelError: an ar stream and a model without a prior.
         LimitError: the image is over ``max_pixels``.
     """
-    net = nets(model, device, precision)  # a bad precision fails before any work
+    net = numpy_networks(model, device, precision)  # a bad precision fails before any work
     header, payload = container.unpack(data, max_pixels)
     clock = _Clock(stats, coder=header.coder, precision=getattr(net, "precision", "fp32"))
     if header.model_id != bytes(model.model_id):
@@ -586,14 +511,14 @@ def decode(
         )
     if header.tile != model.tile:
         raise FormatError(f"stream uses {header.tile}px tiles, the model {model.tile}px")
-    tokens = (model.tile // model.patch) ** 2
+    tokens = grid_of(model) ** 2
     cw, ch = header.coded_size  # version 4: the size the tokens code, resampled to the picture's below
     # version 1 stores every token of the padded tiles, later versions those that touch the picture
     extents = None if header.version == 1 else container.token_extents(cw, ch, model.tile, model.patch)
     if header.coder == "ar":
-        if getattr(model, "prior", None) is None:
+        if prior_of(model) is None:
             raise ModelError("the stream is arithmetic-coded (ar) but no AR prior is loaded for this model")
-        indices = coders.decode_ar(payload, header.n_tiles, model.tile // model.patch, model.prior,
+        indices = coders.decode_ar(payload, header.n_tiles, grid_of(model), model.prior,
                                    progress and header.n_tiles > TILE_BATCH, extents,
                                    header.stages if header.stages > 1 else None)
     elif header.coder == "fixed":

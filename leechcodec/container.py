@@ -276,6 +276,11 @@ def unpack(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[He
     return header, data[head : head + plen]
 
 
+def read_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
+    """The validated header of .lq bytes (no model, no torch needed)."""
+    return unpack(data, max_pixels)[0]
+
+
 def _versions() -> str:
     *first, last = map(str, VERSIONS)
     return f"{', '.join(first)} and {last}" if first else last

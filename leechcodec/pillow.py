@@ -17,7 +17,7 @@ and torch is not imported. ``load()`` checks the whole stream (CRC included) and
 
 Another model: ``set_model(path_or_model)`` for every image from then on, ``im.model = ...`` on
 an opened image before it loads, or ``model=`` to ``save``; a path is read with
-``leechcodec.models.load.load`` (ONNX Runtime on a CPU, torch for "cuda"; with the AR prior beside it),
+``leechcodec.load_model`` (ONNX Runtime on a CPU, torch for "cuda"; with the AR prior beside it),
 once per path and device.
 
 Saving to a path: ``Image.save(path)`` opens and empties the file before any plugin runs
@@ -41,9 +41,9 @@ is a ``ValueError``.
 Registration is on import, as pillow-heif and pillow-avif-plugin do: Pillow finds no plugins
 by entry point (13.0: ``Image.init`` imports its own list only), so ``register()`` (idempotent) uses the
 documented ``Image.register_open``/``register_save``/``register_extension``/``register_mime``.
-``import leechcodec`` alone registers nothing. This module is the one part of the library that
-imports ``models`` (lazily, in ``load_model``): the bundled model is what a Pillow user expects
-to decode with; pass any other model object to skip it.
+``import leechcodec`` alone registers nothing. Without a model of its own (``set_model``, ``model=``)
+the plugin loads the bundled one through ``leechcodec.load_model`` on first use: the bundled
+model is what a Pillow user expects to decode with.
 """
 
 from __future__ import annotations
@@ -58,9 +58,13 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
+import leechcodec
+
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
 from .errors import FormatError, InputImageError, LeechError, LimitError, ModelError, ModelMismatchError
+from .output import write_file
+from .tokenizer import check_precision
 
 FORMAT = "LQ"
 EXTENSION = ".lq"
@@ -129,18 +133,16 @@ _load_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=4)
 def _load_weights(path: str | None, device: str):
-    from leechcodec.models.load import load  # here, on first use: the rest of leechcodec never imports models
-
-    return load(path, device=device)  # ONNX Runtime on a CPU, torch for "cuda"
+    return leechcodec.load_model(path, device=device)  # ONNX Runtime on a CPU, torch for "cuda"
 
 
-def load_model(model: object = None, device: str | None = None):
+def model_for(model: object = None, device: str | None = None):
     """A loaded model: ``model`` itself, the weights at a path (``str``/``os.PathLike``, with the
     ``NAME.prior.safetensors`` beside it if any), or for None the ``set_model`` one, else the
     bundled model. Weights are read once per path and device and kept.
 
     Raises:
-        ModelError: unusable weights (``models.load.load``).
+        ModelError: unusable weights (``leechcodec.load_model``).
     """
     device = device or _settings.device
     if model is None:
@@ -155,7 +157,7 @@ def set_model(model: object = None, device: str = "cpu", precision: str = "auto"
     """Choose the model ``load()`` decodes with, and ``save`` encodes with, from now on.
 
     Args:
-        model: a loaded tokenizer (``models.load.load``, or any object ``leechcodec.decode``
+        model: a loaded tokenizer (``leechcodec.load_model``, or any object ``leechcodec.decode``
             takes), the path of its weights (read now), or None: the bundled model.
         device: where the networks run: "cpu" (ONNX Runtime) or "cuda" (torch).
         precision: "auto", "fp32" (the reference pixels) or "bf16" (torch models only,
@@ -165,12 +167,9 @@ def set_model(model: object = None, device: str = "cpu", precision: str = "auto"
         ModelError: unusable weights at ``model``.
         ValueError: an unknown precision.
     """
-    from .codec import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if isinstance(model, (str, os.PathLike)):
-        model = load_model(model, device)
+        model = model_for(model, device)
     global _settings
     _settings = _Settings(model, device, precision)
 
@@ -250,10 +249,10 @@ class LqImageFile(ImageFile.ImageFile):
         if self.tile:  # emptied once decoded
             data = self._read_stream()
             try:
-                from .codec import decode
+                from .codec import decode  # numpy and the coders: not for opening a header
 
                 s = _settings
-                model = load_model(self.model, s.device)
+                model = model_for(self.model, s.device)
                 image = decode(data, model, device=s.device, max_pixels=MAX_PIXELS, precision=s.precision)
             except LeechError as e:
                 raise _pil_error(e) from None
@@ -284,13 +283,13 @@ class LqImageFile(ImageFile.ImageFile):
 
 def _encode(im: Image.Image, opts: dict) -> bytes:
     """The .lq bytes of ``im`` with ``save``'s options (see ``_save``), in the plugin's errors."""
-    from .codec import encode
+    from .codec import encode  # numpy and the coders: not for opening a header
 
     s = _settings
     try:
         return encode(
             im,
-            load_model(opts.get("model"), s.device),
+            model_for(opts.get("model"), s.device),
             coder=opts.get("coder", "auto"),
             device=s.device,
             max_pixels=MAX_PIXELS,
@@ -336,8 +335,6 @@ def save(im: Image.Image, path: str | os.PathLike, *, overwrite: bool = False, *
         LqImageError: what ``Image.save`` raises for the image (the plugin's errors).
         OSError: the file cannot be written (nothing was replaced).
     """
-    from .output import write_file
-
     if not overwrite and os.path.exists(path):
         raise FileExistsError(errno.EEXIST, "File exists (overwrite=True replaces it)", os.fspath(path))
     data = _encode(im, options)
@@ -367,7 +364,7 @@ __all__ = [
     "LqModelError",
     "LqModelMismatchError",
     "LqUnidentifiedImageError",
-    "load_model",
+    "model_for",
     "read_header",
     "register",
     "save",

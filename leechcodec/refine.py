@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from . import lattice
+from . import coders, container, lattice
 from .quantizer import normalize
+from .tiling import halo_window, token_grid
+from .tokenizer import grid_of, halo_of
 
 START_LR = 0.005
 MAX_LR = 0.05
@@ -130,20 +133,16 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
     """
     if rounds <= 0 or len(tiles) == 0:
         return indices
-    from tqdm import tqdm
-
-    from . import coders, container
-
     S = tiles.shape[-1]
     tx = -(-width // S)
     ty = len(tiles) // tx
-    halo = int(getattr(model, "decode_halo", 0))
+    halo = halo_of(model)
     x_all = torch.from_numpy(tiles).to(device).float().div_(255.0)
     mask = torch.zeros(len(tiles), 1, S, S, device=device)
     for t in range(len(tiles)):
         r, c = divmod(t, tx)
         mask[t, :, : max(0, min(S, height - r * S)), : max(0, min(S, width - c * S))] = 1.0
-    g = S // model.patch
+    g = grid_of(model)
     sources = torch.from_numpy(coders.padding_sources(container.token_extents(width, height, S, model.patch), g)).to(device)
     idx = torch.from_numpy(indices).to(device).gather(1, sources)  # a copy: the caller's array stays as it was
     windowed = halo > 0 and len(tiles) > 1
@@ -169,9 +168,7 @@ def refine_indices(model, tiles: np.ndarray, indices: np.ndarray, width: int, he
 def _window_synthesis(model, idx: torch.Tensor, t: int, tx: int, ty: int, halo: int):
     """Tile ``t``'s pixels as decoded in its halo window, as a function of its own codeword vectors
     (the neighbours' tokens fixed at ``idx``); the window is the one ``codec.indices_to_image`` uses."""
-    from .codec import halo_window, token_grid
-
-    g, p, S = model.tile // model.patch, model.patch, model.tile
+    g, p, S = grid_of(model), model.patch, model.tile
     grid = token_grid(idx, tx, ty)
     r, c = divmod(t, tx)
     r0, r1, c0, c1 = halo_window(r, c, tx, ty, g, halo)

@@ -2,9 +2,9 @@
 
 The codec (``leechcodec.codec``) hands a model's networks numpy arrays and takes numpy arrays
 back: the ONNX Runtime tokenizer (``models.runtime``) works that way natively. A torch model
-(``models.vit.LeechTokenizer``, or any object whose ``analysis``/``synthesis`` take and return
-torch tensors) is wrapped here, so the codec itself never imports torch: only this module and
-the training code do.
+(``models.vit.LeechTokenizer``, or any ``tokenizer.Tokenizer`` whose ``analysis``/``synthesis``
+take and return torch tensors) is wrapped here by ``tokenizer.numpy_networks``, so the codec
+itself never imports torch: only this module and the training code do.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import inspect
 import numpy as np
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .tokenizer import check_precision, grid_of, halo_of
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -37,8 +37,7 @@ def block_dtype(device: str = "cpu", precision: str = "fp32") -> torch.dtype | N
     (docs/training-log.md, "Kodak figures"). The pixels of a stream are not part of the
     format, and "fp32" is the reference.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return None
@@ -53,14 +52,16 @@ def _net(fn, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
 
 
 class TorchNets:
-    """``model``'s networks with numpy in and out, run on ``device`` in ``precision``."""
+    """``model``'s networks with numpy in and out, run on ``device`` in ``precision``: a
+    ``tokenizer.Tokenizer`` with ``numpy_io`` (the codec's view of a torch model)."""
 
-    numpy_nets = True
+    numpy_io = True  # analysis/synthesis take and return numpy arrays
+    runtime = "torch"  # what runs the networks
 
     def __init__(self, model, device: str = "cpu", precision: str = "fp32"):
         self.model, self.device = model, torch.device(device)
-        self.tile, self.patch = model.tile, model.patch
-        self.decode_halo = getattr(model, "decode_halo", 0)
+        self.tile, self.patch, self.grid = model.tile, model.patch, grid_of(model)
+        self.decode_halo = halo_of(model)
         self.dtype = block_dtype(device, precision)
         self.precision = "bf16" if self.dtype is not None else "fp32"
 

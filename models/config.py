@@ -2,7 +2,7 @@
 
 Everything a weights file's metadata means lives here, so that the ONNX Runtime path
 (``models.runtime``) reads, checks and identifies a model without importing torch.
-``models.vit`` and ``models.io`` re-export these names: every older import keeps working.
+``models.vit`` re-exports the presets and the config class.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from leechcodec.container import TILE
+from leechcodec.stages import STAGE_DECAY, STAGE_GAIN
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class TokenizerConfig:
     decode_halo: int = 0  # tokens of the neighbouring tiles the decoder sees around each tile (codec.indices_to_image)
     # residual stages (leechcodec/stages.py): stage k >= 2 adds stage_gain * stage_decay**(k - 2) times its
     # unit codeword to the decoder's input; the defaults fit the shipped model's residuals (docs/training-log.md)
-    stage_gain: float = 0.52
-    stage_decay: float = 0.625
+    stage_gain: float = STAGE_GAIN
+    stage_decay: float = STAGE_DECAY
 
     def __post_init__(self):
         if self.tile % self.patch:
@@ -106,9 +107,9 @@ FORMAT_TAG = "leechcodec-tokenizer"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "leech.safetensors"
 
 # config fields added after the first release, with the value that means "as before"
-LATER_FIELDS = {"skip": "none", "decode_halo": 0, "stage_gain": 0.52, "stage_decay": 0.625}
-ZERO_OK = {"decode_halo"}
-STAGE_FIELDS = ("stage_gain", "stage_decay")  # what the codec does with the stages' tokens, not in the networks  # integer fields where 0 is meaningful
+LATER_FIELDS = {"skip": "none", "decode_halo": 0, "stage_gain": STAGE_GAIN, "stage_decay": STAGE_DECAY}
+ZERO_OK = {"decode_halo"}  # integer fields where 0 is meaningful
+STAGE_FIELDS = ("stage_gain", "stage_decay")  # what the codec does with the stages' tokens, not in the networks
 
 MAX_TILE_TOKENS = 64 * 64  # tokens per tile; the fixed coder's big-integer work grows as its square
 

@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 
 from leechcodec.errors import ModelError
+from leechcodec.output import write_file
 
-from .config import (  # noqa: F401  (re-exported: they moved to the torch-free models.config)
-    DEFAULT_WEIGHTS,
-    FORMAT_TAG,
-    LATER_FIELDS,
-    MAX_TILE_TOKENS,
-    ZERO_OK,
-    config_from_json,
-    model_id_of,
-)
+from .config import FORMAT_TAG, model_id_of
+from .files import attach_prior, check_tensors, read_weights
 from .vit import LeechTokenizer
 
 
@@ -41,14 +33,7 @@ def save_weights(model: LeechTokenizer, path: str | os.PathLike) -> bytes:
     meta = {"format": FORMAT_TAG, "config": json.dumps(model.cfg.to_dict()), "model_id": mid.hex()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file(path, lambda f: f.write(save(state, metadata=meta)))
     return mid
 
 
@@ -63,45 +48,18 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu", pri
 
     Raises:
         ModelError: missing file, not safetensors, not a leechcodec tokenizer, an invalid
-            config, or tensors that do not match the stored config or are not finite.
+            config, or tensors that do not match the stored config or are not finite
+            (``models.files``).
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    path, cfg, state = read_weights(path, "pt")
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or int.from_bytes(head, "little") > 100_000_000:
-            raise ModelError(f"{path} is not a safetensors file")
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{path} is not a readable safetensors file ({e.__class__.__name__})") from None
-    if meta.get("format") != FORMAT_TAG or "config" not in meta:
-        raise ModelError(f"{path} is not a leechcodec tokenizer (no '{FORMAT_TAG}' metadata)")
-    try:
-        cfg = config_from_json(meta["config"])
-        if cfg.depth + cfg.dec_depth > len(state):  # each block has several tensors
-            raise ValueError(f"{cfg.depth}+{cfg.dec_depth} blocks but only {len(state)} tensors")
         with torch.device("meta"):  # shapes only, no memory
             model = LeechTokenizer(cfg)
-        expected = model.state_dict()
+        expected = {k: v.shape for k, v in model.state_dict().items()}
     except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:  # RuntimeError: RecursionError, torch
         raise ModelError(f"{path} has an invalid model config: {e}") from None
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        raise ModelError(f"{path}: tensors do not match the stored config {cfg.name!r}")
-    if not all(v.is_floating_point() and bool(v.isfinite().all()) for v in state.values()):
-        raise ModelError(f"{path}: tensors must be finite floating-point numbers")
+    check_tensors(path, cfg, state, expected)
     model.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)  # meta → the file's tensors
     model.model_id = model_id_of(cfg, state)
-    model.prior = None
-    if prior is not None:
-        from .prior import load_prior, prior_path_for
-
-        ppath = prior_path_for(path) if prior == "auto" else Path(prior)
-        if prior != "auto" or ppath.is_file():
-            model.prior = load_prior(ppath, model.model_id, device)
+    attach_prior(model, path, prior)
     return model.to(device).eval()

@@ -15,28 +15,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
+from leechcodec.errors import have_torch, require_cuda, require_torch
 
-from leechcodec.errors import LeechError
+from .runtime import NoGraphError, default_threads, load_onnx
 
 BACKENDS = ("auto", "onnx", "torch")
-
-
-def have_torch() -> bool:
-    """Whether torch is installed (without importing it)."""
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):  # a broken or blocked install
-        return False
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on (its affinity mask: a container's or ``taskset``'s limit)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def wants_torch(backend: str = "auto", device: str = "cpu", precision: str = "auto") -> bool:
@@ -56,7 +39,7 @@ def load(path=None, prior="auto", device: str = "cpu", backend: str = "auto", th
             or None (no prior: the fixed coder only).
         device: "cpu" or "cuda" (torch).
         backend: "auto", "onnx" or "torch" (module docstring).
-        threads: CPU threads for the networks (None: ``default_threads()``).
+        threads: CPU threads for the networks (None: ``models.runtime.default_threads()``).
         precision: only read to choose the backend: "bf16" needs torch.
 
     Raises:
@@ -66,22 +49,18 @@ def load(path=None, prior="auto", device: str = "cpu", backend: str = "auto", th
     """
     threads = threads or default_threads()
     if not wants_torch(backend, device, precision):
-        from .runtime import NoGraphError, load_onnx
-
         try:
             return load_onnx(path, prior=prior, threads=threads)
         except NoGraphError:
             if backend == "onnx" or not have_torch():
                 raise
-    if not have_torch():
-        why = "--device cuda" if device != "cpu" else "--precision bf16" if precision == "bf16" else "the torch backend"
-        raise LeechError(f"{why} needs torch, which is not installed: pip install 'leechcodec[train]' "
-                         "(README, 'Install') or use the default CPU backend")
-    import torch
+    why = "--device cuda" if device != "cpu" else "--precision bf16" if precision == "bf16" else "the torch backend"
+    require_torch(why, hint=" (README, 'Install') or use the default CPU backend")
+    if device == "cuda":
+        require_cuda()
+    import torch  # ~1 s: only for the torch backend (training's extra)
 
-    from .io import load_weights
+    from .io import load_weights  # imports torch likewise
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise LeechError("--device cuda: no CUDA device is available")
     torch.set_num_threads(threads)
     return load_weights(path, device=device, prior=prior)

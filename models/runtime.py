@@ -28,11 +28,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
-from leechcodec.errors import ModelError
+from leechcodec.errors import ModelError, require_torch
+from leechcodec.tokenizer import ConfiguredTokenizer
 
-from .config import DEFAULT_WEIGHTS, FORMAT_TAG, STAGE_FIELDS, TokenizerConfig, config_from_json, model_id_of, pos_table
+from .config import STAGE_FIELDS, TokenizerConfig, model_id_of, pos_table
+from .files import attach_prior, check_tensors, read_weights
 
 GRAPH_FORMAT = "leechcodec-tokenizer-graph"
 # metadata_props keys of an exported graph
@@ -141,12 +142,12 @@ def _graph_parameters(weights: Path, cfg: TokenizerConfig) -> dict[str, dict[str
     return out
 
 
-def _default_threads() -> int:
-    """The cores this process may use (its affinity mask, as a container or `taskset` sets it)."""
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or ``taskset``'s limit)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -157,17 +158,17 @@ def _pos(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
     return t
 
 
-class OnnxTokenizer:
-    """The tokenizer's two networks on ONNX Runtime, with numpy in and out: the codec's model
-    interface (``analysis``, ``synthesis``, ``model_id``, ``tile``, ``patch``, ``decode_halo``,
-    ``prior``) without torch. Made by ``load_onnx``.
+class OnnxTokenizer(ConfiguredTokenizer):
+    """The tokenizer's two networks on ONNX Runtime, with numpy in and out: a
+    ``leechcodec.tokenizer.Tokenizer`` without torch. Made by ``load_onnx``.
 
     Each network's session is built on its first call, so a decode never builds the encoder,
     and ``info`` builds neither. The float32 weights a session was given stay referenced here
     for its lifetime: ONNX Runtime reads them in place (an OrtValue does not own numpy data).
     """
 
-    numpy_nets = True  # numpy in and out: the codec uses it as it is (``codec.nets``), no torch wrapper
+    numpy_io = True  # numpy in and out: the codec uses it as it is (``tokenizer.numpy_networks``)
+    runtime = "onnxruntime"  # what runs the networks
     precision = "fp32"  # what runs: float32 throughout, the reference arithmetic
 
     def __init__(self, cfg: TokenizerConfig, path: Path, state: dict[str, np.ndarray], params: dict,
@@ -181,18 +182,21 @@ class OnnxTokenizer:
         self._params = params  # part → {name: shape}
         self._sessions: dict = {}
         self._feeds: dict[str, list[np.ndarray]] = {}
+        self._torch_twin = None
 
-    @property
-    def tile(self) -> int:
-        return self.cfg.tile
+    def torch_model(self):
+        """The torch twin of these weights (``models.io.load_weights``, no prior; built once), for
+        what needs gradients (``encode --effort``).
 
-    @property
-    def patch(self) -> int:
-        return self.cfg.patch
+        Raises:
+            LeechError: torch is not installed (the ``train`` extra).
+        """
+        if self._torch_twin is None:
+            require_torch("--effort", hint=" (it refines the tokens with the decoder's gradients)")
+            from .io import load_weights  # imports torch: only when a twin is asked for
 
-    @property
-    def decode_halo(self) -> int:
-        return self.cfg.decode_halo
+            self._torch_twin = load_weights(self.path, prior=None)
+        return self._torch_twin
 
     def session(self, part: str):
         """The ``onnxruntime.InferenceSession`` of ``part`` ("encoder" or "decoder"), built once.
@@ -205,7 +209,7 @@ class OnnxTokenizer:
         s = self._sessions.get(part)
         if s is not None:
             return s
-        import onnxruntime as ort
+        import onnxruntime as ort  # 0.2 s: only once a network runs (`info` builds no session)
 
         names = sorted(self._params[part])
         weights = [np.ascontiguousarray(self._state[n], dtype=np.float32) for n in names]
@@ -260,39 +264,9 @@ def load_onnx(path: str | os.PathLike | None = None, prior: str | os.PathLike | 
         ModelError: missing file, not safetensors, not a leechcodec tokenizer, an invalid
             config, or tensors that do not match the stored config or are not finite.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or int.from_bytes(head, "little") > 100_000_000:
-            raise ModelError(f"{path} is not a safetensors file")
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, TypeError) as e:  # TypeError: a dtype numpy lacks (bf16)
-        raise ModelError(f"{path} is not a readable safetensors file ({e.__class__.__name__})") from None
-    if meta.get("format") != FORMAT_TAG or "config" not in meta:
-        raise ModelError(f"{path} is not a leechcodec tokenizer (no '{FORMAT_TAG}' metadata)")
-    try:
-        cfg = config_from_json(meta["config"])
-        if cfg.depth + cfg.dec_depth > len(state):  # each block has several tensors
-            raise ValueError(f"{cfg.depth}+{cfg.dec_depth} blocks but only {len(state)} tensors")
-    except (ValueError, TypeError, ArithmeticError, RecursionError) as e:
-        raise ModelError(f"{path} has an invalid model config: {e}") from None
+    path, cfg, state = read_weights(path, "numpy")
     params = _graph_parameters(path, cfg)
-    expected = {k: s for part in PARTS for k, s in params[part].items()}
-    if set(state) != set(expected) or any(state[k].shape != expected[k] for k in expected):
-        raise ModelError(f"{path}: tensors do not match the stored config {cfg.name!r}")
-    if not all(np.issubdtype(v.dtype, np.floating) and bool(np.isfinite(v).all()) for v in state.values()):
-        raise ModelError(f"{path}: tensors must be finite floating-point numbers")
-    model = OnnxTokenizer(cfg, path, state, params, model_id_of(cfg, state), threads or _default_threads())
-    if prior is not None:
-        auto = path.with_name(path.name.removesuffix(".safetensors") + ".prior.safetensors")  # as prior_path_for
-        ppath = auto if prior == "auto" else Path(prior)
-        if prior != "auto" or ppath.is_file():
-            from leechcodec.exact_prior import load_prior
-
-            model.prior = load_prior(ppath, model.model_id)
+    check_tensors(path, cfg, state, {k: s for part in PARTS for k, s in params[part].items()})
+    model = OnnxTokenizer(cfg, path, state, params, model_id_of(cfg, state), threads or default_threads())
+    attach_prior(model, path, prior)
     return model

@@ -64,7 +64,7 @@ def test_demo_image_ar_is_smaller_and_lossless():
 def test_bf16_decoding_stays_within_a_few_levels_of_the_reference():
     """--precision: bf16 decoding (the default where the hardware has it) is a speed-up that
     leaves the picture within a few levels of the float32 reference, never a different picture."""
-    from leechcodec.codec import native_bf16
+    from leechcodec.torch_nets import native_bf16
 
     model = load_weights(prior=None)
     img = Image.open(DEMO_IMAGE).convert("RGB").crop((200, 100, 712, 356))  # 2 × 1 tiles: a halo between them

@@ -7,8 +7,16 @@ import pytest
 from PIL import Image
 
 import leechcodec
-from leechcodec import codec, coders, container
+from leechcodec import codec, coders, container, tiling
 from leechcodec.errors import InputImageError, LeechWarning, LimitError, ModelMismatchError
+
+
+def untile_image(tiles: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Inverse of ``tiling.tile_image``: (T, 3, tile, tile) → (height, width, 3), padding cropped."""
+    tile = tiles.shape[-1]
+    tx, ty = container.tile_grid(width, height, tile)
+    full = tiles.reshape(ty, tx, 3, tile, tile).transpose(0, 3, 1, 4, 2).reshape(ty * tile, tx * tile, 3)
+    return np.ascontiguousarray(full[:height, :width])
 
 
 def test_library_does_not_import_models_or_click():
@@ -20,9 +28,9 @@ def test_library_does_not_import_models_or_click():
 @pytest.mark.parametrize("w, h", [(1, 1), (256, 256), (300, 17), (513, 260)])
 def test_tile_untile_inverse(w, h, rng):
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    tiles = codec.tile_image(rgb, 256)
+    tiles = tiling.tile_image(rgb, 256)
     assert tiles.shape == (-(-w // 256) * -(-h // 256), 3, 256, 256)
-    np.testing.assert_array_equal(codec.untile_image(tiles, w, h), rgb)
+    np.testing.assert_array_equal(untile_image(tiles, w, h), rgb)
     # padding replicates the last column and the last row
     tx = -(-w // 256)
     if w % 256:
@@ -32,7 +40,7 @@ def test_tile_untile_inverse(w, h, rng):
         bottom = tiles[-1, :, h % 256 :, (w - 1) % 256]  # (3, pad) below the last row
         assert (bottom == rgb[h - 1, w - 1][:, None]).all()
     for source in (rgb, Image.fromarray(rgb)):  # what encode uses: the same tiles, a batch at a time
-        lazy = codec.Tiles(source, 256)
+        lazy = tiling.Tiles(source, 256)
         assert len(lazy) == len(tiles)
         for sl in (slice(0, len(tiles)), slice(1, 3), slice(len(tiles) - 1, len(tiles) + 5)):
             np.testing.assert_array_equal(lazy[sl], tiles[sl])
@@ -71,12 +79,12 @@ def test_decode_matches_token_path(tiny_model, rng):
     by the stored tokens they copy (format version 2), cropped (float32 reference)."""
     rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
     data = leechcodec.encode(Image.fromarray(rgb), tiny_model, precision="fp32")
-    idx = codec.tiles_to_indices(tiny_model, codec.tile_image(rgb, 256))
+    idx = codec.tiles_to_indices(tiny_model, tiling.tile_image(rgb, 256))
     filled = coders.fill_padding(idx, container.token_extents(260, 300, 256, 8), 32)
     assert (filled != idx).any() and (filled.reshape(4, 32, 32)[0] == idx.reshape(4, 32, 32)[0]).all()
     tiles = codec.indices_to_tiles(tiny_model, filled)
     out = leechcodec.decode(data, tiny_model, precision="fp32")
-    np.testing.assert_array_equal(np.asarray(out), codec.untile_image(tiles, 260, 300))
+    np.testing.assert_array_equal(np.asarray(out), untile_image(tiles, 260, 300))
 
 
 def test_mode_policy(tiny_model, rng):
@@ -136,7 +144,7 @@ def test_halo_decoding_uses_the_neighbours_tokens(tiny_model, rng):
 
     idx = rng.integers(0, lattice.N_CODEWORDS, (6, 32 * 32))  # 3 × 2 tiles
     plain = codec.indices_to_image(tiny_model, idx, 3, 2)
-    np.testing.assert_array_equal(plain, codec.untile_image(codec.indices_to_tiles(tiny_model, idx), 768, 512))
+    np.testing.assert_array_equal(plain, untile_image(codec.indices_to_tiles(tiny_model, idx), 768, 512))
     m = _model_with_halo(tiny_model, 4)
     out = codec.indices_to_image(m, idx, 3, 2)
     assert out.shape == (512, 768, 3)
@@ -154,7 +162,8 @@ def test_decode_halo_config_is_checked_and_keeps_old_ids(tiny_model):
     import dataclasses
     import json
 
-    from leechcodec.models.io import _fp16_state, config_from_json, model_id_of
+    from leechcodec.models.config import config_from_json, model_id_of
+    from leechcodec.models.io import _fp16_state
     from leechcodec.models.vit import TokenizerConfig
 
     for bad in (-1, 33):

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
-from leechcodec import codec
+from leechcodec import codec, tiling
 from leechcodec.cli.main import cli
 from leechcodec.models.load import load
 from leechcodec.models.runtime import load_onnx
@@ -106,8 +106,8 @@ def test_the_missing_torch_is_named_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
-        "leechcodec: error: --effort refines the tokens with the decoder's gradients, which needs torch: "
-        "pip install 'leechcodec[train]'"]
+        "leechcodec: error: --effort needs torch, which is not installed: pip install 'leechcodec[train]' "
+        "(it refines the tokens with the decoder's gradients)"]
     assert not (tmp_path / "e.lq").exists()
 
 
@@ -129,9 +129,9 @@ def test_the_library_and_pillow_plugin_need_no_torch(tmp_path):
 
 
 def test_onnx_is_the_default_on_a_cpu_and_torch_where_asked():
-    assert getattr(load(prior=None), "numpy_nets", False)
-    assert not getattr(load(prior=None, backend="torch"), "numpy_nets", False)
-    assert not getattr(load(prior=None, precision="bf16"), "numpy_nets", False)  # bf16 blocks are torch's
+    assert load(prior=None).runtime == "onnxruntime"
+    assert load(prior=None, backend="torch").runtime == "torch"
+    assert load(prior=None, precision="bf16").runtime == "torch"  # bf16 blocks are torch's
     with pytest.raises(ValueError, match="backend"):
         load(backend="tensorflow")
 
@@ -175,7 +175,7 @@ def test_onnx_and_torch_agree_on_the_kodak_images(kodak_dir, onnx_model, torch_m
     tokens = differ = worst = 0
     for f in files:
         rgb = np.asarray(Image.open(f).convert("RGB"))
-        tiles = codec.tile_image(rgb, 256)
+        tiles = tiling.tile_image(rgb, 256)
         a = codec.tiles_to_indices(onnx_model, tiles)
         b = codec.tiles_to_indices(torch_model, tiles, precision="fp32")
         tokens += a.size

@@ -215,8 +215,8 @@ def test_grey_stays_grey_and_other_modes_convert_as_encode_does(tiny):
 
 def test_bundled_model_by_default(settings, one_thread):
     lqpil.set_model(None, precision="fp32")
-    model = lqpil.load_model()
-    assert lqpil.load_model() is model and model.prior is not None  # loaded once, with its prior
+    model = lqpil.model_for()
+    assert lqpil.model_for() is model and model.prior is not None  # loaded once, with its prior
     buf = io.BytesIO()
     Image.open(DATA / "grey-45x61.png").save(buf, format="LQ")  # coder "auto": ar with the bundled prior
     data = buf.getvalue()
@@ -234,7 +234,7 @@ def test_model_per_image_and_by_path(tiny_frozen, settings, one_thread):
     data = (DATA / "grey-45x61.fixed.lq").read_bytes()
     want = np.asarray(leechcodec.decode(data, tiny_frozen, precision="fp32"))
     lqpil.set_model(DATA / "tiny.safetensors", precision="fp32")  # a path, read once
-    assert lqpil.load_model().model_id == tiny_frozen.model_id
+    assert lqpil.model_for().model_id == tiny_frozen.model_id
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), want)
     lqpil.set_model(object(), precision="fp32")  # a default that cannot decode: the image's own is used
     for model in (tiny_frozen, str(DATA / "tiny.safetensors")):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
-from leechcodec import codec, coders, container, refine
+from leechcodec import codec, coders, container, refine, tiling
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGE = REPO / "docs" / "kodim23.png"
@@ -62,7 +62,7 @@ def test_refine_counts_only_real_pixels(trained_like):
     the real pixels is what never rises, with the padding tokens the decoder rebuilds."""
     torch.set_num_threads(1)
     img = np.asarray(_photo(40, 30, seed=2))
-    tiles = codec.tile_image(img, 256)
+    tiles = tiling.tile_image(img, 256)
     idx = codec.tiles_to_indices(trained_like, tiles)
     new = refine.refine_indices(trained_like, tiles, idx, 40, 30, 4)
     extents = container.token_extents(40, 30, 256, 8)
@@ -154,7 +154,7 @@ def test_cli_effort(tiny_model_path, tmp_path):
 def test_long_effort_shows_progress_on_one_tile(tiny_model, capsys):
     """The effort bar counts rounds, so a one-tile picture at a high effort shows progress too."""
     img = np.asarray(_photo(70, 50))
-    tiles = codec.tile_image(img, tiny_model.tile)  # one tile
+    tiles = tiling.tile_image(img, tiny_model.tile)  # one tile
     assert len(tiles) == 1
     idx = codec.tiles_to_indices(tiny_model, tiles)
     refine.refine_indices(tiny_model, tiles, idx, 70, 50, 5, progress=True)
