@@ -14,10 +14,12 @@ from .common import (
     check_output,
     force_option,
     handle_errors,
-    need_torch,
     version_option,
     write_output,
 )
+from leechcodec.errors import require_torch
+from leechcodec.models.errors import TrainError
+
 from .errors_table import help_block
 
 
@@ -26,7 +28,7 @@ CPU_PRESET, GPU_PRESET = "small-skip", "shot"  # models/vit.py PRESETS
 
 def default_preset(device: str) -> str:
     """The tokenizer preset ``train`` uses without --preset: the GPU shots' on CUDA, a CPU-sized one elsewhere."""
-    import torch
+    import torch  # lazy, as every torch import of the CLI: `leechcodec --help` starts without torch
 
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     return GPU_PRESET if cuda else CPU_PRESET
@@ -108,19 +110,17 @@ def train(data, out, preset, prior, tokenizer, config_file, crop, batch, steps, 
       leechcodec train --prior ../shared/data/train --out runs/p --tokenizer my-model.safetensors --batch 16
       leechcodec export runs/p/checkpoint.safetensors -o my-model.prior.safetensors
     """
-    need_torch("train")  # exit 1, one line, before any work (as every command)
+    require_torch("train")  # exit 1, one line, before any work (as every command)
     check_device(device)
-    import torch
+    import torch  # lazy: the CLI starts without torch
 
-    from leechcodec.models.train import TrainConfig, TrainError
+    from leechcodec.models.train import TrainConfig, read_checkpoint  # lazy: imports torch
     from leechcodec.models.train import train as run
 
     if threads:
         torch.set_num_threads(threads)
     model_config = None
     if preset is None and resume and not config_file and not prior:  # keep the checkpoint's model, whatever the machine
-        from leechcodec.models.train import read_checkpoint
-
         ckpt = Path(out) / "checkpoint.safetensors"
         if ckpt.is_file():
             model_config = json.loads(read_checkpoint(ckpt)[1]["model_config"])
@@ -164,8 +164,8 @@ def export(checkpoint, output, force):
       leechcodec export runs/a/checkpoint.safetensors -o leech.safetensors
       leechcodec export runs/p/checkpoint.safetensors -o leech.prior.safetensors
     """
-    need_torch("export")
-    from leechcodec.models.train import export_checkpoint, read_checkpoint
+    require_torch("export")
+    from leechcodec.models.train import export_checkpoint, read_checkpoint  # lazy: imports torch
 
     if output == "-":
         raise OutputError("export needs a file name, not '-'")
@@ -177,7 +177,7 @@ def export(checkpoint, output, force):
     click.echo(f"{output}: id {mid.hex()}", err=True)
     if read_checkpoint(Path(checkpoint))[1].get("task") != "prior" and Path(output).is_file():
         try:  # the ONNX graphs beside a tokenizer: encode and decode then run without torch
-            from leechcodec.models.export_onnx import export as export_graphs
+            from leechcodec.models.export_onnx import export as export_graphs  # lazy: onnx is optional
 
             for g in export_graphs(output):
                 click.echo(f"{g}: its ONNX graph (structure only; the weights stay in {Path(output).name})", err=True)

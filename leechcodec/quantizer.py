@@ -1,4 +1,5 @@
-"""Spherical Leech quantization (Λ24-SQ) as an ``nn.Module``.
+"""Spherical Leech quantization (Λ24-SQ): ``LeechQuantizer``, an ``nn.Module``, and
+``quantize_ste``, its straight-through step, which training calls with a chosen search.
 
 No parameters, no auxiliary loss: the codebook is the fixed first shell of Λ24.
 """
@@ -31,15 +32,27 @@ class LeechQuantizer(nn.Module):
             return lattice.vectors(x)
         if x.shape[-1] != self.dim:
             raise ValueError(f"last dimension must be {self.dim}, got {x.shape[-1]}")
-        lead = x.shape[:-1]
         z = normalize(x)
-        idx = lattice.nearest(z.detach().reshape(-1, self.dim)).reshape(lead)
         if mode == "indices":
-            return idx
+            return lattice.nearest(z.detach().reshape(-1, self.dim)).reshape(x.shape[:-1])
         if mode == "ste":
-            q = lattice.vectors(idx, check=False).to(z.dtype)  # from nearest: in range, no device wait
-            return z + (q - z).detach()
+            return quantize_ste(z)
         raise ValueError(f"unknown quantizer mode {mode!r} (use 'ste', 'indices' or 'dequantize')")
+
+
+def quantize_ste(z: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    """Unit vectors (..., 24) → their nearest codewords, with a straight-through gradient (the
+    training path: ``LeechQuantizer`` mode ``"ste"``, ``models.vit.LeechTokenizer.forward``).
+
+    ``method``: the search (``lattice.nearest``; every one exact). The search sees ``z`` in at
+    least float32 (a bf16 value converts exactly) and returns the float64 nearest whatever
+    autocast runs; the codewords come back in ``z``'s dtype, without waiting for a GPU.
+    """
+    with torch.no_grad():
+        flat = z.detach().reshape(-1, lattice.DIM)
+        idx = lattice.nearest(flat.to(torch.promote_types(flat.dtype, torch.float32)), method)
+        q = lattice.vectors(idx, check=False).view(z.shape).to(z.dtype)  # in range by construction
+    return z + (q - z).detach()
 
 
 def normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

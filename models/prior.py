@@ -19,16 +19,23 @@ import functools
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from PIL import Image
+from safetensors import safe_open
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save as numpy_bytes
+from safetensors.torch import load_file
+from safetensors.torch import save as torch_bytes
 from torch import nn
+from tqdm import tqdm
 
-from leechcodec import lattice
+from leechcodec import container, lattice
+from leechcodec.codec import tiles_to_indices
+from leechcodec.coders import fill_padding
 from leechcodec.exact_prior import (  # noqa: F401 - re-exported: the coding side of the prior
     A_FRAC,
     A_MAX,
@@ -53,6 +60,13 @@ from leechcodec.exact_prior import (  # noqa: F401 - re-exported: the coding sid
     prior_path_for,
     state_shapes,
 )
+from leechcodec.output import write_file
+from leechcodec.tiling import tile_image
+from leechcodec.tokenizer import grid_of
+
+from .errors import TrainError
+from .io import load_weights
+from .loop import adamw
 
 PRIOR_PRESETS = {
     "tiny": PriorConfig(name="tiny", hidden=32, layers=1),
@@ -125,6 +139,10 @@ class ARPrior(nn.Module):
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         return self.bits(indices)
 
+    def configure_optimizers(self, weight_decay: float, lr: float, betas=(0.9, 0.95), fused: bool = False):
+        """AdamW with weight decay on the matrices only (``models.loop.adamw``)."""
+        return adamw(self, weight_decay, lr, betas, fused)
+
     def bits(self, indices: torch.Tensor) -> torch.Tensor:
         """Mean bits per token of (B, G, G) index grids under the model."""
         vec = _book(str(indices.device))[indices]
@@ -148,18 +166,11 @@ def token_cache(tokenizer, files, out: Path, name: str, progress: bool = True) -
     The tokens of the padding are what a .lq stream of format version 2 decodes there: copies of
     the last stored token of their row or column (``coders.fill_padding``), not the encoder's
     tokens of the replicated edge pixels; the contexts the prior learns are the coder's."""
-    from PIL import Image
-    from tqdm import tqdm
-
-    from leechcodec import container
-    from leechcodec.codec import tile_image, tiles_to_indices
-    from leechcodec.coders import fill_padding
-
     mid = bytes(tokenizer.model_id).hex()
     path = Path(out) / f"tokens-{name}-{mid}-v2.safetensors"
     if path.is_file():
         return load_file(str(path))["grids"]
-    g = tokenizer.tile // tokenizer.patch
+    g = grid_of(tokenizer)
     grids = []
     for f in tqdm(files, desc=f"tokenizing {name}", unit="img", disable=not progress):
         with Image.open(f) as im:
@@ -172,10 +183,8 @@ def token_cache(tokenizer, files, out: Path, name: str, progress: bool = True) -
             grids.append(torch.from_numpy(idx.reshape(-1, g, g).astype(np.int32)))
     grids = torch.cat(grids)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    save_file({"grids": grids}, tmp, metadata={"tokenizer_id": mid, "images": str(len(files))})
-    os.replace(tmp, path)
+    data = torch_bytes({"grids": grids}, metadata={"tokenizer_id": mid, "images": str(len(files))})
+    write_file(path, lambda f: f.write(data))
     return grids
 
 
@@ -217,20 +226,14 @@ def save_prior(model: ARPrior, path: str | os.PathLike, tokenizer_id: bytes) -> 
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = torch_bytes({k: v.contiguous() for k, v in state.items()}, metadata=meta)
+    write_file(path, lambda f: f.write(data))
     return pid
 
 
-def exact(model: ARPrior, tokenizer_id: bytes, device=None) -> ExactPrior:
+def exact(model: ARPrior, tokenizer_id: bytes) -> ExactPrior:
     """The exact prior a float model exports to (what ``save_prior`` writes and ``load_prior`` reads):
-    the numpy ``ExactPrior`` of its integer weights (``device`` is ignored, as by ``load_prior``)."""
+    the numpy ``ExactPrior`` of its integer weights."""
     state = {k: v.cpu().numpy() for k, v in quantize_state(model).items()}
     ids = prior_id_of(model.cfg, state, tokenizer_id), prior_id_of(model.cfg, state, tokenizer_id, legacy=True)
     return ExactPrior(model.cfg, state, ids[0], legacy_ids=ids[1:])
@@ -248,15 +251,6 @@ def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_w
         TrainError: the encoders differ (the prior would have to be retrained), or ``prior`` is not
             the prior of ``old_weights``.
     """
-    from safetensors import safe_open
-    from safetensors.numpy import load_file as load_numpy
-    from safetensors.numpy import save as safetensors_bytes
-
-    from leechcodec.output import write_file
-
-    from .io import load_weights
-    from .train import TrainError
-
     old, new = load_weights(old_weights, prior=None), load_weights(new_weights, prior=None)
     a, b = old.state_dict(), new.state_dict()
     same_cfg = {**old.cfg.to_dict(), "stage_gain": 0, "stage_decay": 0} == {**new.cfg.to_dict(), "stage_gain": 0,
@@ -269,5 +263,5 @@ def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_w
     state = load_numpy(str(prior))  # the file's integers as they are
     pid = prior_id_of(cfg, state, bytes(new.model_id))
     meta.update(tokenizer_id=bytes(new.model_id).hex(), prior_id=pid.hex())
-    write_file(out, lambda f: f.write(safetensors_bytes(state, metadata=meta)))  # atomically
+    write_file(out, lambda f: f.write(numpy_bytes(state, metadata=meta)))  # atomically
     return pid

@@ -1,6 +1,8 @@
 """GPU shot: train a tokenizer for a wall-clock budget on a borrowed GPU, results always in OUT.
 
-A shot is one command on a bare machine that is lent for minutes (README, "Training"):
+A shot is one command on a bare machine that is lent for minutes (README, "Training"): the
+training loop of ``models.train`` (its step, schedule, EMA, optimiser and validation are
+``models.loop``'s) with a deadline, a profile and files that come back in parts::
 
     pack (JPEG crops) ─decode once→ uint8 (N, 3, 256, 256) on the GPU
       └─ each step: random crop (256 or 192), dihedral flip, half the steps coded as 2×2
@@ -8,75 +10,38 @@ A shot is one command on a bare machine that is lent for minutes (README, "Train
 
 * The schedule runs on wall-clock time (warmup, then cosine to the end of the budget), since
   the step rate is not known before the machine is; the first ~20 s measure it.
-* The nearest-codeword search is timed both ways on the device (structured exact search,
-  float32 matmul over all 196,560 codewords); training uses the faster one.
+* The nearest-codeword search is timed each way on the device (``models.shot_checks``);
+  training uses the fastest (all are exact).
 * Every ``save_every`` seconds and at the end the EMA weights go to OUT as fp16 safetensors,
   split into parts under the size limit of what comes back, with ``log.jsonl`` and
-  ``summary.json``; a kill at any moment loses at most that interval.
+  ``summary.json``; a kill at any moment loses at most that interval (``models.shot_files``,
+  which also prepares what travels and puts the weights back together at home).
 
 Only torch, numpy, pillow and safetensors are imported on this path (the machine has no
 constriction, platformdirs or pytorch-msssim), and no API newer than torch 2.11.
-``join_parts`` (here) puts the weights back together on the way home.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
-import os
 import random
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
-from leechcodec import lattice
-from leechcodec.output import write_file
-from leechcodec.quantizer import normalize
 
 from . import io as model_io
-from .train import psnr, psnr_tensor
-from .vit import PRESETS, build, count_params, later_stages, pca_init
-
-PART_BYTES = 15 * 2**20  # what comes back is at most 16 MiB a file
-MAX_TRAVEL = 64 * 2**20  # what travels to the device: tracked + untracked-not-ignored + carried
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
-WEIGHTS_NAME = "shot.safetensors"
-
-
-class ShotError(Exception):
-    """A shot cannot start or its outputs cannot be put back together."""
+from .loop import TrainStep, bf16_autocast, lr_at, mix_at, no_mark, psnr, validate
+from .shot_checks import SEARCHES, check_exact, encode_demo, sync, time_search
+from .shot_files import PART_BYTES, ShotError, commit_summary, join_parts, load_pack, prepare, save_parts
+from .vit import PRESETS, build, count_params, pca_init
 
 
 # ----------------------------------------------------------------------------- data
-def load_pack(folder: str | os.PathLike, tile: int = 256, workers: int = 8) -> torch.Tensor:
-    """Every image of ``folder`` (sorted) decoded once: uint8 (N, 3, tile, tile), centre crops."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise ShotError(f"no images in the pack {folder}")
-
-    def read(p: Path) -> np.ndarray:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            if w < tile or h < tile:
-                raise ShotError(f"{p} is {w}×{h}, smaller than the {tile}px tile")
-            l, t = (w - tile) // 2, (h - tile) // 2
-            return np.asarray(im.crop((l, t, l + tile, t + tile))).transpose(2, 0, 1)
-
-    with ThreadPoolExecutor(workers) as ex:
-        arrays = list(ex.map(read, files))
-    return torch.from_numpy(np.stack(arrays))
-
-
 def sample_batch(pack: torch.Tensor, gen: torch.Generator, batch: int, crop: int) -> torch.Tensor:
     """Random ``crop``-px crops with random flips and transposes, float in [0, 1], on pack's device."""
     n, _, size, _ = pack.shape
@@ -95,73 +60,6 @@ def sample_batch(pack: torch.Tensor, gen: torch.Generator, batch: int, crop: int
     return x.float().div_(255.0)
 
 
-# ----------------------------------------------------------------------------- search
-SEARCHES = ("structured", "tiled", "tiled16")  # every one exact (leechcodec.lattice); the shot uses the fastest
-def time_search(device: torch.device, n: int = 65_536, reps: int = 3) -> dict:
-    """Seconds per call of each exact nearest search on ``n`` random unit vectors, and whether they agree."""
-    z = normalize(torch.randn(n, lattice.DIM, device=device, generator=torch.Generator(device).manual_seed(0)))
-    out, idx = {}, {}
-    for method in SEARCHES:
-        idx[method] = lattice.nearest(z, method)  # warm-up: tables, kernels
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(reps):
-            lattice.nearest(z, method)
-        _sync(device)
-        out[f"{method}_ms"] = 1000 * (time.perf_counter() - t) / reps
-    out["tokens"] = n
-    ref = lattice.nearest_brute(z[:4096]) if device.type == "cpu" else lattice.nearest_brute(z)
-    out["agree"] = min(float((idx[m][: len(ref)] == ref).float().mean()) for m in SEARCHES)  # with float64
-    out["use"] = min(SEARCHES, key=lambda m: out[f"{m}_ms"])
-    return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def quantize_ste(z: torch.Tensor, method: str) -> torch.Tensor:
-    """Unit latents (..., 24) → nearest codewords, straight-through gradient."""
-    with torch.no_grad():
-        idx = lattice.nearest(z.detach().float().reshape(-1, lattice.DIM), method)  # float64-exact under autocast
-        q = lattice.vectors(idx, check=False).view(z.shape).to(z.dtype)  # in range by construction: no device wait
-    return z + (q - z).detach()
-
-
-def _no_mark(phase: str) -> None:
-    pass
-
-
-def forward(model, x: torch.Tensor, split: bool, method: str, mix: float = 0.0, gen: torch.Generator | None = None,
-            mark=_no_mark, stages: int = 1) -> torch.Tensor:  # fmt: skip
-    """Training path. ``split``: the encoder sees the four quarter tiles of ``x`` on their own
-    (as the codec encodes 256-px tiles) and the decoder the joined token grid. ``mark(phase)``
-    is called at the end of each phase (``Profiler``). ``stages`` > 1: quantizer dropout over
-    residual stages (``models.vit.later_stages``)."""
-    B, _, H, W = x.shape
-    if split:
-        h, w = H // 2, W // 2
-        xs = x.view(B, 3, 2, h, 2, w).permute(0, 2, 4, 1, 3, 5).reshape(4 * B, 3, h, w)
-        z = model.analysis(xs)  # (4B, h/p, w/p, 24)
-        gh, gw = z.shape[1:3]
-        z = z.view(B, 2, 2, gh, gw, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * gh, 2 * gw, -1)
-    else:
-        z = model.analysis(x)
-    z = normalize(z.float())
-    mark("encoder")
-    q = quantize_ste(z, method)
-    if stages > 1:
-        q = q + later_stages(z.detach(), q.detach(), stages, model.cfg, gen)
-    if mix > 0:
-        keep = torch.rand(z.shape[:-1] + (1,), generator=gen, device=z.device) < mix
-        q = torch.where(keep, z, q)
-    mark("search")
-    y = model.synthesis(q)
-    mark("decoder")
-    return y
-
-
 PHASES = ("data", "encoder", "search", "decoder", "backward", "optimizer")
 
 
@@ -176,11 +74,11 @@ class Profiler:
         self.t = 0.0
 
     def start(self) -> None:
-        _sync(self.device)
+        sync(self.device)
         self.t = time.perf_counter()
 
     def __call__(self, phase: str) -> None:
-        _sync(self.device)
+        sync(self.device)
         now = time.perf_counter()
         self.ms[phase].append(1000 * (now - self.t))
         self.t = now
@@ -190,104 +88,6 @@ class Profiler:
         step = sum(med.values())
         return {"steps": len(self.ms["data"]), "ms": med, "step_ms": round(step, 2),
                 "share": {k: round(v / step, 3) for k, v in med.items()}, "crops_per_s": round(1000 * batch / step, 1)}  # fmt: skip
-
-
-def lr_at(frac: float, peak: float, floor: float, warmup: float) -> float:
-    """Learning rate at ``frac`` ∈ [0, 1] of the time budget: linear warmup, then cosine to ``floor``."""
-    if frac < warmup:
-        return peak * max(frac, 1e-3) / warmup
-    t = min(1.0, (frac - warmup) / max(1e-9, 1.0 - warmup))
-    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * t))
-
-
-# ----------------------------------------------------------------------------- outputs
-def save_parts(model, out: Path, scratch: Path, part_bytes: int = PART_BYTES) -> dict:
-    """Write ``model`` as release weights split into parts in ``out``, beside the previous ones.
-
-    Two generations alternate (``shot.safetensors.a.partK`` and ``.b.partK``): the new parts
-    never overwrite the ones the current summary.json names, so a kill at any moment leaves
-    that summary and its parts intact. ``commit_summary`` then switches summary.json to the new
-    generation with one rename and only afterwards removes the old parts. The returned record
-    (the SHA-256 of the whole file) goes into summary.json, which ``join_parts`` checks.
-    """
-    full = scratch / WEIGHTS_NAME
-    mid = model_io.save_weights(model, full)
-    data = full.read_bytes()
-    try:
-        current = json.loads((out / "summary.json").read_text())["weights"]["parts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        current = []
-    slot = "b" if any(n.startswith(f"{WEIGHTS_NAME}.a.") for n in current) else "a"
-    parts = [data[i : i + part_bytes] for i in range(0, len(data), part_bytes)]
-    names = [f"{WEIGHTS_NAME}.{slot}.part{k}" for k in range(len(parts))]
-    for name, blob in zip(names, parts):
-        write_file(out / name, lambda f, b=blob: f.write(b))
-    return {
-        "model_id": mid.hex(),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "parts": names,
-    }
-
-
-def commit_summary(out: Path, summary: dict) -> None:
-    """Make ``summary`` (whose ``weights`` came from ``save_parts``) the shot's result: one
-    rename of summary.json, then the parts of other generations are removed."""
-    write_file(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
-    keep = set(summary["weights"]["parts"])
-    for p in out.glob(f"{WEIGHTS_NAME}.*part*"):
-        if p.name not in keep:
-            p.unlink(missing_ok=True)
-
-
-def join_parts(folder: str | os.PathLike, dest: str | os.PathLike, decode_halo: int | None = None) -> dict:
-    """Put the weights of a shot's OUT folder back together into ``dest``; returns summary.json.
-
-    ``decode_halo``: rewrite the config's ``decode_halo`` (for weights trained before their
-    preset had one); the model id in the returned summary is then the new one.
-
-    Raises:
-        ShotError: no summary, a missing part, or bytes that do not match the recorded SHA-256.
-    """
-    folder = Path(folder)
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-        rec = summary["weights"]
-        data = b"".join((folder / name).read_bytes() for name in rec["parts"])
-    except (OSError, ValueError, KeyError) as e:
-        raise ShotError(f"{folder} holds no complete shot output: {e}") from None
-    if hashlib.sha256(data).hexdigest() != rec["sha256"]:
-        raise ShotError(f"the weight parts in {folder} do not match summary.json (a save was cut off)")
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    write_file(dest, lambda f: f.write(data))
-    if decode_halo is not None:
-        import dataclasses
-
-        model = model_io.load_weights(dest, prior=None)
-        model.cfg = dataclasses.replace(model.cfg, decode_halo=decode_halo)
-        summary["weights"]["model_id"] = model_io.save_weights(model, dest).hex()
-    return summary
-
-
-def travel_bytes(repo: str | os.PathLike, carry: list[str]) -> dict:
-    """Bytes that would travel to the device: git-tracked files present in the working tree,
-    untracked files git does not ignore, and the ``carry`` paths (files or folders)."""
-    repo = Path(repo)
-
-    def listed(*args: str) -> list[Path]:
-        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", *args], capture_output=True, check=True).stdout
-        return [repo / p for p in out.decode().split("\0") if p]
-
-    def size(paths) -> int:
-        return sum(p.stat().st_size for p in paths if p.is_file() and not p.is_symlink())
-
-    tracked = size(listed())
-    untracked = size(listed("--others", "--exclude-standard"))
-    carried = 0
-    for c in carry:
-        p = repo / c
-        carried += size(p.rglob("*")) if p.is_dir() else size([p])
-    return {"tracked": tracked, "untracked": untracked, "carried": carried, "total": tracked + untracked + carried}
 
 
 # ----------------------------------------------------------------------------- the shot
@@ -344,43 +144,27 @@ def run(args: argparse.Namespace) -> dict:
          "torch": torch.__version__, "preset": preset, "params": count_params(model), "batch": args.batch,
          "search": search, "search_used": method, "compile": args.compile, **init})  # fmt: skip
 
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    other = [p for p in model.parameters() if p.ndim < 2]
-    fused = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), **fused,
-    )  # fmt: skip
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    m_params, e_params = list(model.parameters()), list(ema.parameters())
+    opt = model.configure_optimizers(args.weight_decay, args.lr, fused=device.type == "cuda")
+    autocast = bf16_autocast(device)
+    update = TrainStep(model, ema, opt, args.clip, args.ema)
 
-    def train_step(frac: float, mark=_no_mark) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, bool]:
-        """One optimiser step; returns (loss, output, input, mix, mse phase), all left on the device."""
-        lr = lr_at(frac, args.lr, args.min_lr, args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def lr(frac: float) -> float:
+        return lr_at(frac, args.lr, args.min_lr, args.warmup)
+
+    def train_step(frac: float, step: int, mark=no_mark) -> tuple:
+        """Step ``step`` at ``frac`` of the budget: the shot's batch and loss, then ``update``;
+        returns (loss, output, input, mix, mse phase), all left on the device."""
         crop = model.cfg.tile if rng.random() < 0.5 else model.cfg.tile * 3 // 4
         split = rng.random() < args.split
         x = sample_batch(train_pack, gen, args.batch, crop)
         mark("data")
-        mix = args.mix * max(0.0, 1.0 - frac / args.mix_until) if args.mix_until > 0 else 0.0
+        mix = mix_at(frac, args.mix, args.mix_until)
         with autocast:
-            y = forward(model, x, split, method, mix, gen, mark, args.stages)
+            y = model(x, mix, gen, args.stages, split=split, method=method, mark=mark)
         mse_phase = frac >= args.mse_from
         loss = F.mse_loss(y.float(), x) if mse_phase else F.l1_loss(y.float(), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        mark("backward")
-        torch.nn.utils.clip_grad_norm_(m_params, args.clip)
-        opt.step()
-        d = min(args.ema, (1 + train_step.n) / (10 + train_step.n))
-        with torch.no_grad():
-            torch._foreach_lerp_(e_params, m_params, 1.0 - d)
-        train_step.n += 1
-        mark("optimizer")
+        update(loss, lr(frac), step, mark)
         return loss.detach(), y.detach(), x, mix, mse_phase
-
-    train_step.n = 0
 
     if args.compile:
         # every (crop, split) shape compiled before the clock, inside the deadline (t0)
@@ -392,10 +176,10 @@ def run(args: argparse.Namespace) -> dict:
             for split in (False, True):
                 x = sample_batch(train_pack, gen, args.batch, crop)
                 with autocast:
-                    y = forward(model, x, split, method)
+                    y = model(x, split=split, method=method)
                 F.l1_loss(y.float(), x).backward()
         opt.zero_grad(set_to_none=True)
-        _sync(device)
+        sync(device)
         log({"event": "compile", "backend": args.compile_backend, "s": round(time.monotonic() - t_c, 1)})
 
     budget = args.minutes * 60.0
@@ -410,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         prof = Profiler(device)
         for _ in range(args.profile_steps):
             prof.start()
-            train_step(0.0, prof)
+            train_step(0.0, step, prof)
             step += 1
             images += args.batch
         log({"event": "profile", "search_used": method, "compile": args.compile, **prof.summary(args.batch)})
@@ -439,12 +223,12 @@ def run(args: argparse.Namespace) -> dict:
         frac = min(1.0, (now - t_train) / budget)
         if frac >= 1.0 and step > step_rate0:  # (at least one timed step after the profile)
             break
-        loss, y, x, mix, mse_phase = train_step(frac)
+        loss, y, x, mix, mse_phase = train_step(frac, step)
         step += 1
         images += args.batch
         if step % 10 == 0:
             acc_loss += loss
-            acc_psnr += psnr_tensor(y, x)
+            acc_psnr += psnr(y, x)
             acc_n += 1
         acc_img += args.batch
         now = time.monotonic()
@@ -459,11 +243,11 @@ def run(args: argparse.Namespace) -> dict:
             if args.profile_only:
                 break
         if now - t_log > args.log_every and acc_n:
-            stats = {"step": step, "images": images, "lr": lr_at(frac, args.lr, args.min_lr, args.warmup),
+            stats = {"step": step, "images": images, "lr": lr(frac),
                      "loss": float(acc_loss) / acc_n, "psnr": float(acc_psnr) / acc_n,
                      "images_per_s": round(acc_img / (now - t_log), 1), "mix": round(mix, 3), "mse": mse_phase}  # fmt: skip
             if args.val_every and now - t_val > args.val_every:
-                stats["val_psnr"] = validate(ema, val, method, autocast)
+                stats["val_psnr"] = round(validate(ema, val, 16, autocast, method), 3)
                 t_val = now
             log({"event": "train", **stats})
             t_log, acc_n, acc_img = now, 0, 0
@@ -480,104 +264,11 @@ def run(args: argparse.Namespace) -> dict:
         log({"event": "end", "step": step, "images": images, "profile_only": True})
         log_f.close()
         return {"step": step, "images": images}
-    stats = {**stats, "step": step, "images": images, "val_psnr": validate(ema, val, method, autocast)}
+    stats = {**stats, "step": step, "images": images, "val_psnr": round(validate(ema, val, 16, autocast, method), 3)}
     log({"event": "end", **stats})
     save(final=True)
     log_f.close()
     return stats
-
-
-@torch.no_grad()
-def validate(model, val: torch.Tensor, method: str, autocast) -> float:
-    """PSNR of ``model`` on the held-out crops (whole 256-px tiles, quantized)."""
-    vals = []
-    for i in range(0, len(val), 16):
-        x = val[i : i + 16].float().div(255.0)
-        with autocast:
-            y = forward(model, x, False, method)
-        vals.append(psnr(y.float(), x) * len(x))
-    return round(sum(vals) / max(1, len(val)), 3)
-
-
-def check_exact(image: str, device: str, n_time: int = 65_536) -> dict:
-    """The training search's exactness on ``device``: the bundled model's latents of ``image``
-    searched by every method under bf16 autocast, against the float64 reference; then each
-    method's time on ``n_time`` tokens (``time_search``)."""
-    dev = torch.device(device)
-    model = model_io.load_weights(prior=None).to(dev)
-    from leechcodec.codec import tile_image
-
-    with Image.open(image) as im:
-        tiles = tile_image(np.asarray(im.convert("RGB")), model.cfg.tile)  # the codec's tiles
-    x = torch.from_numpy(tiles).to(dev).float().div(255.0)
-    with torch.no_grad():
-        z = normalize(model.analysis(x).float()).reshape(-1, lattice.DIM)
-    ref = lattice.nearest_brute(z)
-    out: dict = {"event": "exact", "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                 "tokens": len(z)}  # fmt: skip
-    for method in SEARCHES:
-        lattice.TILED_STATS.update(rows=0, uncertified=0)
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
-            idx = lattice.nearest(z, method)
-        out[method] = {"agree": float((idx == ref).float().mean()),
-                       "uncertified": lattice.TILED_STATS["uncertified"] if method != "structured" else None}  # fmt: skip
-    out["time"] = time_search(dev, n=n_time)
-    print(json.dumps(out), flush=True)
-    return out
-
-
-def encode_demo(image: str, dest: str, device: str) -> None:
-    """Encode ``image`` with the bundled model and its prior (ar coder) on ``device`` into ``dest``:
-    decoding it at home on the CPU checks that the ar coder is bit-exact across devices."""
-    import leechcodec
-
-    model = model_io.load_weights(device=device)
-    data = leechcodec.encode(image, model, coder="ar", device=device)
-    write_file(dest, lambda f: f.write(data))
-    print(json.dumps({"event": "encode_demo", "image": image, "bytes": len(data), "device": device,
-                      "model_id": bytes(model.model_id).hex()}), flush=True)  # fmt: skip
-
-
-def prepare(repo: str | os.PathLike, pack: str, carry: str = ".carry", init: str | None = None,
-            wheels: list[str] = (), limit: int = MAX_TRAVEL) -> dict:  # fmt: skip
-    """Fill the ignored folder ``carry`` with the pack, the init weights and wheels, and check
-    that what travels stays within 64 MiB.
-
-    Raises:
-        ShotError: ``carry`` is not ignored by git, a missing input, or over 64 MiB.
-    """
-    import shutil
-
-    repo = Path(repo).resolve()
-    dest = repo / carry
-    dest.mkdir(parents=True, exist_ok=True)  # a "dir/" pattern matches only an existing folder
-    if subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", carry]).returncode != 0:
-        raise ShotError(f"{carry} is not ignored by git: it would travel twice")
-    if init and Path(init).resolve().is_relative_to(repo):
-        raise ShotError(f"{init} is in the working tree and travels anyway: give it to gpu_shot.sh as INIT={init}")
-    src = Path(pack)
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS) if src.is_dir() else []
-    if not files:
-        raise ShotError(f"no images in the pack {pack}")
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "pack").mkdir(parents=True)
-    for f in files:
-        shutil.copyfile(f, dest / "pack" / f.name)
-    if init:
-        shutil.copyfile(init, dest / "init.safetensors")
-    if wheels:
-        (dest / "wheels").mkdir()
-        for w in wheels:
-            shutil.copyfile(w, dest / "wheels" / Path(w).name)
-    sizes = travel_bytes(repo, [carry])
-    sizes["pack_images"] = len(files)
-    if sizes["total"] > limit:
-        raise ShotError(
-            f"{sizes['total'] / 2**20:.1f} MiB would travel (tracked {sizes['tracked'] / 2**20:.1f}, untracked "
-            f"{sizes['untracked'] / 2**20:.1f}, carried {sizes['carried'] / 2**20:.1f}), over the {limit / 2**20:g} MiB limit"
-        )
-    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

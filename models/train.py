@@ -1,4 +1,6 @@
-"""Training loop for the tokenizer: data, schedule, EMA, checkpoint/resume, DDP, export.
+"""Training for a number of steps, of the tokenizer or the AR prior: data, checkpoint/resume,
+DDP, export. The step, schedule, EMA, optimiser grouping and validation are ``models.loop``'s,
+which the GPU shot (``models.shot``) runs on a wall-clock budget.
 
 Exact resume: the batch of step ``s`` on rank ``r`` is drawn from a generator seeded by
 ``(seed, s, r)``, so it does not depend on how the run was split into segments, and the
@@ -14,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +26,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from tqdm import tqdm
 
-from leechcodec.errors import LeechError
+from leechcodec.errors import require_cuda
+from leechcodec.output import write_file
 
 from . import io as model_io
-from .errors import TrainError  # noqa: F401 - raised here, imported from here by callers
+from .errors import TrainError
+from .loop import TrainStep, bf16_autocast, image_files, lr_at, mix_at, psnr, validate
+from .prior import PRIOR_PRESETS, ARPrior, PriorConfig, save_prior, token_cache
 from .vit import PRESETS, LeechTokenizer, TokenizerConfig, build, pca_init
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CKPT_NAME = "checkpoint.safetensors"
 PCA_INIT_CROPS = 64  # crops whose 8×8 patches initialise a linear skip path (models.vit.pca_init)
 
@@ -77,8 +81,6 @@ class TrainConfig:
 
     def model_cfg(self):
         if self.prior:
-            from .prior import PRIOR_PRESETS, PriorConfig
-
             if self.model_config:
                 return PriorConfig(**self.model_config)
             if self.preset not in PRIOR_PRESETS:
@@ -90,6 +92,11 @@ class TrainConfig:
             raise TrainError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         return PRESETS[self.preset]
 
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step``: linear warmup over ``warmup`` steps, then cosine from
+        ``lr`` to ``min_lr`` at ``steps`` (``models.loop.lr_at``, which the shot runs on time)."""
+        return lr_at(step, self.lr, self.min_lr, self.warmup, total=self.steps, unit=1)
+
 
 # ----------------------------------------------------------------------------- data
 def list_images(roots) -> list[Path]:
@@ -99,7 +106,7 @@ def list_images(roots) -> list[Path]:
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files.extend(p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
+            files.extend(image_files(root, recursive=True))
         else:
             raise TrainError(f"training data not found: {root}")
     if not files:
@@ -141,7 +148,8 @@ class ImageBank:
 
 
 def load_val_crops(val_dir: str | None, n: int, size: int) -> torch.Tensor | None:
-    """Centre crops of the first ``n`` images of ``val_dir`` (validation only, never trained on)."""
+    """Centre crops of the first ``n`` images of ``val_dir``, uint8 (n, 3, size, size) (validation
+    only, never trained on)."""
     if not val_dir:
         return None
     crops = []
@@ -150,50 +158,16 @@ def load_val_crops(val_dir: str | None, n: int, size: int) -> torch.Tensor | Non
             im = im.convert("RGB")
             left, top = (im.width - size) // 2, (im.height - size) // 2
             crops.append(np.asarray(im.crop((left, top, left + size, top + size))))
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
 
 
 # ----------------------------------------------------------------------------- helpers
-def psnr_tensor(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of images in [0, 1] after 8-bit rounding, averaged per image, as a 0-d tensor
-    on their device (no wait for a GPU)."""
-    xq = (x.float().clamp(0, 1) * 255).round()
-    yq = (y.float().clamp(0, 1) * 255).round()
-    mse = ((xq - yq) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(255.0**2 / mse)).mean()
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """``psnr_tensor`` as a float."""
-    return float(psnr_tensor(x, y))
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine from ``lr`` to ``min_lr`` at ``steps``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LeechError("--device cuda: no CUDA device is available")  # exit 1, as every command
+    if name == "cuda":
+        require_cuda()  # exit 1, as every command
     return torch.device(name)
-
-
-def _atomic_save(tensors: dict, meta: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, stats: dict, tokenizer_id: bytes = b"") -> None:
@@ -213,12 +187,12 @@ def save_checkpoint(path: Path, model, ema, opt, step: int, cfg: TrainConfig, st
         "param_groups": json.dumps(opt_state["param_groups"]),
         "stats": json.dumps(stats),
     }
-    _atomic_save(tensors, meta, path)
+    data = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file(path, lambda f: f.write(data))
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -258,8 +232,6 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike) -> bytes:
     """
     tensors, meta = read_checkpoint(Path(ckpt))
     if meta.get("task") == "prior":
-        from .prior import ARPrior, PriorConfig, save_prior
-
         prior = ARPrior(PriorConfig(**json.loads(meta["model_config"])))
         prior.load_state_dict(_part(tensors, "ema."))
         return save_prior(prior, out, bytes.fromhex(meta["tokenizer_id"]))
@@ -269,22 +241,6 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike) -> bytes:
 
 
 # ----------------------------------------------------------------------------- loop
-@torch.no_grad()
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm.detach(), 1.0 - decay)
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, crops: torch.Tensor, device: torch.device, batch: int = 4) -> float:
-    model.eval()
-    vals = []
-    for i in range(0, len(crops), batch):
-        x = crops[i : i + batch].to(device)
-        vals.append(psnr(model(x).float(), x) * len(x))
-    return sum(vals) / len(crops)
-
-
 def _check_ranks_in_sync(model: torch.nn.Module, device: torch.device) -> None:
     """All ranks must hold the same weights after DDP training; a cheap checksum proves it."""
     total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(device)
@@ -306,7 +262,7 @@ class TokenizerTask:
         self.val = load_val_crops(cfg.val_dir, cfg.val_images, mcfg.tile) if main else None
         self.msssim = None
         if cfg.msssim_weight > 0:
-            from pytorch_msssim import ms_ssim
+            from pytorch_msssim import ms_ssim  # an optional dependency (the [bench] extra), used by this option only
 
             self.msssim = ms_ssim
 
@@ -322,15 +278,15 @@ class TokenizerTask:
 
     def loss(self, fwd, x: torch.Tensor, step: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
         cfg = self.cfg
-        mix = cfg.mix * max(0.0, 1.0 - step / max(1.0, cfg.mix_until * cfg.steps))
-        y = (fwd(x, mix=mix, generator=gen, stages=cfg.stages) if cfg.stages > 1 else fwd(x, mix=mix, generator=gen)).float()
+        mix = mix_at(step, cfg.mix, max(1.0, cfg.mix_until * cfg.steps))
+        y = fwd(x, mix=mix, generator=gen, stages=cfg.stages).float()
         loss = F.mse_loss(y, x) if cfg.loss == "mse" else F.l1_loss(y, x)
         if self.msssim is not None:
             loss = loss + cfg.msssim_weight * (1 - self.msssim(y.clamp(0, 1), x, data_range=1.0, size_average=True))
-        return loss, psnr(y.detach(), x)
+        return loss, float(psnr(y.detach(), x))
 
     def validate(self, ema) -> float | None:
-        return None if self.val is None else validate(ema, self.val, self.device)
+        return None if self.val is None else validate(ema, self.val, 4)
 
 
 class PriorTask:
@@ -339,8 +295,6 @@ class PriorTask:
     metric = "bits"
 
     def __init__(self, cfg: TrainConfig, mcfg, device, main: bool, progress: bool):
-        from .prior import token_cache
-
         self.cfg, self.device = cfg, device
         tok = model_io.load_weights(cfg.tokenizer, prior=None)
         self.tokenizer_id = bytes(tok.model_id)
@@ -358,8 +312,6 @@ class PriorTask:
             self.val = token_cache(tok, list_images([cfg.val_dir]), out, "val", progress)
 
     def build(self, mcfg) -> torch.nn.Module:
-        from .prior import ARPrior
-
         return ARPrior(mcfg)
 
     def fresh_init(self, model) -> None:
@@ -427,13 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
     ema = task.build(mcfg).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    decay_params = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
-    other_params = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
-    opt = torch.optim.AdamW(
-        [{"params": decay_params, "weight_decay": cfg.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.lr, fused=device.type == "cuda")
     step, stats = 0, {}
     if resume:
         step, stats = load_checkpoint(ckpt_path, model, ema, opt)
@@ -443,7 +389,8 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
         fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         fwd = torch.compile(fwd)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and not cfg.prior else torch.autocast("cpu", enabled=False)
+    autocast = bf16_autocast(device, enabled=not cfg.prior)  # the prior trains in float32
+    update = TrainStep(model, ema, opt, cfg.clip, cfg.ema)
     metric = task.metric
 
     t_start = time.monotonic()
@@ -463,17 +410,11 @@ def train(cfg: TrainConfig, resume: bool = False, init_weights: str | None = Non
         while step < cfg.steps:
             gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 65_537 + rank) % (2**63))
             x = task.batch(gen, cfg.batch).to(device, non_blocking=True)
-            lr = lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = cfg.lr_at(step)
             with autocast:
                 loss, value = task.loss(fwd, x, step, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
+            update(loss, lr, step)
             step += 1
-            _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
             seen += cfg.batch * world
             loss_acc += float(loss.detach())
             metric_acc += value

@@ -7,7 +7,7 @@ Data flow::
          + fixed 2-D sin-cos position embedding
          └─ encoder: pre-norm transformer blocks × depth   → (B, 1024, D)
             └─ LayerNorm → Linear(D, 24)                    → latents (B, 32, 32, 24)
-               └─ LeechQuantizer: normalise, snap to Λ24    → codewords (B, 32, 32, 24)
+               └─ quantize_ste: normalise, snap to Λ24      → codewords (B, 32, 32, 24)
     codewords
       └─ Linear(24, D) + position embedding
          └─ decoder: pre-norm transformer blocks × dec_depth
@@ -28,9 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from leechcodec import lattice
-from leechcodec.quantizer import LeechQuantizer, normalize
+from leechcodec.quantizer import normalize, quantize_ste
+from leechcodec.stages import gains
+from leechcodec.tokenizer import ConfiguredTokenizer
 
 from .config import DEFAULT_PRESET, POS_SCALE, PRESETS, TokenizerConfig  # noqa: F401  (re-exported: torch-free now)
+from .loop import adamw, no_mark
 
 
 _POS_CACHE: dict = {}
@@ -220,35 +223,25 @@ def _unpatchify(h: torch.Tensor, B: int, gh: int, gw: int, p: int) -> torch.Tens
     return h.view(B, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, c, gh * p, gw * p)
 
 
-class LeechTokenizer(nn.Module):
+class LeechTokenizer(ConfiguredTokenizer, nn.Module):
     """ViT autoencoder with a Λ24 bottleneck.
 
-    ``analysis``/``synthesis`` are what the codec (``leechcodec.codec``) calls; ``forward``
+    A ``leechcodec.tokenizer.Tokenizer`` with torch tensors in and out: ``analysis``/``synthesis``
+    are what the codec (``leechcodec.codec``, through ``torch_nets``) calls; ``forward``
     is the training path (straight-through quantization).
     """
+
+    runtime = "torch"  # what runs the networks (``models.runtime.OnnxTokenizer``: "onnxruntime")
 
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.quantizer = LeechQuantizer()
         self.model_id = b"\0" * 8  # set by models.io when weights are loaded
-        self.prior = None  # models.prior.ExactPrior for the ar coder, attached by models.io
+        self.prior = None  # leechcodec.exact_prior.ExactPrior for the ar coder (models.files.attach_prior)
         if not self.decoder.norm.weight.is_meta:  # on the meta device (shapes only) there is nothing to fill,
             self.apply(_init_weights)  # and torch's meta init functions import torch._dynamo (0.9 s)
-
-    @property
-    def tile(self) -> int:
-        return self.cfg.tile
-
-    @property
-    def patch(self) -> int:
-        return self.cfg.patch
-
-    @property
-    def decode_halo(self) -> int:
-        return self.cfg.decode_halo
 
     def analysis(self, x: torch.Tensor, block_dtype: torch.dtype | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → latents (B, H/8, W/8, 24), not yet normalised.
@@ -259,19 +252,44 @@ class LeechTokenizer(nn.Module):
         """Unit codeword vectors (B, h, w, 24) → image (B, 3, 8h, 8w), unclamped."""
         return self.decoder(q, block_dtype)
 
-    def forward(self, x: torch.Tensor, mix: float = 0.0, generator: torch.Generator | None = None,
-                stages: int = 1) -> torch.Tensor:
-        """Training path. ``mix``: fraction of tokens handed to the decoder unquantized
-        (normalised only), drawn with ``generator``; 0 is the plain straight-through model.
-        ``stages`` > 1: quantizer dropout over residual stages (``later_stages``)."""
-        z = normalize(self.analysis(x))  # (B, h, w, 24)
-        q = self.quantizer(z, mode="ste")
+    def forward(self, x: torch.Tensor, mix: float = 0.0, generator: torch.Generator | None = None, stages: int = 1,
+                split: bool = False, method: str = "auto", mark=no_mark) -> torch.Tensor:  # fmt: skip
+        """Training path (``models.train`` and the shot, ``models.loop``): the latents normalised in
+        float32 and quantized with a straight-through gradient (``quantize_ste``, search ``method``).
+
+        ``mix``: fraction of tokens handed to the decoder unquantized (normalised only), drawn
+        with ``generator`` (where it lives); 0 is the plain straight-through model. ``stages`` > 1:
+        quantizer dropout over residual stages (``later_stages``). ``split``: the encoder sees the
+        four quarter tiles of ``x`` on their own (as the codec encodes 256-px tiles) and the
+        decoder the joined token grid. ``mark(phase)`` is called at the end of the encoder,
+        search and decoder phases (``models.shot.Profiler``).
+        """
+        z = normalize((self._split_analysis(x) if split else self.analysis(x)).float())  # (B, h, w, 24)
+        mark("encoder")
+        q = quantize_ste(z, method)
         if stages > 1:
             q = q + later_stages(z.detach(), q.detach(), stages, self.cfg, generator)
         if mix > 0:
-            keep = torch.rand(z.shape[:-1] + (1,), generator=generator) < mix  # (B, h, w, 1)
+            dev = generator.device if generator is not None else z.device  # draws where the generator lives
+            keep = torch.rand(z.shape[:-1] + (1,), generator=generator, device=dev) < mix  # (B, h, w, 1)
             q = torch.where(keep.to(z.device), z, q)
-        return self.synthesis(q)
+        mark("search")
+        y = self.synthesis(q)
+        mark("decoder")
+        return y
+
+    def _split_analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents of the four quarter tiles of ``x``, each encoded on its own, joined into one grid."""
+        B, _, H, W = x.shape
+        h, w = H // 2, W // 2
+        quarters = x.view(B, 3, 2, h, 2, w).permute(0, 2, 4, 1, 3, 5).reshape(4 * B, 3, h, w)
+        z = self.analysis(quarters)  # (4B, h/p, w/p, 24)
+        gh, gw = z.shape[1:3]
+        return z.view(B, 2, 2, gh, gw, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * gh, 2 * gw, -1)
+
+    def configure_optimizers(self, weight_decay: float, lr: float, betas=(0.9, 0.95), fused: bool = False):
+        """AdamW with weight decay on the matrices and kernels only (``models.loop.adamw``)."""
+        return adamw(self, weight_decay, lr, betas, fused)
 
 
 ONE_STAGE = 0.5  # share of training crops with one stage in later_stages (uniform 1 … 3 cost K = 1 0.26 dB: training-log)
@@ -288,8 +306,6 @@ def later_stages(z: torch.Tensor, first: torch.Tensor, stages: int, cfg: Tokeniz
     λ = 0: a token where it lowers the distance to ``z``), to add to its stage-1 codewords
     ``first``. (B, h, w, 24) in and out; no gradient (the straight-through path is stage 1's).
     """
-    from leechcodec.stages import gains
-
     g = gains(cfg, stages)
     dev = generator.device if generator is not None else z.device  # draws where the generator lives
     more = torch.randint(2, stages + 1, (z.shape[0], 1, 1), generator=generator, device=dev)

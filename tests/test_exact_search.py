@@ -12,9 +12,8 @@ import torch
 from PIL import Image
 
 from leechcodec import lattice
-from leechcodec.quantizer import LeechQuantizer, normalize
+from leechcodec.quantizer import LeechQuantizer, normalize, quantize_ste
 from leechcodec.models import io as model_io
-from leechcodec.models import shot
 
 from conftest import REPO
 
@@ -59,8 +58,8 @@ def test_training_quantizers_under_bf16_equal_the_fp32_path(latents):
     quant = LeechQuantizer()
     for name, fn in [
         ("LeechQuantizer ste", lambda t: quant(t, mode="ste")),
-        ("shot.quantize_ste structured", lambda t: shot.quantize_ste(t, "structured")),
-        ("shot.quantize_ste tiled", lambda t: shot.quantize_ste(t[:1024], "tiled")),
+        ("quantize_ste structured", lambda t: quantize_ste(t, "structured")),
+        ("quantize_ste tiled", lambda t: quantize_ste(t[:1024], "tiled")),
     ]:
         with _bf16():
             q = fn(z)

@@ -1,5 +1,6 @@
-"""GPU shot (models/shot.py, scripts/gpu_shot.sh): the dry run on the CPU, the 64 MiB check,
-putting the weight parts back together, and the pieces of the training step."""
+"""GPU shot (models/shot.py, shot_files.py, shot_checks.py, scripts/gpu_shot.sh): the dry run on
+the CPU, the 64 MiB check, putting the weight parts back together, and the pieces of the
+training step."""
 
 import json
 import os
@@ -15,7 +16,7 @@ from PIL import Image
 
 import leechcodec
 from leechcodec.models import io as model_io
-from leechcodec.models import shot
+from leechcodec.models import loop, shot, shot_checks, shot_files
 from leechcodec.models.vit import build, pca_init
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_dry_run_summary_and_log(dry_run):
 
 def test_dry_run_parts_round_trip_an_image(dry_run, tmp_path):
     dest = tmp_path / "w.safetensors"
-    summary = shot.join_parts(dry_run, dest)
+    summary = shot_files.join_parts(dry_run, dest)
     model = model_io.load_weights(dest, prior=None)
     assert model.model_id.hex() == summary["weights"]["model_id"]
     assert model.cfg.name == "shot-tiny" and model.cfg.head == "overlap"
@@ -102,11 +103,11 @@ def test_join_refuses_a_cut_off_save(dry_run, tmp_path):
     data = bytearray(part.read_bytes())
     data[10] ^= 1
     part.write_bytes(bytes(data))
-    with pytest.raises(shot.ShotError, match="do not match"):
-        shot.join_parts(copy, tmp_path / "w.safetensors")
+    with pytest.raises(shot_files.ShotError, match="do not match"):
+        shot_files.join_parts(copy, tmp_path / "w.safetensors")
     part.unlink()
-    with pytest.raises(shot.ShotError, match="no complete shot output"):
-        shot.join_parts(copy, tmp_path / "w.safetensors")
+    with pytest.raises(shot_files.ShotError, match="no complete shot output"):
+        shot_files.join_parts(copy, tmp_path / "w.safetensors")
 
 
 def _parts_model(seed: int):
@@ -115,8 +116,8 @@ def _parts_model(seed: int):
 
 
 def _save(out: Path, scratch: Path, model) -> dict:
-    weights = shot.save_parts(model, out, scratch, part_bytes=50_000)
-    shot.commit_summary(out, {"preset": "shot-tiny", "weights": weights})
+    weights = shot_files.save_parts(model, out, scratch, part_bytes=50_000)
+    shot_files.commit_summary(out, {"preset": "shot-tiny", "weights": weights})
     return weights
 
 
@@ -132,7 +133,7 @@ def test_a_save_cut_off_half_way_keeps_the_previous_weights(tmp_path, monkeypatc
     assert second["parts"] != first["parts"] and second["sha256"] != first["sha256"]
     assert not any((out / n).exists() for n in first["parts"])  # the old generation removed after the switch
 
-    real_write = shot.write_file
+    real_write = shot_files.write_file
     calls = {"n": 0}
 
     def dying_write(path, writer):
@@ -141,17 +142,17 @@ def test_a_save_cut_off_half_way_keeps_the_previous_weights(tmp_path, monkeypatc
             raise KeyboardInterrupt("killed")
         return real_write(path, writer)
 
-    monkeypatch.setattr(shot, "write_file", dying_write)
+    monkeypatch.setattr(shot_files, "write_file", dying_write)
     with pytest.raises(KeyboardInterrupt):
         _save(out, scratch, _parts_model(2))
-    monkeypatch.setattr(shot, "write_file", real_write)
-    summary = shot.join_parts(out, tmp_path / "back.safetensors")
+    monkeypatch.setattr(shot_files, "write_file", real_write)
+    summary = shot_files.join_parts(out, tmp_path / "back.safetensors")
     assert summary["weights"]["sha256"] == second["sha256"]
     back = model_io.load_weights(tmp_path / "back.safetensors", prior=None)
     assert back.model_id.hex() == second["model_id"]
     # and the next save after the kill still works, into the free generation
     third = _save(out, scratch, _parts_model(3))
-    assert shot.join_parts(out, tmp_path / "third.safetensors")["weights"]["sha256"] == third["sha256"]
+    assert shot_files.join_parts(out, tmp_path / "third.safetensors")["weights"]["sha256"] == third["sha256"]
 
 
 def test_gpu_check_dry_run(tmp_path):
@@ -167,7 +168,7 @@ def test_gpu_check_dry_run(tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     exact = json.loads((out / "exact.log").read_text().strip().splitlines()[-1])
-    assert all(exact[m]["agree"] == 1.0 for m in shot.SEARCHES)
+    assert all(exact[m]["agree"] == 1.0 for m in shot_checks.SEARCHES)
     assert re.search(r"before: search tiled, compile off s, crops/s [0-9.]+ \(profiled step", proc.stdout), proc.stdout
     assert re.search(r"after: search \w+, compile [0-9.]+ s, crops/s [0-9.]+", proc.stdout), proc.stdout
 
@@ -188,30 +189,35 @@ def test_prepare_counts_what_travels_and_refuses_too_much(tmp_path):
     pack = _pack(tmp_path / "pack", n=3)
     init = tmp_path / "init.safetensors"
     init.write_bytes(b"w" * 1000)
-    sizes = shot.prepare(repo, str(pack), ".carry", init=str(init))
+    sizes = shot_files.prepare(repo, str(pack), ".carry", init=str(init))
     pack_bytes = sum(p.stat().st_size for p in pack.iterdir())
     assert sizes["tracked"] == 5000 + len(".carry/\n")
     assert sizes["untracked"] == 700
     assert sizes["carried"] == pack_bytes + 1000
     assert sizes["total"] == sizes["tracked"] + sizes["untracked"] + sizes["carried"]
     assert sorted(p.name for p in (repo / ".carry" / "pack").iterdir()) == sorted(p.name for p in pack.iterdir())
-    with pytest.raises(shot.ShotError, match="over the"):
-        shot.prepare(repo, str(pack), ".carry", init=str(init), limit=sizes["total"] - 1)
+    with pytest.raises(shot_files.ShotError, match="over the"):
+        shot_files.prepare(repo, str(pack), ".carry", init=str(init), limit=sizes["total"] - 1)
 
 
 def test_prepare_refuses_a_carry_folder_that_git_would_send(tmp_path):
     repo = _git_repo(tmp_path)
-    with pytest.raises(shot.ShotError, match="not ignored"):
-        shot.prepare(repo, str(_pack(tmp_path / "pack", n=1)), "carry-here")
+    with pytest.raises(shot_files.ShotError, match="not ignored"):
+        shot_files.prepare(repo, str(_pack(tmp_path / "pack", n=1)), "carry-here")
 
 
 def test_wall_clock_schedule():
-    assert shot.lr_at(0.0, 1e-3, 1e-5, 0.05) > 0
-    assert shot.lr_at(0.025, 1e-3, 1e-5, 0.05) == pytest.approx(5e-4)
-    assert shot.lr_at(0.05, 1e-3, 1e-5, 0.05) == pytest.approx(1e-3)
-    assert shot.lr_at(1.0, 1e-3, 1e-5, 0.05) == pytest.approx(1e-5)
-    lrs = [shot.lr_at(f, 1e-3, 1e-5, 0.05) for f in np.linspace(0.05, 1, 20)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    """The shot's schedule is train's (models.loop.lr_at) on fractions of the budget: the warmup
+    runs one unit (1e-3) ahead and never passes the peak."""
+    assert loop.lr_at(0.0, 1e-3, 1e-5, 0.05) == pytest.approx(2e-5)
+    assert loop.lr_at(0.025, 1e-3, 1e-5, 0.05) == pytest.approx(5.2e-4)
+    assert loop.lr_at(0.0495, 1e-3, 1e-5, 0.05) == pytest.approx(1e-3)
+    assert loop.lr_at(0.05, 1e-3, 1e-5, 0.05) == pytest.approx(1e-3)
+    assert loop.lr_at(1.0, 1e-3, 1e-5, 0.05) == pytest.approx(1e-5)
+    lrs = [loop.lr_at(f, 1e-3, 1e-5, 0.05) for f in np.linspace(0, 1, 41)]
+    peak = lrs.index(max(lrs))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
 
 
 def test_sample_batch_crops_and_flips():
@@ -242,11 +248,11 @@ def test_split_forward_encodes_quarters_independently():
 
     model.decoder.register_forward_hook(grab)
     with torch.no_grad():
-        shot.forward(model, x, True, "structured")
+        model(x, split=True, method="structured")
         q1 = seen["q"]
         x2 = x.clone()
         x2[..., 32:, 32:] = torch.rand(1, 3, 32, 32)  # change the bottom-right quarter only
-        shot.forward(model, x2, True, "structured")
+        model(x2, split=True, method="structured")
         q2 = seen["q"]
     assert q1.shape == (1, 8, 8, 24)
     assert torch.equal(q1[:, :4], q2[:, :4]) and torch.equal(q1[:, :, :4], q2[:, :, :4])
@@ -273,6 +279,6 @@ def test_prepare_does_not_copy_weights_that_travel_anyway(tmp_path):
     repo = _git_repo(tmp_path)
     (repo / ".carry" / "pack").mkdir(parents=True)
     (repo / ".carry" / "pack" / "kept.jpg").write_bytes(b"x")
-    with pytest.raises(shot.ShotError, match="INIT="):
-        shot.prepare(repo, str(_pack(tmp_path / "pack", n=1)), ".carry", init=str(repo / "tracked.bin"))
+    with pytest.raises(shot_files.ShotError, match="INIT="):
+        shot_files.prepare(repo, str(_pack(tmp_path / "pack", n=1)), ".carry", init=str(repo / "tracked.bin"))
     assert (repo / ".carry" / "pack" / "kept.jpg").is_file()  # refused before touching the carry folder

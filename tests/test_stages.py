@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
-from leechcodec import coders, container, lattice, quality, stages
+from leechcodec import coders, container, lattice, quality, stages, tiling
 from leechcodec.cli.main import cli
 from leechcodec.models.io import load_weights
 
@@ -55,7 +55,7 @@ def _expected(model, picture, k: int, lam: float = 0.0, every: bool = False, fir
     from leechcodec import codec
 
     w, h = picture.size
-    tiles = codec.tile_image(np.asarray(picture), model.tile)
+    tiles = tiling.tile_image(np.asarray(picture), model.tile)
     latents: list = []
     nearest = codec.tiles_to_indices(model, tiles, latents=latents)
     ext = container.token_extents(w, h, model.tile, model.patch)
@@ -94,7 +94,7 @@ def test_k_stage_round_trip(tiny, picture, coder, k):
 def test_more_stages_bring_the_decoders_input_closer_to_the_latents(tiny, picture):
     from leechcodec import codec
 
-    tiles = codec.tile_image(np.asarray(picture), tiny.tile)
+    tiles = tiling.tile_image(np.asarray(picture), tiny.tile)
     latents: list = []
     first = codec.tiles_to_indices(tiny, tiles, latents=latents)
     z = np.concatenate(latents).reshape(-1, 24)
@@ -250,8 +250,8 @@ def test_a_decoder_fine_tune_keeps_its_prior_with_a_new_id(tmp_path):
     import torch
 
     from leechcodec.models.io import save_weights
+    from leechcodec.models.errors import TrainError
     from leechcodec.models.prior import rebind_prior
-    from leechcodec.models.train import TrainError
 
     old = load_weights(TINY, prior=None)
     with torch.no_grad():
@@ -277,7 +277,6 @@ def test_training_path_adds_the_later_stages_of_the_codec():
     import torch
 
     from leechcodec.models.config import PRESETS
-    from leechcodec.models.shot import forward
     from leechcodec.models.vit import build, later_stages
     from leechcodec.quantizer import normalize
 
@@ -297,7 +296,7 @@ def test_training_path_adds_the_later_stages_of_the_codec():
                     for j in (1, 2)]
             got = (first[i] + extra[i]).reshape(-1, 24).numpy()
             assert any(np.allclose(got, s, atol=1e-5) for s in sums)
-    y = forward(model, x, False, "auto", gen=torch.Generator().manual_seed(1), stages=3)
+    y = model(x, generator=torch.Generator().manual_seed(1), stages=3)
     y.sum().backward()
     assert model.encoder.out.weight.grad is not None and y.shape == x.shape
 

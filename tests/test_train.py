@@ -13,7 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from leechcodec.models import io as model_io
-from leechcodec.models.train import TrainConfig, TrainError, export_checkpoint, lr_at, train
+from leechcodec.models.errors import TrainError
+from leechcodec.models.train import TrainConfig, export_checkpoint, train
 from leechcodec.models.vit import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,10 +117,10 @@ def test_no_torch_load_in_code():
 
 def test_lr_schedule():
     cfg = TrainConfig(data=("x",), out="y", steps=100, warmup=10, lr=1.0, min_lr=0.0)
-    assert lr_at(0, cfg) == pytest.approx(0.1)
-    assert lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(55, cfg) == pytest.approx(0.5)
-    assert lr_at(100, cfg) == pytest.approx(0.0)
+    assert cfg.lr_at(0) == pytest.approx(0.1)
+    assert cfg.lr_at(9) == pytest.approx(1.0)
+    assert cfg.lr_at(55) == pytest.approx(0.5)
+    assert cfg.lr_at(100) == pytest.approx(0.0)
 
 
 def test_bad_data(tmp_path):
