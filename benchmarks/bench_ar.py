@@ -9,7 +9,6 @@ pixels compared. Prints per-image lines and the averages: bpp, bits per token (p
 bits / tokens, header and prior id included in bpp only), ar/fixed byte ratio, seconds.
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -18,13 +17,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import leechcodec
 from leechcodec.container import HEADER
 from leechcodec.lattice import BITS_PER_INDEX
 from leechcodec.models.io import load_weights
+
+from _common import kodak_parser, kodak_pngs, torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,7 @@ def _timed(f, *a, **k):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kodak-dir", required=True)
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--images", type=int, default=24)
+    ap = kodak_parser(__doc__)
     ap.add_argument("--no-subprocess", action="store_true", help="skip the OMP_NUM_THREADS=1 decode check")
     args = ap.parse_args()
     model = load_weights(args.model)
@@ -47,10 +44,10 @@ def main():
         raise SystemExit("the model has no AR prior (NAME.prior.safetensors beside it)")
     leechcodec.decode(leechcodec.encode(Image.new("RGB", (8, 8)), model, coder="ar"), model)  # warm-up
     print(f"model {model.cfg.name} {model.model_id.hex()}, prior {model.prior.cfg.name} {model.prior.prior_id.hex()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+          f"{torch_threads()}")  # fmt: skip
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-ar-"))
-    for f in sorted(Path(args.kodak_dir).glob("kodim*.png"))[: args.images]:
+    for f in kodak_pngs(args):
         img = Image.open(f).convert("RGB")
         fixed, t_ef = _timed(leechcodec.encode, img, model, coder="fixed")
         ar, t_ea = _timed(leechcodec.encode, img, model, coder="ar")

@@ -8,31 +8,27 @@ Prints per-image lines and the means over the images: PSNR, gain over effort 0, 
 seconds each effort adds.
 """
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import leechcodec
 from leechcodec.kodak_eval.metrics import psnr_rgb
 from leechcodec.models.io import load_weights
 
+from _common import kodak_parser, kodak_pngs, torch_threads
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kodak-dir", required=True)
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--images", type=int, default=24)
+    ap = kodak_parser(__doc__)
     ap.add_argument("--efforts", default="2,4,8")
     args = ap.parse_args()
     efforts = [0] + sorted(int(e) for e in args.efforts.split(",") if int(e) > 0)
     model = load_weights(args.model, prior=None)
-    print(f"model {model.cfg.name} id {model.model_id.hex()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"model {model.cfg.name} id {model.model_id.hex()}, {torch_threads()}")
     rows = []
-    for f in sorted(Path(args.kodak_dir).glob("kodim*.png"))[: args.images]:
+    for f in kodak_pngs(args):
         img = Image.open(f).convert("RGB")
         ref = np.asarray(img)
         row = []

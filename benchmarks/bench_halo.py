@@ -9,33 +9,28 @@ means over the images: PSNR on 8-bit RGB, the grid error ratios of
 and seconds per decode.
 """
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from leechcodec.kodak_eval.metrics import grid_ratios, psnr_rgb
 from leechcodec import codec, container
+from leechcodec.kodak_eval.metrics import grid_ratios, psnr_rgb
 from leechcodec.models.io import load_weights
+
+from _common import kodak_parser, kodak_pngs, torch_threads
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kodak-dir", required=True)
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--images", type=int, default=24)
+    ap = kodak_parser(__doc__)
     ap.add_argument("--halos", default="0,4,5,6,8,16")
     args = ap.parse_args()
     model = load_weights(args.model, prior=None)
     halos = [int(h) for h in args.halos.split(",")]
-    print(f"model {model.cfg.name} id {model.model_id.hex()} (its halo: {model.decode_halo}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(f"model {model.cfg.name} id {model.model_id.hex()} (its halo: {model.decode_halo}), {torch_threads()}")
     res = {h: [] for h in halos}
-    for f in sorted(Path(args.kodak_dir).glob("kodim*.png"))[: args.images]:
+    for f in kodak_pngs(args):
         rgb = np.asarray(Image.open(f).convert("RGB"))
         h, w, _ = rgb.shape
         tx, ty = container.tile_grid(w, h, model.tile)

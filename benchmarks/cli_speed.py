@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "leechcodec.cli"]
 
@@ -70,7 +72,7 @@ with limit:
 import io
 from PIL import Image
 Image.fromarray(out).save(io.BytesIO(), format="PNG"); mark("write PNG")
-if getattr(model, "numpy_nets", False):
+if getattr(model, "runtime", "torch") == "onnxruntime":
     import onnxruntime
     info = f"onnxruntime {onnxruntime.__version__} ({model.threads} threads), torch imported: {'torch' in sys.modules}"
 else:
@@ -100,8 +102,6 @@ def median_of(args: list[str], runs: int) -> tuple[float, float]:
 
 def mosaic(folder: Path, out: Path, size=(4000, 3000)) -> None:
     """A photo-like test picture: the photos of ``folder`` pasted side by side at their own size."""
-    from PIL import Image
-
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
         raise SystemExit(f"no photos in {folder}")
@@ -184,8 +184,6 @@ def main() -> None:
             big = tmp / "mosaic.jpg"
             mosaic(args.big_from, big)
         if big:
-            from PIL import Image
-
             with Image.open(big) as im:
                 size = im.size
             lq = tmp / "big.lq"

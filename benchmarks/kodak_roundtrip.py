@@ -19,7 +19,7 @@ from PIL import Image
 
 import leechcodec
 from leechcodec.kodak_eval.metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
-from leechcodec.codec import native_bf16
+from leechcodec.torch_nets import native_bf16
 from leechcodec.models.io import load_weights
 
 

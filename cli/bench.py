@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import click
@@ -115,9 +116,9 @@ silences it.
               help="leechcodec entropy coder (ar or fixed); repeat to compare several "
                    "[default: ar and fixed when the model has a prior, else fixed].")
 @version_option
-@handle_errors
 @click.option("--update-readme", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also write the table into this README, between its bench markers.")
+@handle_errors
 def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, count, codecs, model, published_dir,
           no_published, crops, device, threads, force, quiet, lambdas, max_stages, coders, update_readme):
     """Compare leechcodec with JPEG2000, WebP, AVIF and JPEG in rate and distortion.
@@ -126,8 +127,8 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     image in memory (leechcodec through the same encode/decode as the CLI),
     and bpp, PSNR, MS-SSIM and timings are averaged over the images.
     """
-    from leechcodec.kodak_eval.report import PAPER_POINT, PUBLISHED_DIR, load_published
-    from leechcodec.kodak_eval.run import benchmark, outputs  # imports torch: not for `bench --help`
+    from leechcodec.kodak_eval.report import PAPER_POINT, PUBLISHED_DIR, load_published  # lazy: numpy, not for --help
+    from leechcodec.kodak_eval.run import benchmark, outputs  # lazy: numpy, not for --help
 
     offered = leechcodec.CODERS
     bad = [c for c in coders if c not in offered]
@@ -145,8 +146,6 @@ def bench(kodak, kodak_dir, cache_dir, no_verify, holdout, output_dir, jobs, cou
     if existing and not force:  # before any work: results are not replaced by accident
         raise OutputError(f"{', '.join(existing)} exist{'s' * (len(existing) == 1)} (use --force to overwrite)")
     check_device(device)
-    import importlib.util
-
     missing = [m for m in ("torch", "pytorch_msssim", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:  # MS-SSIM and the plots; encode/decode themselves need none of them
         raise leechcodec.LeechError(f"bench needs {', '.join(missing)}: pip install 'leechcodec[bench]'")

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 import leechcodec
-from leechcodec.errors import LeechError, LeechWarning
+import leechcodec.container
+from leechcodec.errors import LeechError, LeechWarning, require_cuda, require_torch
 from leechcodec.output import final_target, is_special, names_a_directory, stat_or_none, write_file
 
 EXIT_INTERNAL = 70
@@ -36,7 +37,7 @@ _CURRENT_FILE: contextvars.ContextVar[str] = contextvars.ContextVar("current_fil
 def say(line: str) -> None:
     """One line on stderr, above a progress bar if one is showing (stdout stays for ``-o -``)."""
     if _CURRENT_FILE.get():
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: 30 ms of start-up that --help and info do without
 
         tqdm.write(line, file=sys.stderr)
     else:
@@ -121,7 +122,7 @@ def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
     """``one(src, dst)`` for every pair, with a progress bar over files (stderr, off with
     ``quiet``). A file that fails is reported (one line naming it) and the rest go on; at the
     end a summary, and a failure exits with the first failed file's exit code."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: 30 ms of start-up that --help and info do without
 
     failed: list[int] = []
     t0 = time.perf_counter()
@@ -147,6 +148,11 @@ def run_batch(plan: list[tuple[str, str]], one, quiet: bool, verb: str) -> None:
         click.echo(f"{verb}d {done} file{'s' * (done != 1)} in {seconds:.1f} s ({done / seconds:.2f} files/s)", err=True)
 
 
+def display_name(path: str) -> str:
+    """``path`` as messages name it: '-' is stdin."""
+    return "stdin" if path == "-" else path
+
+
 def read_input(path: str, limit: int | None = None) -> bytes:
     """Bytes of a file (its first ``limit`` bytes if given), or all of stdin for '-'."""
     if path == "-":
@@ -162,6 +168,20 @@ def read_input(path: str, limit: int | None = None) -> bytes:
         raise leechcodec.InputImageError(f"{path} is a directory") from None
     except OSError as e:
         raise leechcodec.InputImageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_image_input(path: str, max_pixels: int | None = leechcodec.DEFAULT_MAX_PIXELS, first_frame: bool = False):
+    """The image ``path`` names ('-': stdin) as ``leechcodec.image_io.read_image`` reads it, a .lq
+    stream refused (``encode``, ``compare``)."""
+    regular = path != "-" and Path(path).is_file()  # Pillow reads a regular file itself, not all at once;
+    data = read_input(path, limit=16 if regular else None)  # stdin, a FIFO: read once, here
+    if data.startswith(leechcodec.container.MAGIC):
+        raise leechcodec.InputImageError(
+            f"{display_name(path)} is a .lq stream, not an image (restore it: leechcodec decode)"
+        )
+    from leechcodec import image_io  # lazy: numpy, which --help and info do without
+
+    return image_io.read_image(path if regular else data, max_pixels, first_frame)
 
 
 class OutputError(LeechError):
@@ -237,30 +257,19 @@ def write_output(path: str, writer, force: bool) -> None:
 
 def load_model(path: str | None, device: str, prior: str | None = None, use_prior: bool = True,
                threads: int | None = None, backend: str = "auto", precision: str = "auto"):
-    """The tokenizer (and, with ``use_prior``, its AR prior: ``prior`` or the one beside it), on
-    ONNX Runtime unless the options need torch (``leechcodec.models.load``)."""
-    from leechcodec.models.load import load
-
-    return load(path, prior=(prior or "auto") if use_prior else None, device=device, backend=backend,
-                threads=threads, precision=precision)
+    """``leechcodec.load_model`` with the CLI's options: the tokenizer and, with ``use_prior``, its
+    AR prior (``--prior``, or the one beside the weights)."""
+    return leechcodec.load_model(path, prior=(prior or "auto") if use_prior else None, device=device,
+                                 backend=backend, threads=threads, precision=precision)
 
 
-def need_torch(what: str) -> None:
-    """``what`` needs torch (the ``train`` extra): a LeechError (exit 1, one line) where it is missing."""
-    from leechcodec.models.load import have_torch
-
-    if not have_torch():
-        raise leechcodec.LeechError(f"{what} needs torch, which is not installed: pip install 'leechcodec[train]'")
 
 
 def check_device(device: str) -> None:
     """``--device cuda`` on a machine without CUDA (or without torch): a LeechError (exit 1), before any work."""
     if device == "cuda":
-        need_torch("--device cuda")
-        import torch
-
-        if not torch.cuda.is_available():
-            raise leechcodec.LeechError("--device cuda: no CUDA device is available")
+        require_torch("--device cuda")
+        require_cuda()
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -322,3 +331,12 @@ max_pixels_option = click.option(
     "what the format holds: 65,535 tiles of 256 px (16,776,960 px) per side. The image padded to whole tiles may "
     "have 4x as many pixels.",
 )  # fmt: skip
+
+
+def runtime_options(command):
+    """The options ``encode`` and ``decode`` share, after their own, in this order in their --help."""
+    for option in reversed((precision_option, device_option, threads_option, backend_option, model_option,
+                            prior_option, batch_force_option, max_pixels_option, quiet_option, verbose_option,
+                            version_option)):  # fmt: skip
+        command = option(command)
+    return command

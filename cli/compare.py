@@ -8,34 +8,30 @@ from pathlib import Path
 import click
 
 import leechcodec
-import leechcodec.container
 from leechcodec.kodak_eval.codecs import CLASSICAL
 
 from .common import (
     FiniteFloatRange,
     check_output,
     device_option,
-    threads_option,
+    display_name,
     force_option,
     handle_errors,
     load_model,
     model_option,
     note,
     quiet_option,
-    read_input,
+    read_image_input,
     say,
+    threads_option,
     version_option,
     write_output,
 )
 from .errors_table import help_block
 from .figures import FIGURES as FIG
 
-DEFAULT_CODECS = ("jpeg2000", "avif", "webp")  # kodak_eval.figures.DEFAULT_CODECS, without importing torch
+DEFAULT_CODECS = ("jpeg2000", "avif", "webp")  # kodak_eval.figures.DEFAULT_CODECS, without importing numpy
 FAR_OFF = 10.0  # % off leechcodec's size past which a note says the sizes are not equal
-
-
-def _name(path: str) -> str:
-    return "stdin" if path == "-" else path
 
 
 def _parse_codecs(ctx, param, value: str) -> tuple[str, ...]:
@@ -120,16 +116,10 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, threads, mode
     check_output(output, force)
     if output != "-" and Path(output).suffix.lower() != ".png":
         note(f"{output} is written as PNG", quiet)
-    from leechcodec import image_io
+    from leechcodec.image_io import prepare  # lazy: numpy, not for --help
 
-    regular = photo != "-" and Path(photo).is_file()  # as `encode`: Pillow reads a regular file itself
-    data = read_input(photo, limit=16 if regular else None)
-    if data.startswith(leechcodec.container.MAGIC):
-        raise leechcodec.InputImageError(
-            f"{_name(photo)} is a .lq stream, not an image (restore it: leechcodec decode)"
-        )
     # the picture as viewers show it (EXIF orientation, ICC profile): what is coded, and what --crop counts in
-    image = image_io.prepare(image_io.read_image(photo if regular else data))  # before loading the model
+    image = prepare(read_image_input(photo))  # before loading the model
     if crop is not None:
         x, y, w, h = crop
         if x + w > image.width or y + h > image.height:
@@ -142,12 +132,12 @@ def compare(photo, output, crop, size, codecs, coder, lam, device, threads, mode
         note(f"left out (this Pillow build cannot write them): {', '.join(missing)}", quiet)
     model = load_model(model_path, device, use_prior=coder != "fixed", threads=threads)
 
-    from leechcodec.kodak_eval.figures import Row, panels, pick_crop, render, summary  # after the checks: not for --help
+    from leechcodec.kodak_eval.figures import Row, panels, pick_crop, render, summary  # lazy: numpy, not for --help
 
     if lam > 0 and model.prior is None:
         raise leechcodec.ModelError(f"--lambda needs the ar coder, and model {model.model_id.hex()} has no AR prior")
     shown = panels(image, model, coder=coder, codecs=codecs, device=device, progress=not quiet, lam=lam)
-    row = Row(Path(_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
+    row = Row(Path(display_name(photo)).name, shown, crop if crop is not None else pick_crop(shown, size))
     canvas, _ = render([row])
     write_output(output, lambda f: canvas.save(f, "PNG"), force)
     ours = next((p.nbytes for p in shown if p.label == "leechcodec"), None)

@@ -18,6 +18,12 @@ import argparse
 import inspect
 from pathlib import Path
 
+import leechcodec.cli.common  # noqa: F401 - OutputError
+import leechcodec.kodak_eval.dataset  # noqa: F401 - DownloadError, ChecksumError
+import leechcodec.models.errors  # noqa: F401 - TrainError (models.train itself imports torch)
+from leechcodec.errors import LeechError
+from leechcodec.output import write_file
+
 START, END = "<!-- errors:start -->", "<!-- errors:end -->"
 
 OTHER_CODES = {
@@ -48,12 +54,7 @@ COMMAND_CODES = {
 
 
 def error_classes() -> list[type]:
-    """Every LeechError class of the project (they live in four modules), base class first."""
-    import leechcodec.cli.common  # noqa: F401 - OutputError
-    import leechcodec.kodak_eval.dataset  # noqa: F401 - DownloadError, ChecksumError
-    import leechcodec.models.errors  # noqa: F401 - TrainError (models.train itself imports torch)
-    from leechcodec.errors import LeechError
-
+    """Every LeechError class of the project (they live in four modules, imported above), base class first."""
     found, todo = [], [LeechError]
     while todo:
         cls = todo.pop(0)
@@ -92,8 +93,6 @@ def help_block(command: str) -> str:
 
 
 def update(path: Path) -> None:
-    from leechcodec.output import write_file
-
     text = path.read_text()
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)

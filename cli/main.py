@@ -12,48 +12,40 @@ import time
 from pathlib import Path
 
 import click
+from PIL import Image
 
 import leechcodec
 import leechcodec.container
-
-from .common import (
-    FiniteFloatRange,
-    OutputError,
-    batch_force_option,
-    batch_plan,
-    check_output,
-    device_option,
-    backend_option,
-    threads_option,
-    handle_errors,
-    load_model,
-    max_pixels_option,
-    model_option,
-    note,
-    precision_option,
-    prior_option,
-    quiet_option,
-    read_input,
-    run_batch,
-    say,
-    verbose_option,
-    version_option,
-    write_output,
-)
-from .errors_table import help_block
 from leechcodec.container import MAX_SCALE
 from leechcodec.quality import table_text as quality_table
 
+from .bench import bench
+from .common import (
+    FiniteFloatRange,
+    OutputError,
+    batch_plan,
+    check_output,
+    display_name,
+    handle_errors,
+    load_model,
+    note,
+    read_image_input,
+    read_input,
+    run_batch,
+    runtime_options,
+    say,
+    version_option,
+    write_output,
+)
+from .compare import compare
+from .errors_table import help_block
 from .figures import FIGURES as FIG
+from .train import export, train
 
-# first bytes of common image files, to tell a user who gives one to `decode` what happened
 MAX_EFFORT = 1000  # rounds of --effort: about 50 minutes for a 768x512 picture on 2 cores
 
+# first bytes of common image files, to tell a user who gives one to `decode` what happened
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF", b"\0\0\0\x0cjP")
-
-
-def _name(path: str) -> str:
-    return "stdin" if path == "-" else path
 
 
 CLI_HELP = f"""leechcodec: a learned image codec on the Leech lattice (Λ24-SQ), for research.
@@ -147,17 +139,7 @@ def cli():
                    "turned the way viewers show it).")
 @click.option("--first-frame", is_flag=True,
               help="Code the first frame of an animation or multi-page file (refused without this flag).")
-@precision_option
-@device_option
-@threads_option
-@backend_option
-@model_option
-@prior_option
-@batch_force_option
-@max_pixels_option
-@quiet_option
-@verbose_option
-@version_option
+@runtime_options
 @handle_errors
 def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep_orientation, first_frame, precision, device,
            threads, backend, model_path, prior_path, force, max_pixels, quiet, verbose):  # fmt: skip
@@ -205,15 +187,7 @@ def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep
     def one(src: str, dst: str, single: bool) -> None:
         t0 = time.perf_counter()
         check_output(dst, force)
-        regular = src != "-" and Path(src).is_file()  # Pillow reads a regular file itself, not all at once;
-        data = read_input(src, limit=16 if regular else None)  # stdin, a FIFO: read once, here
-        if data.startswith(leechcodec.container.MAGIC):
-            raise leechcodec.InputImageError(
-                f"{_name(src)} is a .lq stream, not an image (restore it: leechcodec decode)"
-            )
-        from leechcodec import image_io
-
-        image = image_io.read_image(src if regular else data, max_pixels, first_frame)  # before loading the model
+        image = read_image_input(src, max_pixels, first_frame)  # before loading the model
         t1 = time.perf_counter()
         m = model()
         if (lam > 0 or bpp is not None or quality is not None) and m.prior is None:
@@ -234,7 +208,7 @@ def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep
             knob += f", {stats['stages']} stages" if stats.get("stages", 1) > 1 else ""
             knob += (f", coded at {h.coded_size[0]}x{h.coded_size[1]} (scale {h.coded_size[0] / h.width:.3g})"
                      if h.scaled else "")
-            say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
+            say(f"{display_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height}, {len(lq):,} bytes, "
                 f"{8 * len(lq) / h.pixels:.4f} bpp, {stats['coder']} coder{knob}, {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
             _details(m, getattr(m.prior, "prior_id", b"") if stats["coder"] == "ar" else None, stats, device,
@@ -257,17 +231,7 @@ def encode(inputs, output, coder, effort, lam, bpp, scale, stages, quality, keep
 @click.option("--quality", type=click.IntRange(1, 100), metavar="1-100",
               help="Quality of a lossy output format (JPEG, WebP, AVIF). Without it such an output is written at "
                    "Pillow's default quality, with a warning saying which.")
-@precision_option
-@device_option
-@threads_option
-@backend_option
-@model_option
-@prior_option
-@batch_force_option
-@max_pixels_option
-@quiet_option
-@verbose_option
-@version_option
+@runtime_options
 @handle_errors
 def decode(inputs, output, fmt_name, quality, precision, device, threads, backend, model_path, prior_path, force,
            max_pixels, quiet, verbose):  # fmt: skip
@@ -299,11 +263,10 @@ def decode(inputs, output, fmt_name, quality, precision, device, threads, backen
         check_output(dst, force)
         fmt = _output_format(dst, fmt_name)
         data = read_input(src)
-        if data.startswith(IMAGE_SIGNATURES):
-            raise leechcodec.FormatError(f"{_name(src)} is an image, not a .lq stream (compress it: leechcodec encode)")
+        _refuse_image(data, src)
         h = leechcodec.read_header(data, max_pixels)  # validate before loading the model
         if h.coder == "fixed" and prior_path and not quiet:
-            once(f"leechcodec: note: --prior is not used: {_name(src)} is coded with the fixed coder")
+            once(f"leechcodec: note: --prior is not used: {display_name(src)} is coded with the fixed coder")
         save = _save_options(fmt, quality, once, quiet)
         t1 = time.perf_counter()
         m = model(h.coder == "ar")
@@ -315,13 +278,21 @@ def decode(inputs, output, fmt_name, quality, precision, device, threads, backen
         write_output(dst, lambda f: image.save(f, format=fmt, **save), force)
         t4 = time.perf_counter()
         if (single or verbose) and not quiet:
-            say(f"{_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from {len(data):,} "
-                f"bytes ({8 * len(data) / h.pixels:.4f} bpp, {h.coder} coder), {t4 - t0:.2f} s")  # fmt: skip
+            say(f"{display_name(dst) if dst != '-' else 'stdout'}: {h.width}x{h.height} {h.mode} {fmt}, from "
+                f"{len(data):,} bytes ({8 * len(data) / h.pixels:.4f} bpp, {h.coder} coder), {t4 - t0:.2f} s")  # fmt: skip
         if verbose:
             prior = data[h.header_size :][:8] if h.coder == "ar" else None
             _details(m, prior, stats, device, (t0, t1, t2, t3, t4))
 
     _run(plan, inputs, output, one, quiet, "decode")
+
+
+def _refuse_image(data: bytes, path: str) -> None:
+    """A ``FormatError`` that says so where ``data`` (of ``decode`` or ``info``) is an image file."""
+    if data.startswith(IMAGE_SIGNATURES):
+        raise leechcodec.FormatError(
+            f"{display_name(path)} is an image, not a .lq stream (compress it: leechcodec encode)"
+        )
 
 
 def _run(plan, inputs, output, one, quiet: bool, verb: str) -> None:
@@ -335,7 +306,7 @@ def _run(plan, inputs, output, one, quiet: bool, verb: str) -> None:
 def _details(model, prior_id: bytes | None, stats: dict, device: str, t: tuple) -> None:
     """The -v line: what was used, and the seconds of each phase (``t``: the CLI's five clock readings)."""
     phases = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats.items() if k.endswith("_s"))
-    runtime = "onnxruntime" if getattr(model, "numpy_nets", False) else "torch"
+    runtime = getattr(model, "runtime", "torch")
     say(f"  model {model.model_id.hex()}, prior {prior_id.hex() if prior_id else '-'}, {runtime}, precision "
         f"{stats['precision']}, {device}; read {t[1] - t[0]:.2f} s, start-up ({runtime}, weights) {t[2] - t[1]:.2f} s, "
         f"{phases}, write {t[4] - t[3]:.2f} s")  # fmt: skip
@@ -361,8 +332,6 @@ def _save_options(fmt: str, quality: int | None, once, quiet: bool) -> dict:
 
 def _output_format(output: str, name: str | None) -> str:
     """Pillow's format name for ``--format`` or, failing that, the extension of ``output`` (PNG for '-')."""
-    from PIL import Image
-
     Image.init()
     if name:
         fmt = Image.EXTENSION.get("." + name.lower().lstrip("."), name.upper())
@@ -391,8 +360,7 @@ def info(input):
     and the command exits with 4.
     """
     data = read_input(input)
-    if data.startswith(IMAGE_SIGNATURES):  # the words decode uses
-        raise leechcodec.FormatError(f"{_name(input)} is an image, not a .lq stream (compress it: leechcodec encode)")
+    _refuse_image(data, input)
     rows = leechcodec.container.describe(data)
     problems = [(name, problem) for name, _, problem in rows if problem]
     if problems:  # field by field: what is valid, where it breaks
@@ -400,7 +368,7 @@ def info(input):
             click.echo(f"{name + ':':16s}{value}" + (f"   <- {problem}" if problem else ""))
         first = f"{problems[0][0]}: {problems[0][1]}"
         more = f" (and {len(problems) - 1} more, above)" if len(problems) > 1 else ""
-        raise leechcodec.FormatError(f"{_name(input)} is not a valid .lq stream: {first}{more}")
+        raise leechcodec.FormatError(f"{display_name(input)} is not a valid .lq stream: {first}{more}")
     h = leechcodec.read_header(data, None)
     click.echo(f"size:       {h.width}x{h.height} ({h.mode})")
     stored = "the tokens that touch the picture" if h.version >= 2 else "every token of the padded tiles"
@@ -420,10 +388,6 @@ def info(input):
     click.echo(f"bytes:      {len(data)} (payload {h.payload_length})")
     click.echo(f"bpp:        {8 * len(data) / h.pixels:.4f}")
 
-
-from .bench import bench  # noqa: E402 - commands live in their own modules
-from .compare import compare  # noqa: E402
-from .train import export, train  # noqa: E402
 
 cli.add_command(train)
 cli.add_command(export)

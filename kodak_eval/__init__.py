@@ -18,7 +18,7 @@ _WHERE = {
 
 
 def __getattr__(name: str):
-    # submodules load on first use: `run` and `metrics` import torch, which the CLI's light
+    # submodules load on first use: `run` and `metrics` import numpy, which the CLI's light
     # commands (and `bench --help`) do without
     if name in _WHERE:
         return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

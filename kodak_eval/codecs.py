@@ -71,27 +71,16 @@ class ClassicalCodec:
 CLASSICAL = {
     c.name: c
     for c in (
-        ClassicalCodec(
-            "jpeg2000", "JPEG2000 (OpenJPEG)", "JPEG2000", "jpg_2000", "compression ratio",
-            (400, 300, 240, 160, 120, 96, 80, 64, 48, 40),
-            "irreversible 9/7 wavelet, mct=1, quality_mode='rates' (one layer), raw J2K codestream",
-        ),
-        ClassicalCodec(
-            "webp", "WebP (libwebp)", "WEBP", "webp", "quality",
-            (0, 1, 3, 6, 10, 15, 20, 27, 35, 45),
-            "lossy, method=6",
-        ),
-        ClassicalCodec(
-            "avif", "AVIF (libavif)", "AVIF", "avif", "quality",
-            (5, 10, 15, 20, 25, 30, 35, 40, 45, 50),
-            "speed=6, default 4:2:0 subsampling",
-        ),
-        ClassicalCodec(
-            "jpeg", "JPEG (libjpeg)", "JPEG", "jpg", "quality",
-            (1, 3, 5, 7, 10, 13, 16, 20, 25, 30),
-            "optimize=True (Huffman tables), default 4:2:0 subsampling",
-        ),
+        ClassicalCodec("jpeg2000", "JPEG2000 (OpenJPEG)", "JPEG2000", "jpg_2000", "compression ratio",
+                       (400, 300, 240, 160, 120, 96, 80, 64, 48, 40),
+                       "irreversible 9/7 wavelet, mct=1, quality_mode='rates' (one layer), raw J2K codestream"),
+        ClassicalCodec("webp", "WebP (libwebp)", "WEBP", "webp", "quality", (0, 1, 3, 6, 10, 15, 20, 27, 35, 45),
+                       "lossy, method=6"),
+        ClassicalCodec("avif", "AVIF (libavif)", "AVIF", "avif", "quality", (5, 10, 15, 20, 25, 30, 35, 40, 45, 50),
+                       "speed=6, default 4:2:0 subsampling"),
+        ClassicalCodec("jpeg", "JPEG (libjpeg)", "JPEG", "jpg", "quality", (1, 3, 5, 7, 10, 13, 16, 20, 25, 30),
+                       "optimize=True (Huffman tables), default 4:2:0 subsampling"),
     )
-}
+}  # fmt: skip
 
 ALL_CODECS = (*CLASSICAL, "leechcodec")

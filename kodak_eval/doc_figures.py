@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -37,6 +37,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from PIL import Image
+
+from leechcodec import ratecontrol
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -346,8 +350,6 @@ def cpu_name() -> str:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
-        import platform
-
         name = platform.processor() or platform.machine()
     return name
 
@@ -371,11 +373,7 @@ def _compare_offsets(stderr: str) -> dict[str, float]:
 
 def measure(runs: int = 3, install_s: float | None = None) -> dict:
     """Time whole ``leechcodec`` processes on docs/kodim23.png (minutes on 2 cores)."""
-    from PIL import Image
-
-    import onnxruntime
-
-    from leechcodec import ratecontrol
+    import onnxruntime  # lazy: ~0.1 s of import, for the version only --measure writes
 
     exe = [sys.executable, "-m", "leechcodec"]
     img = str(REPO / "docs" / "kodim23.png")

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 import leechcodec
+from leechcodec.image_io import prepare, read_image
 from leechcodec.output import write_file
 
 from .codecs import CLASSICAL
@@ -173,8 +174,6 @@ def panels(
     unknown = [c for c in codecs if c not in CLASSICAL]
     if unknown:
         raise ValueError(f"unknown codec(s) {unknown}; choose from {list(CLASSICAL)}")
-    from leechcodec.image_io import prepare
-
     # the pixels leechcodec codes (ICC profile and EXIF orientation applied), without metadata that
     # would make its encode turn or convert them again
     ref = np.asarray(_rgb(prepare(image)))
@@ -379,8 +378,6 @@ def crops_for_images(
     Raises:
         InputImageError: an image cannot be read.
     """
-    from leechcodec.image_io import read_image
-
     rows = []
     for path in tqdm(list(paths), desc="crops", unit="img", disable=None if progress is None else not progress):
         shown = panels(read_image(Path(path), None), model, coder=coder, codecs=codecs, device=device, scales=scales)

@@ -45,8 +45,8 @@ def ms_ssim_rgb(ref: np.ndarray, test: np.ndarray) -> float:
     ref, test = _pair(ref, test)
     if min(ref.shape[:2]) < MS_SSIM_MIN_SIDE:
         return math.nan
-    import torch  # here: psnr_rgb (compare) needs no torch, MS-SSIM (bench, the bench extra) does
-    from pytorch_msssim import ms_ssim
+    import torch  # lazy: an optional dependency (the bench extra); psnr_rgb (compare) needs no torch
+    from pytorch_msssim import ms_ssim  # lazy: an optional dependency (the bench extra), as torch
 
     x = torch.tensor(ref).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     y = torch.tensor(test).permute(2, 0, 1)[None].float()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
+import PIL
+from PIL import features
+
+import leechcodec
+from leechcodec.errors import LeechError
 from leechcodec.output import write_file
 
 from .metrics import bd_range, bd_rate, bpp_at_quality, interp_log_bpp
@@ -93,8 +100,6 @@ def load_published(folder: str | os.PathLike = PUBLISHED_DIR) -> list[dict]:
     Raises:
         LeechError: the folder holds no JSON file, or a file is not such a result.
     """
-    from leechcodec.errors import LeechError
-
     entries = []
     files = sorted(Path(folder).glob("*.json"))
     if not files:
@@ -121,10 +126,10 @@ def load_published(folder: str | os.PathLike = PUBLISHED_DIR) -> list[dict]:
 def rd_figure(entries: list[dict], title: str, reference: tuple[float, float] | None = PAPER_POINT,
               published: list[dict] = ()):
     """The matplotlib figure ``plot_rd`` saves (arguments as there); the caller closes it."""
-    import matplotlib
+    import matplotlib  # lazy: an optional dependency (the bench extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as matplotlib, after choosing its backend
 
     fig, (ax_p, ax_m) = plt.subplots(1, 2, figsize=(15, 5.5))
     for e in entries:
@@ -178,7 +183,7 @@ def plot_rd(entries: list[dict], path: str | os.PathLike, title: str,
         published: curves from ``load_published``, drawn dashed and thin, labelled "(published)",
             within the rate range of the measured curves.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: an optional dependency (the bench extra)
 
     fig = rd_figure(entries, title, reference, published)
     path = Path(path)
@@ -194,24 +199,15 @@ def _fmt(x: float | None, spec: str, unit: str = "", missing: str = "n/a (out of
 
 def runtime_of(model) -> str:
     """What runs ``model``'s networks, with its version: "onnxruntime 1.32.0" or "torch 2.13.0+cpu"."""
-    import sys
-
-    if model is not None and not getattr(model, "numpy_nets", False) and "torch" in sys.modules:
+    if model is not None and getattr(model, "runtime", "torch") == "torch" and "torch" in sys.modules:
         return f"torch {sys.modules['torch'].__version__}"
-    import onnxruntime
+    import onnxruntime  # lazy: ~0.1 s of import, done already where a model runs on it
 
     return f"onnxruntime {onnxruntime.__version__}"
 
 
 def provenance(runtime: str | None = None) -> str:
     """Date and the versions that produced a report (leechcodec, what ran its networks, Pillow and its codecs)."""
-    import datetime
-
-    import PIL
-    from PIL import features
-
-    import leechcodec
-
     libs = ", ".join(
         f"{name} {features.version(key) or 'n/a'}" for name, key in (("OpenJPEG", "jpg_2000"), ("libwebp", "webp"), ("libavif", "avif"))
     )
@@ -227,8 +223,6 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     p = Path(path)
     text = p.read_text()
     if README_START not in text or README_END not in text:
-        from leechcodec.errors import LeechError
-
         raise LeechError(f"{path} has no {README_START} ... {README_END} markers to put the results between")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)

@@ -21,14 +21,27 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import leechcodec
-from leechcodec.errors import InputImageError
+from leechcodec.errors import InputImageError, have_torch
 
 from .codecs import ALL_CODECS, CLASSICAL
+from .figures import crops_for_images
 from .metrics import grid_ratios, ms_ssim_rgb, psnr_rgb
-from .report import OURS_PREFIX, PAPER_POINT, RESULT_KEYS, markdown_table, plot_rd, runtime_of, write_codec_files, write_json
+from .report import (
+    OURS_PREFIX,
+    PAPER_POINT,
+    RESULT_KEYS,
+    markdown_table,
+    plot_rd,
+    runtime_of,
+    update_readme,
+    write_codec_files,
+    write_json,
+)
+
 
 class Point(NamedTuple):
     """Measurements for one image at one sweep point."""
@@ -130,13 +143,9 @@ def _entry(name: str, description: str, per_image: list[list[Point]]) -> dict:
 
 def _worker_init() -> None:
     """One thread per worker process: ``jobs`` of them share the CPU."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(1)
-    from leechcodec.models.load import have_torch
-
     if have_torch():  # MS-SSIM (metrics.ms_ssim_rgb)
-        import torch
+        import torch  # lazy: an optional dependency (the bench extra)
 
         torch.set_num_threads(1)
 
@@ -343,8 +352,6 @@ def benchmark(
     echo(table)
     echo(f"\nwrote {json_path}, {png_path} and one file per codec in {Path(output_dir) / stem}")
     if crops and "leechcodec" in kwargs.get("codecs", ALL_CODECS) and kwargs.get("model") is not None:
-        from .figures import crops_for_images
-
         crops_path = Path(output_dir) / f"{stem}-crops.png"
         crops_for_images(crop_images(paths), kwargs["model"], crops_path, coder=tuple(kwargs.get("coders", ("auto",)))[0],
                          progress=kwargs.get("progress"), device=kwargs.get("device", "cpu"),
@@ -352,8 +359,6 @@ def benchmark(
                          scales=CROP_SCALES if "ar" in tuple(kwargs.get("coders", ("auto",)))[:1] else ())
         echo(f"wrote {crops_path} (the same crops at the same file size)")
     if readme is not None:
-        from .report import update_readme
-
         update_readme(readme, table)
         echo(f"updated the results in {readme}")
     return entries
