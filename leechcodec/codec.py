@@ -193,7 +193,7 @@ def _one_blas_thread(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            from threadpoolctl import threadpool_limits
+            from threadpoolctl import threadpool_limits  # here: a missing one only costs speed
         except ImportError:  # a dependency; a bare environment still encodes
             limit = contextlib.nullcontext()
         else:

@@ -78,7 +78,7 @@ def export_graph(model: LeechTokenizer, part: str, weights_name: str) -> onnx.Mo
     but ``data_location = EXTERNAL`` at a location that does not exist ("NAME.safetensors#name"),
     so that ONNX Runtime, given the graph alone, says which tensor of which file it lacks.
     """
-    import onnx_ir as ir
+    import onnx_ir as ir  # the onnx exporter's packages: only for exporting (train extra)
     import onnxscript
 
     net = _WithPos(model, part).eval()

@@ -9,7 +9,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import leechcodec
-from leechcodec.models.io import DEFAULT_WEIGHTS, load_weights
+from leechcodec.models.config import DEFAULT_WEIGHTS
+from leechcodec.models.io import load_weights
 from leechcodec.models.prior import prior_path_for
 
 REPO = Path(__file__).resolve().parents[1]

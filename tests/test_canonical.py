@@ -17,7 +17,8 @@ import leechcodec
 from leechcodec import coders, container
 from leechcodec.container import HEADER, TRAILER, Header
 from leechcodec.errors import FormatError, ModelError
-from leechcodec.models.io import config_from_json, load_weights, save_weights
+from leechcodec.models.config import config_from_json
+from leechcodec.models.io import load_weights, save_weights
 from leechcodec.models.prior import ARPrior, PRIOR_PRESETS, exact, save_prior
 from leechcodec.models.vit import build
 

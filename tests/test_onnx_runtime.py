@@ -16,7 +16,8 @@ from conftest import DEMO_IMAGE, REPO
 pytest.importorskip("onnxruntime")
 
 from leechcodec.errors import ModelError  # noqa: E402
-from leechcodec.models.io import DEFAULT_WEIGHTS, load_weights, save_weights  # noqa: E402
+from leechcodec.models.config import DEFAULT_WEIGHTS  # noqa: E402
+from leechcodec.models.io import load_weights, save_weights  # noqa: E402
 from leechcodec.models.config import STAGE_FIELDS  # noqa: E402
 from leechcodec.models.runtime import NoGraphError, graph_metadata, graph_path, load_onnx  # noqa: E402
 
