@@ -40,6 +40,15 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def tiny_frozen(one_thread):
+    """The frozen tiny model of tests/data (untrained, with tiny.prior.safetensors: the ar coder),
+    which coded the golden streams there."""
+    from leechcodec.models.io import load_weights
+
+    return load_weights(Path(__file__).resolve().parent / "data" / "tiny.safetensors")
+
+
 @pytest.fixture
 def kodak_crops(kodak_dir, tmp_path):
     """A folder of two 256x256 RGB crops of Kodak images (c0.png, c1.png)."""

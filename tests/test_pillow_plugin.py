@@ -31,13 +31,6 @@ STREAMS = ["rgb-301x77.fixed.lq", "rgb-301x77.ar.lq", "grey-45x61.fixed.lq", "gr
            "rgb-301x77.fixed.s2.v3.lq", "rgb-301x77.ar.s3.v3.lq"]  # version 3: residual stages
 
 
-@pytest.fixture(scope="module")
-def tiny_frozen(one_thread):
-    from leechcodec.models.io import load_weights
-
-    return load_weights(DATA / "tiny.safetensors")
-
-
 @pytest.fixture
 def settings(monkeypatch):
     """The plugin's model settings and limit, restored after the test."""

@@ -17,15 +17,9 @@ import leechcodec
 from leechcodec import container
 from leechcodec.cli.main import cli
 from leechcodec.errors import FormatError, LimitError
-from leechcodec.models.io import load_weights
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY = DATA / "tiny.safetensors"
-
-
-@pytest.fixture(scope="module")
-def tiny(one_thread):
-    return load_weights(TINY)
 
 
 @pytest.fixture(scope="module")
@@ -67,45 +61,45 @@ def test_cli_refuses_scales_outside_the_format(tmp_path, picture, bad):
     assert r.exit_code == 2 and not (tmp_path / "a.lq").exists()
 
 
-def test_library_refuses_bad_scales(tiny, picture):
+def test_library_refuses_bad_scales(tiny_frozen, picture):
     for bad in (0, -0.5, 2.5, float("nan"), "1", True):
         with pytest.raises(ValueError, match="scale must be"):
-            leechcodec.encode(picture, tiny, scale=bad)
+            leechcodec.encode(picture, tiny_frozen, scale=bad)
 
 
-def test_a_scale_that_rounds_to_the_picture_is_version_2(tiny, picture):
+def test_a_scale_that_rounds_to_the_picture_is_version_2(tiny_frozen, picture):
     """The coded size is rounded as FORMAT.md says; where it is the picture's own, the stream is
     the plain one (version 2), byte for byte."""
     assert container.coded_size(120, 90, 1.004) == (120, 90)
-    assert leechcodec.encode(picture, tiny, scale=1.004) == leechcodec.encode(picture, tiny)
+    assert leechcodec.encode(picture, tiny_frozen, scale=1.004) == leechcodec.encode(picture, tiny_frozen)
     assert container.coded_size(120, 90, 1.005) == (121, 90)  # 120.6 rounds up, 90.45 down
-    assert leechcodec.read_header(leechcodec.encode(picture, tiny, scale=1.005)).version == 4
+    assert leechcodec.read_header(leechcodec.encode(picture, tiny_frozen, scale=1.005)).version == 4
 
 
 @pytest.mark.parametrize("size, scale, coded", [((1, 1), 0.3, (1, 1)), ((16, 16), 0.5, (8, 8)), ((7, 300), 0.05, (1, 15)),
                                                ((3, 2), 2.0, (6, 4)), ((300, 1), 2.0, (600, 2))])
-def test_tiny_and_thin_pictures_code_and_decode(tiny, size, scale, coded):
+def test_tiny_and_thin_pictures_code_and_decode(tiny_frozen, size, scale, coded):
     rgb = np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    data = leechcodec.encode(Image.fromarray(rgb), tiny, scale=scale)
+    data = leechcodec.encode(Image.fromarray(rgb), tiny_frozen, scale=scale)
     h = leechcodec.read_header(data)
     assert h.coded_size == coded and h.version == (2 if coded == size else 4)
-    assert leechcodec.decode(data, tiny).size == size
+    assert leechcodec.decode(data, tiny_frozen).size == size
 
 
-def test_max_pixels_applies_to_the_coded_size(tmp_path, tiny, picture):
+def test_max_pixels_applies_to_the_coded_size(tmp_path, tiny_frozen, picture):
     """120x90 = 10,800 pixels is under the limit, coded at 240x180 = 43,200 it is not: exit 7, one
     line, nothing written; the decoder refuses such a stream under the same limit."""
     with pytest.raises(LimitError, match="the coded picture is 240x180"):
-        leechcodec.encode(picture, tiny, scale=2, max_pixels=20_000)
+        leechcodec.encode(picture, tiny_frozen, scale=2, max_pixels=20_000)
     src, lq = tmp_path / "a.png", tmp_path / "a.lq"
     picture.save(src)
     r = CliRunner().invoke(cli, ["encode", str(src), "-o", str(lq), "--model", str(TINY), "--scale", "2",
                                  "--max-pixels", "20000"])
     assert r.exit_code == 7 and "--max-pixels" in _one_line(r) and not lq.exists()
-    data = leechcodec.encode(picture, tiny, scale=2)
+    data = leechcodec.encode(picture, tiny_frozen, scale=2)
     with pytest.raises(LimitError):
-        leechcodec.decode(data, tiny, max_pixels=20_000)
-    assert leechcodec.decode(data, tiny, max_pixels=50_000).size == (120, 90)
+        leechcodec.decode(data, tiny_frozen, max_pixels=20_000)
+    assert leechcodec.decode(data, tiny_frozen, max_pixels=50_000).size == (120, 90)
 
 
 def _with_coded_size(data: bytes, cw: int, ch: int, stages: int | None = None, grid: bool = True) -> bytes:
@@ -122,8 +116,8 @@ def _with_coded_size(data: bytes, cw: int, ch: int, stages: int | None = None, g
     (0, 45, 1, "each side is 1 to 2 x"), (241, 90, 1, "each side is 1 to 2 x"), (60, 2**32 - 1, 1, "each side is 1 to 2 x"),
     (120, 90, 1, "not canonical"), (60, 45, 0, "holds 1 to 8"), (60, 45, 9, "holds 1 to 8"),
 ])
-def test_hostile_coded_sizes_exit_4_with_one_line(tmp_path, tiny, picture, cw, ch, stages, why):
-    good = leechcodec.encode(picture, tiny, scale=0.5)
+def test_hostile_coded_sizes_exit_4_with_one_line(tmp_path, tiny_frozen, picture, cw, ch, stages, why):
+    good = leechcodec.encode(picture, tiny_frozen, scale=0.5)
     bad = tmp_path / "bad.lq"
     bad.write_bytes(_with_coded_size(good, cw, ch, stages))
     with pytest.raises(FormatError, match=why):
@@ -135,31 +129,31 @@ def test_hostile_coded_sizes_exit_4_with_one_line(tmp_path, tiny, picture, cw, c
     assert r.exit_code == 4 and "<-" in r.stdout
 
 
-def test_a_grid_that_does_not_match_the_coded_size_is_refused(tiny, picture):
+def test_a_grid_that_does_not_match_the_coded_size_is_refused(tiny_frozen, picture):
     wide = picture.resize((200, 90))
-    good = leechcodec.encode(wide, tiny, scale=2)  # 400x180: two tiles across
+    good = leechcodec.encode(wide, tiny_frozen, scale=2)  # 400x180: two tiles across
     with pytest.raises(FormatError, match="picture coded at 250x180"):
         leechcodec.read_header(_with_coded_size(good, 250, 180, grid=False))  # one tile across, the grid says two
 
 
-def test_the_coded_size_is_what_the_decoder_decodes(tiny, picture):
+def test_the_coded_size_is_what_the_decoder_decodes(tiny_frozen, picture):
     """A stream whose coded size is changed to another of the same tile grid no longer decodes (its
     stored tokens are those of the coded size): the decoder reads the field."""
-    good = leechcodec.encode(picture, tiny, scale=0.5, coder="ar")
+    good = leechcodec.encode(picture, tiny_frozen, scale=0.5, coder="ar")
     with pytest.raises(FormatError):
-        leechcodec.decode(_with_coded_size(good, 100, 45), tiny)
+        leechcodec.decode(_with_coded_size(good, 100, 45), tiny_frozen)
 
 
-def test_pillow_plugin_shows_and_writes_the_coded_size(tiny, picture):
+def test_pillow_plugin_shows_and_writes_the_coded_size(tiny_frozen, picture):
     import leechcodec.pillow as lqpil
 
     buf = io.BytesIO()
-    lqpil.set_model(tiny)
+    lqpil.set_model(tiny_frozen)
     try:
         picture.save(buf, format="LQ", scale=0.5)
         with Image.open(io.BytesIO(buf.getvalue())) as im:
             assert im.size == (120, 90) and im.info["coded_size"] == (60, 45)
             im.load()
-            assert np.array_equal(np.asarray(im), np.asarray(leechcodec.decode(buf.getvalue(), tiny)))
+            assert np.array_equal(np.asarray(im), np.asarray(leechcodec.decode(buf.getvalue(), tiny_frozen)))
     finally:
         lqpil.set_model(None)

@@ -24,11 +24,6 @@ TINY = DATA / "tiny.safetensors"  # with tiny.prior.safetensors: the ar coder
 
 
 @pytest.fixture(scope="module")
-def tiny(one_thread):
-    return load_weights(TINY)
-
-
-@pytest.fixture(scope="module")
 def picture():
     rng = np.random.default_rng(5)
     y, x = np.mgrid[0:90, 0:300]
@@ -68,56 +63,56 @@ def _expected(model, picture, k: int, lam: float = 0.0, every: bool = False, fir
 
 @pytest.mark.parametrize("coder", ["fixed", "ar"])
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_k_stage_round_trip(tiny, picture, coder, k):
+def test_k_stage_round_trip(tiny_frozen, picture, coder, k):
     """K = 1 … 3: the stream holds exactly the encoder's tokens (fixed: every later token; ar at
     λ = 0: those that lower the distance), K = 1 is today's version-2 stream, and decoding twice
     gives the same pixels; more stages move the decoder's input closer to the latents."""
-    data = leechcodec.encode(picture, tiny, coder=coder, stages=k, precision="fp32")
+    data = leechcodec.encode(picture, tiny_frozen, coder=coder, stages=k, precision="fp32")
     h = leechcodec.read_header(data)
     assert (h.version, h.stages) == ((2, 1) if k == 1 else (3, k))
-    got = _tokens(data, tiny)
-    want = _expected(tiny, picture, k, every=coder == "fixed")
+    got = _tokens(data, tiny_frozen)
+    want = _expected(tiny_frozen, picture, k, every=coder == "fixed")
     assert np.array_equal(got, want)
     if k == 1:
-        assert data == leechcodec.encode(picture, tiny, coder=coder, precision="fp32")
-    a = np.asarray(leechcodec.decode(data, tiny, precision="fp32"))
-    b = np.asarray(leechcodec.decode(data, tiny, precision="fp32"))
+        assert data == leechcodec.encode(picture, tiny_frozen, coder=coder, precision="fp32")
+    a = np.asarray(leechcodec.decode(data, tiny_frozen, precision="fp32"))
+    b = np.asarray(leechcodec.decode(data, tiny_frozen, precision="fp32"))
     assert a.shape == (90, 300, 3) and np.array_equal(a, b)
     if k > 1:  # the later stages reach the decoder
-        assert not np.array_equal(a, np.asarray(leechcodec.decode(leechcodec.encode(picture, tiny, coder=coder),
-                                                                  tiny, precision="fp32")))
+        assert not np.array_equal(a, np.asarray(leechcodec.decode(leechcodec.encode(picture, tiny_frozen, coder=coder),
+                                                                  tiny_frozen, precision="fp32")))
     if coder == "fixed":
-        assert len(data) - container.OVERHEAD - (k > 1) == k * (len(leechcodec.encode(picture, tiny, coder="fixed"))
+        assert len(data) - container.OVERHEAD - (k > 1) == k * (len(leechcodec.encode(picture, tiny_frozen, coder="fixed"))
                                                                 - container.OVERHEAD)
 
 
-def test_more_stages_bring_the_decoders_input_closer_to_the_latents(tiny, picture):
+def test_more_stages_bring_the_decoders_input_closer_to_the_latents(tiny_frozen, picture):
     from leechcodec import codec
 
-    tiles = tiling.tile_image(np.asarray(picture), tiny.tile)
+    tiles = tiling.tile_image(np.asarray(picture), tiny_frozen.tile)
     latents: list = []
-    first = codec.tiles_to_indices(tiny, tiles, latents=latents)
+    first = codec.tiles_to_indices(tiny_frozen, tiles, latents=latents)
     z = np.concatenate(latents).reshape(-1, 24)
-    gain = stages.gains(tiny, 4)
+    gain = stages.gains(tiny_frozen, 4)
     toks = np.concatenate([first.reshape(1, -1), stages.later_tokens(z, first, gain)])
     err = [((stages.latent_sum(toks[:k], gain) - z) ** 2).sum(1).mean() for k in range(1, 5)]
     assert err[0] > err[1] > err[2] > err[3]
     assert np.allclose(stages.latent_sum(toks[:1], gain), lattice.vectors(first.reshape(-1)))
 
 
-def test_lambda_leaves_out_later_tokens_and_trailing_stages(tiny, picture):
+def test_lambda_leaves_out_later_tokens_and_trailing_stages(tiny_frozen, picture):
     """With λ the ar coder drops the later tokens not worth their bits (fewer bytes); a stage
     left without a token is not written (its count shrinks, version 2 when none is left)."""
     sizes, counts = [], []
     for lam in (0.0, 0.004, 0.01, 1.0):
-        data = leechcodec.encode(picture, tiny, coder="ar", stages=3, lam=lam, precision="fp32")
+        data = leechcodec.encode(picture, tiny_frozen, coder="ar", stages=3, lam=lam, precision="fp32")
         sizes.append(len(data))
-        toks = _tokens(data, tiny)
+        toks = _tokens(data, tiny_frozen)
         counts.append(int((toks[1:] >= 0).sum()))
-        assert np.array_equal(toks, _expected(tiny, picture, 3, lam, first=toks[0])[: len(toks)])
+        assert np.array_equal(toks, _expected(tiny_frozen, picture, 3, lam, first=toks[0])[: len(toks)])
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
     assert counts[0] > counts[1] >= counts[2] and counts[-1] == 0
-    assert leechcodec.read_header(leechcodec.encode(picture, tiny, coder="ar", stages=3, lam=1.0)).version == 2
+    assert leechcodec.read_header(leechcodec.encode(picture, tiny_frozen, coder="ar", stages=3, lam=1.0)).version == 2
 
 
 def test_quality_table_is_monotone():
@@ -142,19 +137,19 @@ def test_quality_table_is_monotone():
             quality.quality_setting(bad)
 
 
-def test_quality_and_bpp_pick_stages(tiny, picture):
+def test_quality_and_bpp_pick_stages(tiny_frozen, picture):
     st: dict = {}
-    leechcodec.encode(picture, tiny, quality=100, stats=st)
+    leechcodec.encode(picture, tiny_frozen, quality=100, stats=st)
     assert st["stages"] == quality.QUALITY[0][2] > 1 and st["scale"] == quality.QUALITY[0][1]
     from leechcodec.ratecontrol import stages_for_bpp
 
     assert stages_for_bpp(0.1) == 2 and stages_for_bpp(0.6) == 4 and stages_for_bpp(9) == 8
     with pytest.raises(ValueError, match="not two"):
-        leechcodec.encode(picture, tiny, quality=50, lam=0.01)
+        leechcodec.encode(picture, tiny_frozen, quality=50, lam=0.01)
     with pytest.raises(ValueError, match="fixed coder"):
-        leechcodec.encode(picture, tiny, coder="fixed", quality=50)
+        leechcodec.encode(picture, tiny_frozen, coder="fixed", quality=50)
     with pytest.raises(ValueError, match="stages must be 1 to 8"):
-        leechcodec.encode(picture, tiny, stages=9)
+        leechcodec.encode(picture, tiny_frozen, stages=9)
 
 
 def _stream_with_stages(data: bytes, k: int) -> bytes:
@@ -164,10 +159,10 @@ def _stream_with_stages(data: bytes, k: int) -> bytes:
 
 
 @pytest.mark.parametrize("k", [0, 1, 9, 255, 3])
-def test_bad_stage_counts_are_refused_with_exit_4(tiny, picture, tmp_path, k):
+def test_bad_stage_counts_are_refused_with_exit_4(tiny_frozen, picture, tmp_path, k):
     """A stage count outside 2 … 8 (one stage is version 2), or one the payload does not hold
     (3 stages over a 2-stage fixed payload), is a FormatError: exit 4, one line, no file written."""
-    good = leechcodec.encode(picture, tiny, coder="fixed", stages=2)
+    good = leechcodec.encode(picture, tiny_frozen, coder="fixed", stages=2)
     bad = tmp_path / "bad.lq"
     bad.write_bytes(_stream_with_stages(good, k))
     out = tmp_path / "out.png"
@@ -301,18 +296,18 @@ def test_training_path_adds_the_later_stages_of_the_codec():
     assert model.encoder.out.weight.grad is not None and y.shape == x.shape
 
 
-def test_a_stage_without_tokens_is_not_canonical(tiny, picture):
+def test_a_stage_without_tokens_is_not_canonical(tiny_frozen, picture):
     """The encoder leaves out a trailing stage that holds no token; a stream that keeps one codes
     the same tokens as a shorter one, and is refused (one stream per token sequence)."""
     from leechcodec.errors import FormatError
 
     w, h = picture.size
-    g = tiny.tile // tiny.patch
-    ext = container.token_extents(w, h, tiny.tile, tiny.patch)
-    first = _tokens(leechcodec.encode(picture, tiny, coder="ar"), tiny)[0]
+    g = tiny_frozen.tile // tiny_frozen.patch
+    ext = container.token_extents(w, h, tiny_frozen.tile, tiny_frozen.patch)
+    first = _tokens(leechcodec.encode(picture, tiny_frozen, coder="ar"), tiny_frozen)[0]
     empty = lambda f: np.full((1, *f.shape), stages.ABSENT)  # noqa: E731
-    payload = coders.encode_ar(first, tiny.prior, g, extents=ext, later=empty)
-    tx, ty = container.tile_grid(w, h, tiny.tile)
-    head = container.Header("ar", "RGB", bytes(tiny.model_id), w, h, tiny.tile, tx, ty, len(payload), 3, 2)
+    payload = coders.encode_ar(first, tiny_frozen.prior, g, extents=ext, later=empty)
+    tx, ty = container.tile_grid(w, h, tiny_frozen.tile)
+    head = container.Header("ar", "RGB", bytes(tiny_frozen.model_id), w, h, tiny_frozen.tile, tx, ty, len(payload), 3, 2)
     with pytest.raises(FormatError, match="stage 2 holds no token"):
-        leechcodec.decode(container.pack(head, payload), tiny)
+        leechcodec.decode(container.pack(head, payload), tiny_frozen)
