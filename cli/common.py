@@ -263,8 +263,6 @@ def load_model(path: str | None, device: str, prior: str | None = None, use_prio
                                  backend=backend, threads=threads, precision=precision)
 
 
-
-
 def check_device(device: str) -> None:
     """``--device cuda`` on a machine without CUDA (or without torch): a LeechError (exit 1), before any work."""
     if device == "cuda":

@@ -239,7 +239,6 @@ def exact(model: ARPrior, tokenizer_id: bytes) -> ExactPrior:
     return ExactPrior(model.cfg, state, ids[0], legacy_ids=ids[1:])
 
 
-
 def rebind_prior(prior: str | os.PathLike, old_weights: str | os.PathLike, new_weights: str | os.PathLike,
                  out: str | os.PathLike) -> bytes:
     """The prior of ``old_weights`` written for ``new_weights`` (same integers, the new tokenizer id

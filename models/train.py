@@ -44,7 +44,6 @@ CKPT_NAME = "checkpoint.safetensors"
 PCA_INIT_CROPS = 64  # crops whose 8×8 patches initialise a linear skip path (models.vit.pca_init)
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     data: tuple[str, ...]
