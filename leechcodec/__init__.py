@@ -6,6 +6,9 @@ Public API::
     model = leechcodec.load_model()                        # the bundled tokenizer and prior
     data = leechcodec.encode(Image.open("a.png"), model)   # .lq bytes
     image = leechcodec.decode(data, model)                 # PIL.Image
+    tokens = leechcodec.tokenize(images, model)            # int32 (N, H/8, W/8): the codec's tokens
+    pictures = leechcodec.detokenize(tokens, model)        # uint8 (N, H, W, 3)
+    from leechcodec import LeechQuantizer                  # Λ24-SQ for your own model (torch)
 
 ``load_model`` (``models.load.load``) runs the networks on ONNX Runtime, and encode and decode
 do the rest in numpy: no torch (``load_model(backend="torch")``, ``device="cuda"`` and
@@ -58,6 +61,18 @@ def __getattr__(name: str):
         from .models.load import load
 
         return load
+    if name in ("tokenize", "detokenize"):
+        from . import tokens
+
+        return getattr(tokens, name)
+    if name == "LeechQuantizer":  # a torch module: the train extra (the codec runs without torch)
+        from .errors import have_torch, torch_needed
+
+        if not have_torch():
+            raise ImportError(torch_needed("LeechQuantizer"))
+        from .quantizer import LeechQuantizer
+
+        return LeechQuantizer
     raise AttributeError(f"module 'leechcodec' has no attribute {name!r}")
 
 
@@ -68,6 +83,7 @@ __all__ = [
     "Header",
     "InputImageError",
     "LeechError",
+    "LeechQuantizer",
     "LeechWarning",
     "LimitError",
     "MAX_STAGES",
@@ -76,7 +92,9 @@ __all__ = [
     "RateError",
     "Tokenizer",
     "decode",
+    "detokenize",
     "encode",
     "load_model",
     "read_header",
+    "tokenize",
 ]

@@ -99,10 +99,15 @@ def have_torch() -> bool:
         return False
 
 
+def torch_needed(what: str, hint: str = "") -> str:
+    """The one wording of "``what`` needs torch" (the ``train`` extra)."""
+    return f"{what} needs torch, which is not installed: pip install 'leechcodec[train]'{hint}"
+
+
 def require_torch(what: str, hint: str = "") -> None:
     """``what`` needs torch (the ``train`` extra): a ``LeechError`` where it is not installed."""
     if not have_torch():
-        raise LeechError(f"{what} needs torch, which is not installed: pip install 'leechcodec[train]'{hint}")
+        raise LeechError(torch_needed(what, hint))
 
 
 def require_cuda(what: str = "--device cuda") -> None:

@@ -1,7 +1,15 @@
-"""The Λ24 searches: the codeword nearest each row of an array (numpy or torch), codeword vectors,
-index arithmetic that takes torch tensors too. The codewords themselves (the canonical index
-order, its tables and constants) are built in ``codewords``; its constants are re-exported here,
-where callers read them.
+"""The Λ24 codebook as a public object: the codeword nearest each row of an array (numpy or
+torch), the maps between indices and codewords, index arithmetic that takes torch tensors too.
+The codewords themselves (the canonical index order, its tables and constants) are built in
+``codewords``; its constants are re-exported here, where callers read them. docs/LATTICE.md
+describes the codebook, its order and the search.
+
+Maps
+----
+``codebook()`` is the (196560, 24) int32 array of integer codewords (squared norm 32) in index
+order. ``codeword(i)`` gives the integer rows of indices, ``vectors(i)`` the unit ones
+(codeword / √32, float32), ``index_of(v)`` the inverse of both (arithmetic, from the shape of
+the vector), and ``nearest(z)`` the index of the codeword closest in angle to any vector.
 
 Nearest search
 --------------
@@ -44,7 +52,7 @@ import sys
 import numpy as np
 
 from . import codewords
-from .codewords import (  # noqa: F401 - re-exported: the constants callers read here
+from .codewords import (  # re-exported (``__all__``): the constants callers read here
     BASES,
     BITS_PER_INDEX,
     DETAIL,
@@ -64,9 +72,21 @@ from .codewords import (  # noqa: F401 - re-exported: the constants callers read
     tables,
 )
 
+__all__ = [  # the public face; the names from ``codewords`` are re-exported
+    "BASES", "BITS_PER_INDEX", "DETAIL", "DIM", "GOLAY_BASE", "N_CODEWORDS", "N_OCTAD_VECS",
+    "OCTAD_BASE", "PAIR_BASE", "PRUNE_SLACK", "SQ_NORM", "SUPPORT", "TILED_STATS",
+    "check_shape", "codebook_int8", "golay_codewords", "tables",
+    "codebook", "codeword", "vectors", "index_of",
+    "nearest", "nearest_brute", "nearest_tiled", "split_index", "join_index",
+]
+
 
 def codebook() -> np.ndarray:
-    """All 196,560 minimal vectors as a (196560, 24) int32 array in canonical index order."""
+    """All 196,560 minimal vectors as a (196560, 24) int32 array in canonical index order.
+
+    Row ``i`` is the integer codeword of index ``i`` (entries −4…4, squared norm 32); divided by
+    √32 it is ``vectors(i)``. Its construction and order: docs/LATTICE.md (and docs/FORMAT.md,
+    which fixes the order for the file format). A fresh copy on each call (3.8 MB)."""
     return codebook_int8().astype(np.int32)
 
 
@@ -89,17 +109,144 @@ def _torch():
 def vectors(indices, check: bool = True):
     """Unit vectors (float32) of codeword ``indices`` (any shape) → shape + (24,).
 
-    The exact inverse of ``nearest`` on codewords: ``nearest(vectors(i)) == i``.
+    The exact inverse of ``nearest`` and of ``index_of`` on codewords:
+    ``nearest(vectors(i)) == index_of(vectors(i)) == i``.
     Torch in → torch out (on the same device); anything else → numpy. ``check=False`` skips
     the range check, which on a GPU tensor waits for the device: for indices that come from
     ``nearest`` (in range by construction), as in the training step.
     """
     if _is_torch(indices):
         return _torch().vectors(indices, check)
+    return codebook_int8()[_checked_indices(indices)].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
+
+
+def _checked_indices(indices) -> np.ndarray:
+    """``indices`` as int64 numpy, ValueError if any is outside [0, N_CODEWORDS)."""
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= N_CODEWORDS):
         raise ValueError(f"codeword index out of range [0, {N_CODEWORDS})")
-    return codebook_int8()[idx].astype(np.float32) / np.float32(np.sqrt(SQ_NORM))
+    return idx
+
+
+def _via_numpy(fn, x, *args):
+    """``fn`` of a torch tensor, computed in numpy: a torch tensor on ``x``'s device back."""
+    torch = sys.modules["torch"]
+    device = x.device
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+        x = x.float()
+    return torch.from_numpy(fn(x.numpy(), *args)).to(device)
+
+
+def codeword(indices):
+    """Integer codewords (int32, entries −4…4, squared norm 32) of ``indices`` (any shape) →
+    shape + (24,): rows of ``codebook()``; ``vectors`` is the same divided by √32.
+
+    Torch in → torch out (computed in numpy, returned on the same device).
+    """
+    if _is_torch(indices):
+        return _via_numpy(codeword, indices)
+    return codebook_int8()[_checked_indices(indices)].astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def _keys() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bit weights 2^i, and the integer keys Σ c_i 2^i of the 4,096 Golay words and of the
+    759 octads: ascending, since the index order sorts the words by that key."""
+    bit = np.int64(1) << np.arange(DIM, dtype=np.int64)
+    t = tables()
+    words = t["words"].astype(np.int64) @ bit
+    octads = t["octad_mask"].astype(np.int64) @ bit
+    assert (np.diff(words) > 0).all() and (np.diff(octads) > 0).all()
+    return bit, words, octads
+
+
+def _rank(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position of each of ``keys`` in ``sorted_keys``; −1 where it is not there."""
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, pos, -1)
+
+
+def _index_of_int(x: np.ndarray) -> np.ndarray:
+    """Indices of the rows of an (n, 24) int64 array (entries clipped to −5…5); −1 for a row
+    that is not a minimal vector of Λ24. The class is read from the shape, then support and
+    detail as in the index order (``codewords``)."""
+    bit, word_keys, octad_keys = _keys()
+    T = tables()
+    a, neg = np.abs(x), x < 0
+    out = np.full(len(x), -1, dtype=np.int64)
+
+    # octads: ±2 on 8 places, 0 elsewhere; the places form an octad, the minus signs are even
+    r = np.flatnonzero(((a == 2).sum(1) == 8) & ((a == 0).sum(1) == 16))
+    o = _rank(octad_keys, (a[r] == 2).astype(np.int64) @ bit)
+    n8 = neg[r[:, None], T["octpos"][o]]  # signs at the octad's places, ascending
+    p = n8[:, :7].astype(np.int64) @ bit[:7]  # bit k: minus at q_k
+    ok = (o >= 0) & (n8.sum(1) % 2 == 0)
+    out[r[ok]] = OCTAD_BASE + 128 * o[ok] + p[ok]
+
+    # Golay: ∓3 at j, ±1 elsewhere; s = sign with s_j = −sign(x_j), the minus signs of s a Golay word
+    r = np.flatnonzero(((a == 3).sum(1) == 1) & ((a == 1).sum(1) == 23))
+    j = (a[r] == 3).argmax(1)
+    c = neg[r]
+    c[np.arange(len(r)), j] ^= True
+    w = _rank(word_keys, c.astype(np.int64) @ bit)
+    ok = w >= 0
+    out[r[ok]] = GOLAY_BASE + 24 * w[ok] + j[ok]
+
+    # pairs: ±4 on two places a < b (any signs), 0 elsewhere
+    r = np.flatnonzero(((a == 4).sum(1) == 2) & ((a == 0).sum(1) == 22))
+    ab = np.nonzero(a[r] == 4)[1].reshape(-1, 2)  # row-major: each row's two places, ascending
+    nab = neg[r[:, None], ab]
+    out[r] = PAIR_BASE + 4 * T["pair_rank"][ab[:, 0], ab[:, 1]] + nab[:, 0] + 2 * nab[:, 1]
+    return out
+
+
+def index_of(v, atol: float = 1e-4):
+    """Codeword indices of codewords: the inverse of ``codeword`` and of ``vectors``.
+
+    Args:
+        v: (..., 24) array. An integer dtype is read as integer codewords (rows of
+            ``codebook()``); a float dtype as unit vectors (codeword / √32), each coordinate
+            times √32 within ``atol`` of an integer. Torch in → torch out (computed in numpy,
+            returned on the same device).
+        atol: the tolerance for float input.
+
+    Returns:
+        int64 indices of shape v.shape[:-1], computed from the structure, not by a search: the
+        shape gives the class, a key lookup among the 759 octads or 4,096 Golay words the
+        support, the signs (and the place of the ∓3) the detail (docs/LATTICE.md).
+
+    Raises:
+        ValueError: if a row is not a minimal vector of Λ24 (e.g. an octad shape on a
+            non-octad, an odd number of −2, Golay signs that are not a Golay word).
+    """
+    if _is_torch(v):
+        return _via_numpy(index_of, v, atol)
+    x = np.asarray(v)
+    if x.ndim == 0 or x.shape[-1] != DIM:
+        raise ValueError(f"index_of: expected a (..., {DIM}) array, got shape {x.shape}")
+    if x.dtype.kind == "f":
+        s = x.astype(np.float64) * np.sqrt(SQ_NORM)
+        xi = np.rint(np.nan_to_num(s, nan=0.0, posinf=8.0, neginf=-8.0))
+        off = ~(np.abs(s - xi) <= atol).all(-1)  # NaN is off
+        kind = "float input, read as codeword/√32"
+    elif x.dtype.kind in "iub":
+        xi = x
+        off = np.zeros(x.shape[:-1], dtype=bool)
+        kind = "integer input, read as a codeword"
+    else:
+        raise ValueError(f"index_of: expected an integer or float array, got dtype {x.dtype}")
+    flat = np.clip(xi, -5, 5).astype(np.int64).reshape(-1, DIM)
+    idx = _index_of_int(flat)
+    idx[off.reshape(-1)] = -1
+    bad = idx < 0
+    if bad.any():
+        where = "the vector"
+        if x.ndim > 1:
+            where = f"row {tuple(int(k) for k in np.unravel_index(int(np.argmax(bad)), x.shape[:-1]))}"
+            where += f" (of {int(bad.sum())} bad rows)" if bad.sum() > 1 else ""
+        raise ValueError(f"index_of: {where} is not a minimal vector of Λ24 ({kind})")
+    return idx.reshape(x.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- searches

@@ -124,8 +124,12 @@ def test_the_library_and_pillow_plugin_need_no_torch(tmp_path):
             im.load()
             out["plugin"] = list(im.size)
         out["same"] = open("p.lq", "rb").read() == data
+        tokens = leechcodec.tokenize("in.png", model)
+        out["tokens"] = list(tokens.shape)
+        out["pictures"] = list(leechcodec.detokenize(tokens, model).shape)
     """, tmp_path)
-    assert out == {"size": [300, 200], "plugin": [300, 200], "same": True, "torch_imported": False}
+    assert out == {"size": [300, 200], "plugin": [300, 200], "same": True, "tokens": [1, 25, 38],
+                   "pictures": [1, 200, 304, 3], "torch_imported": False}
 
 
 def test_onnx_is_the_default_on_a_cpu_and_torch_where_asked():
