@@ -13,7 +13,11 @@ Committed sources, each written by a program, never by hand:
   ``benchmarks/install_size.py --json``: the torch-era codec (before) against ONNX Runtime (after);
 * ``docs/results/scale-filters.json``, ``bpp-targets.json`` and ``scale-memory.json``, written by
   ``benchmarks/scale_filters.py``, ``benchmarks/bpp_targets.py`` and ``benchmarks/scale_memory.py``
-  (``--json``): the resampling filters, ``--bpp`` on Kodak and a 12 MP photo at ``--scale 2``.
+  (``--json``): the resampling filters, ``--bpp`` on Kodak and a 12 MP photo at ``--scale 2``;
+* ``docs/results/quantizer-search.json``, written by ``benchmarks/quantizer_search.py --json``:
+  the exact Λ24 search against brute force at 1k, 64k and 1M vectors;
+* ``docs/results/quantizer-examples.json``, written by ``benchmarks/examples.py --json``: what the two
+  examples of "Use Λ24-SQ in your own model" print, and their seconds.
 
 From them :func:`figures` makes a table name → text (``"+56.6 %"``). A doc quotes one as
 ``<!-- fig:NAME -->TEXT<!-- /fig -->`` (the comment is invisible on GitHub), and ``cli/figures.py``
@@ -254,7 +258,7 @@ def runtime_figures(results: dict[str, dict]) -> dict[str, str]:
     for when in ("before", "after"):
         inf = results.get(f"inference-{when}")
         if inf:
-            f[f"inf.cpu"] = f"{inf['cpu']}, {inf['cores']} cores"
+            f["inf.cpu"] = f"{inf['cpu']}, {inf['cores']} cores"
             for name, key in (("encode (ar)", "encode"), ("decode (ar)", "decode"), ("encode --coder fixed", "encode_fixed"),
                               ("decode (fixed)", "decode_fixed"), ("leechcodec --help", "help")):
                 f[f"inf.{when}.{key}"] = f"{inf['processes'][name]['s']:.2f} s"
@@ -331,6 +335,43 @@ def scale_figures(memory: dict | None, targets: dict | None) -> dict[str, str]:
     return f
 
 
+def search_figures(res: dict | None) -> dict[str, str]:
+    """``qsearch.*`` figures from ``docs/results/quantizer-search.json``
+    (``benchmarks/quantizer_search.py``): per batch size and search, seconds, vectors per second
+    and peak memory (or why brute force with one score matrix was not run), and the exact
+    search's speed-up over chunked brute force."""
+    if not res:
+        return {}
+    f: dict[str, str] = {"qsearch.machine": f"{res['machine']}, {res['threads']} threads"}
+    rows = {(r["n"], r["method"]): r for r in res["rows"]}
+    f["qsearch.min_agree"] = f"{100 * min(r['agree'] for r in res['rows'] if 'agree' in r):.2f} %"
+    for (n, method), r in rows.items():
+        key = f"qsearch.{n}.{method}"
+        if "skipped" in r:
+            f[f"{key}.s"] = f[f"{key}.mib"] = "not run: " + r["skipped"]
+            continue
+        f[f"{key}.s"] = f"{r['seconds']:.3f} s" if r["seconds"] < 10 else _s(r["seconds"])
+        f[f"{key}.rate"] = f"{r['n'] / r['seconds']:,.0f}"
+        f[f"{key}.mib"] = f"{r['peak_mib']:,.0f} MiB"
+        f[f"{key}.agree"] = f"{100 * r['agree']:.2f} %"
+        brute = rows.get((n, "brute-chunked"))
+        if method == "exact" and brute and "seconds" in brute:
+            f[f"qsearch.{n}.speedup"] = f"{brute['seconds'] / r['seconds']:.0f}×"
+    return f
+
+
+def example_figures(res: dict | None) -> dict[str, str]:
+    """``example.*`` figures from ``docs/results/quantizer-examples.json`` (``benchmarks/examples.py``): each
+    example's command and output as a fenced block, and its seconds."""
+    if not res:
+        return {}
+    f: dict[str, str] = {"example.cpu": f"{res['cpu']}, {res['threads']} threads"}
+    for name, run in res["runs"].items():
+        f[f"example.{name}.output"] = f"\n```text\n$ {run['command']}\n{run['stdout'].rstrip()}\n```\n"
+        f[f"example.{name}.s"] = f"{run['seconds'] / 60:.1f} minutes" if run["seconds"] >= 60 else _s(run["seconds"])
+    return f
+
+
 def load(repo: Path = REPO) -> dict[str, str]:
     speed_path = repo / "docs" / "results" / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else None
@@ -339,6 +380,8 @@ def load(repo: Path = REPO) -> dict[str, str]:
     figs.update(runtime_figures(results))
     figs.update(filter_figures(results.get("scale-filters")))
     figs.update(scale_figures(results.get("scale-memory"), results.get("bpp-targets")))
+    figs.update(search_figures(results.get("quantizer-search")))
+    figs.update(example_figures(results.get("quantizer-examples")))
     return figs
 
 

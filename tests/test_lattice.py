@@ -314,3 +314,19 @@ def test_index_of_rejects_non_codewords(book, rng):
             lattice.index_of(y)
     with pytest.raises(ValueError):
         lattice.index_of(book[:, :23])
+
+
+def test_lattice_md_examples_are_the_codebooks():
+    """docs/LATTICE.md's printed rows are what split_index and codebook() give."""
+    import ast
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "LATTICE.md").read_text()
+    rows = re.findall(r"^(\d+)\s+(\(\d+, \d+, \d+\))\s+(\[.*\])$", text, re.M)
+    assert len(rows) == 6
+    book = lattice.codebook()
+    for i, split, vec in rows:
+        i = int(i)
+        assert tuple(int(x) for x in lattice.split_index(i)) == ast.literal_eval(split)
+        assert list(book[i]) == ast.literal_eval(vec)
