@@ -22,6 +22,7 @@ otherwise). docs/ARCHITECTURE.md maps the modules.
 import os
 
 from .container import CODERS, DEFAULT_MAX_PIXELS, MAX_STAGES, Header, read_header
+from .errors import have_torch as _have_torch
 from .errors import (
     FormatError,
     InputImageError,
@@ -83,7 +84,6 @@ __all__ = [
     "Header",
     "InputImageError",
     "LeechError",
-    "LeechQuantizer",
     "LeechWarning",
     "LimitError",
     "MAX_STAGES",
@@ -98,3 +98,5 @@ __all__ = [
     "read_header",
     "tokenize",
 ]
+if _have_torch():  # ``from leechcodec import *`` stays torch-free where torch is not installed
+    __all__.append("LeechQuantizer")

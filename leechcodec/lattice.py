@@ -86,7 +86,7 @@ def codebook() -> np.ndarray:
 
     Row ``i`` is the integer codeword of index ``i`` (entries −4…4, squared norm 32); divided by
     √32 it is ``vectors(i)``. Its construction and order: docs/LATTICE.md (and docs/FORMAT.md,
-    which fixes the order for the file format). A fresh copy on each call (3.8 MB)."""
+    which fixes the order for the file format). A fresh copy on each call (18.9 MB)."""
     return codebook_int8().astype(np.int32)
 
 
@@ -201,7 +201,12 @@ def _index_of_int(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def index_of(v, atol: float = 1e-4):
+def _default_atol(eps: float) -> float:
+    """``index_of``'s tolerance for floats of machine epsilon ``eps``."""
+    return max(1e-4, 8 * eps * float(np.sqrt(SQ_NORM)))
+
+
+def index_of(v, atol: float | None = None):
     """Codeword indices of codewords: the inverse of ``codeword`` and of ``vectors``.
 
     Args:
@@ -209,7 +214,10 @@ def index_of(v, atol: float = 1e-4):
             ``codebook()``); a float dtype as unit vectors (codeword / √32), each coordinate
             times √32 within ``atol`` of an integer. Torch in → torch out (computed in numpy,
             returned on the same device).
-        atol: the tolerance for float input.
+        atol: the tolerance for float input; None: 1e-4, or more for a half-precision dtype
+            (8 units in its last place times √32: float16 0.044, bfloat16 0.35), whose
+            codewords are rounded that much. Any atol below 0.5 reads each row as one integer
+            vector, which must then be a codeword.
 
     Returns:
         int64 indices of shape v.shape[:-1], computed from the structure, not by a search: the
@@ -221,11 +229,14 @@ def index_of(v, atol: float = 1e-4):
             non-octad, an odd number of −2, Golay signs that are not a Golay word).
     """
     if _is_torch(v):
+        if atol is None and v.is_floating_point():
+            atol = _default_atol(sys.modules["torch"].finfo(v.dtype).eps)  # numpy sees bfloat16 as float32
         return _via_numpy(index_of, v, atol)
     x = np.asarray(v)
     if x.ndim == 0 or x.shape[-1] != DIM:
         raise ValueError(f"index_of: expected a (..., {DIM}) array, got shape {x.shape}")
     if x.dtype.kind == "f":
+        atol = _default_atol(float(np.finfo(x.dtype).eps)) if atol is None else atol
         s = x.astype(np.float64) * np.sqrt(SQ_NORM)
         xi = np.rint(np.nan_to_num(s, nan=0.0, posinf=8.0, neginf=-8.0))
         off = ~(np.abs(s - xi) <= atol).all(-1)  # NaN is off

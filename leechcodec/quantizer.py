@@ -10,8 +10,10 @@ The shape of vector-quantize-pytorch's FSQ and LFQ: no codebook to learn, no aux
 a straight-through gradient. The codebook is the first shell of the Leech lattice Λ24
 (``leechcodec.lattice``, docs/LATTICE.md), and every search is exact: each index is the
 float64 argmax of the cosine over all 196,560 codewords, whatever the input's dtype, the device
-or the autocast around it, and memory stays bounded (chunks of 2,048 rows; no batch × 196,560
-score matrix). Needs torch (the ``train`` extra); the codec itself does not.
+or the autocast around it, and memory stays bounded whatever the batch: on a CPU the structured
+search goes 2,048 rows at a time (no score matrix at all), on CUDA a certified matmul 4,096
+rows at a time (a 3.2 GB float32 score block, 6.4 GB for rows searched again in float64;
+docs/LATTICE.md). Needs torch (the ``train`` extra); the codec itself does not.
 """
 
 from __future__ import annotations
@@ -130,12 +132,12 @@ class LeechQuantizer(nn.Module):
         indices = idx[0] if self.num_quantizers == 1 else torch.stack(idx, -1)
         return self._features_back(out), indices.view(*x.shape[:-1], *indices.shape[1:])
 
-    @torch.no_grad()
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices as ``forward`` returns them → the codes: ``forward``'s ``quantized`` value,
         bit for bit (in float32, or the projection's dtype), in the input's layout. −1 (a
         dropped stage) adds nothing."""
-        indices = torch.as_tensor(indices)
+        p = next(self.parameters(), None)
+        indices = torch.as_tensor(indices, device=None if p is None else p.device)
         k = self.num_quantizers
         if k > 1 and indices.shape[-1:] != (k,):
             raise ValueError(f"indices of {k} stages end in a dimension of size {k}, got shape {tuple(indices.shape)}")
@@ -165,6 +167,8 @@ class LeechQuantizer(nn.Module):
         if not (self.training and self.quantize_dropout and self.num_quantizers > 1):
             return None
         samples = x.shape[0] if x.dim() > 1 else 1
+        if x.numel() == 0:
+            return torch.zeros(0, dtype=torch.long, device=x.device)
         dev = generator.device if generator is not None else x.device
         lo = self.quantize_dropout_cutoff_index + 1
         j = torch.randint(lo, self.num_quantizers + 1, (samples,), generator=generator, device=dev).to(x.device)
@@ -172,6 +176,7 @@ class LeechQuantizer(nn.Module):
         return j.repeat_interleave(per_sample)
 
     def _features_last(self, z: torch.Tensor) -> torch.Tensor:
+        shape = tuple(z.shape)
         if self.channel_first:
             if z.dim() < 2:
                 raise ValueError(f"channel_first input needs a batch and a channel dimension, got shape {tuple(z.shape)}")
@@ -179,11 +184,11 @@ class LeechQuantizer(nn.Module):
         if z.dim() < 1 or z.shape[-1] != self.dim:
             where = "dimension 1" if self.channel_first else "the last dimension"
             hint = ""
-            if not self.channel_first and z.dim() >= 3 and z.shape[1] == self.dim:
+            if not self.channel_first and len(shape) >= 3 and shape[1] == self.dim:
                 hint = " (features in dimension 1? pass channel_first=True)"
             elif self.dim == self.codebook_dim:
                 hint = " (other widths: pass dim=<width> for a projection to 24)"
-            raise ValueError(f"expected {self.dim} features in {where}, got shape {tuple(z.shape)}{hint}")
+            raise ValueError(f"expected {self.dim} features in {where}, got shape {shape}{hint}")
         return z
 
     def _features_back(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import coders, container, stages as staging
+from . import coders, container, lattice, stages as staging
 from .codec import indices_to_image, tiles_to_indices
 from .container import DEFAULT_MAX_PIXELS
 from .image_io import prepare, read_image, to_rgb_array
@@ -33,7 +33,7 @@ from .tiling import Tiles, token_grid
 from .tokenizer import grid_of, numpy_networks
 
 
-def tokenize(images, model, *, stages: int = 1, device: str = "cpu", precision: str = "auto",
+def tokenize(images, model, *, stages: int = 1, device: str | None = None, precision: str = "auto",
              progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
              keep_orientation: bool = False):  # fmt: skip
     """Pictures → their token grids: int32 (N, ceil(H/8), ceil(W/8)), or (stages, N, …).
@@ -41,15 +41,16 @@ def tokenize(images, model, *, stages: int = 1, device: str = "cpu", precision: 
     Args:
         images: one picture or a batch of pictures of one size. One picture: a path, encoded
             image bytes, a PIL image, an (H, W, 3) uint8 array or a (3, H, W) torch tensor.
-            A batch: a list of those, an (N, H, W, 3) uint8 array or an (N, 3, H, W) torch
-            tensor. Files and PIL images go through ``encode``'s reading rules (colour profile,
+            A batch: a list of those (all tensors, or none), an (N, H, W, 3) uint8 array or an
+            (N, 3, H, W) torch tensor. Files and PIL images go through ``encode``'s reading rules (colour profile,
             EXIF orientation, grey pictures as RGB). A float tensor holds values in [0, 1] and is
             rounded to 8 bits first, since the codec codes 8-bit pictures.
         model: a tokenizer (``leechcodec.load_model()``).
         stages: residual Λ24 stages (1 to ``MAX_STAGES``): stage k ≥ 2 is the token of what the
             stages before it left, every position holding one (what the fixed coder stores,
             ``leechcodec.stages``). ``stages`` > 1 adds a leading dimension.
-        device, precision: the network's, as ``encode`` takes them ("cuda" needs a torch model).
+        device, precision: the network's, as ``encode`` takes them ("cuda" needs a torch model);
+            device None: where the model is (the CPU for ONNX Runtime).
         progress: a progress bar over the pictures of a batch.
         max_pixels: refuse larger pictures (None: no limit), as ``encode`` does.
         keep_orientation: code the stored pixel order, ignoring the EXIF orientation.
@@ -60,7 +61,7 @@ def tokenize(images, model, *, stages: int = 1, device: str = "cpu", precision: 
     """
     stages = staging.check_stages(stages)
     pictures, like = _pictures(images, max_pixels, keep_orientation)
-    net = numpy_networks(model, device, precision)  # a bad device or precision fails before any work
+    net = numpy_networks(model, _device(model, device), precision)  # a bad device or precision fails before any work
     gain = staging.gains(model, stages)
     g = grid_of(model)
     out = []
@@ -81,7 +82,7 @@ def tokenize(images, model, *, stages: int = 1, device: str = "cpu", precision: 
     return _like(tokens[0] if stages == 1 else tokens, like)
 
 
-def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: str = "cpu", precision: str = "auto",
+def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: str | None = None, precision: str = "auto",
                progress: bool = False):  # fmt: skip
     """Token grids → pictures, as ``decode`` makes them from a stream holding those tokens.
 
@@ -92,7 +93,7 @@ def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: st
         size: (width, height) of the pictures, each side within 8 pixels below the grid's
             (a picture of W × H pixels has ceil(W/8) × ceil(H/8) tokens); default: the grid's
             own, (8w, 8h).
-        device, precision: the network's, as ``decode`` takes them.
+        device, precision: the network's, as ``decode`` takes them; device None: where the model is.
         progress: a progress bar over the pictures.
 
     Returns:
@@ -112,10 +113,9 @@ def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: st
     if -(-width // model.patch) != cols or -(-height // model.patch) != rows:
         raise ValueError(f"a {width}x{height} picture has {-(-width // model.patch)}x{-(-height // model.patch)} "
                          f"tokens (columns x rows), the grid {cols}x{rows}")
-    lo, hi = staged[0].min(), staged[0].max()
-    if lo < 0 or hi >= 196_560 or (n_stages > 1 and staged[1:].min() < staging.ABSENT):
+    if staged[0].min() < 0 or staged.max() >= lattice.N_CODEWORDS or (n_stages > 1 and staged[1:].min() < staging.ABSENT):
         raise ValueError("a token out of range: stage 1 holds indices 0 … 196559, later stages also −1 (no token)")
-    net = numpy_networks(model, device, precision)
+    net = numpy_networks(model, _device(model, device), precision)
     gain = staging.gains(model, n_stages)
     g, t = grid_of(model), model.tile
     tx, ty = container.tile_grid(width, height, t)
@@ -131,6 +131,15 @@ def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: st
 
 
 # ------------------------------------------------------------------------------------ helpers
+def _device(model, device: str | None) -> str:
+    """``device``, or where the model's parameters are (the CPU for a model without them)."""
+    if device is not None:
+        return device
+    params = getattr(model, "parameters", None)
+    p = next(iter(params()), None) if callable(params) and not getattr(model, "numpy_io", False) else None
+    return "cpu" if p is None else str(p.device)
+
+
 def _tiles_of(grid: np.ndarray, tx: int, ty: int, g: int, extents) -> np.ndarray:
     """A picture's (rows, cols) token grid → (T, g²) per-tile tokens in raster order, the
     padding tokens filled as ``decode`` fills them (``coders.fill_padding``)."""
@@ -164,6 +173,10 @@ def _pictures(images, max_pixels: int | None, keep_orientation: bool) -> tuple[l
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items:
         raise ValueError("no pictures to tokenize")
+    if t is not None and all(isinstance(x, t.Tensor) for x in items):
+        if len({tuple(x.shape) for x in items}) > 1:
+            raise ValueError("the pictures of a batch must share one size: tokenize them one by one")
+        return _pictures(t.stack(items), max_pixels, keep_orientation)
     pics = [_one_picture(x, max_pixels, keep_orientation) for x in items]
     if len({p.shape for p in pics}) > 1:
         sizes = sorted({f"{p.shape[1]}x{p.shape[0]}" for p in pics})

@@ -33,7 +33,8 @@ def run(*args: str) -> str:
     return p.stdout
 
 
-def test_the_readme_snippets_run():
+def test_the_readme_snippets_run(monkeypatch):
+    monkeypatch.chdir(REPO)  # the snippets name docs/kodim23.png, as from a checkout's root
     blocks = re.findall(r"```python\n(.*?)```", SECTION, re.S)
     assert len(blocks) == 2
     for code in blocks:

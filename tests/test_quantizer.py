@@ -47,6 +47,7 @@ def test_indices_are_the_float64_nearest_in_any_precision(dtype, real_latents):
         assert np.array_equal(idx.numpy(), referee(x.double().numpy()))  # the referee sees the input as given
         assert quantized.dtype == dtype
         assert torch.equal(quantized, lattice.vectors(idx).to(dtype))  # unit codewords
+        assert torch.equal(lattice.index_of(quantized), idx)  # read back, rounded to the dtype as they are
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(q(x)[1], idx)  # autocast lowers nothing in the search
 
@@ -130,6 +131,8 @@ def test_quantizer_dropout():
     assert set(kept[:, 0].tolist()) == {2, 3, 4}  # cutoff index 1: stages 1 and 2 always stay
     assert ((idx != -1).cummin(-1).values == (idx != -1)).all()  # a prefix of the stages
     assert torch.equal(q.indices_to_codes(idx), quantized)
+    empty, none = q(torch.randn(0, 10, 24))  # an empty batch draws nothing
+    assert empty.shape == (0, 10, 24) and none.shape == (0, 10, 4)
     full = q.eval()(x)[1]
     assert (full != -1).all()
     assert torch.equal(torch.where(idx == -1, full, idx), full)  # kept stages: the same tokens
@@ -137,8 +140,10 @@ def test_quantizer_dropout():
 
 def test_layout_dtype_and_errors():
     q = LeechQuantizer()
-    with pytest.raises(ValueError, match="channel_first=True"):
+    with pytest.raises(ValueError, match=r"got shape \(2, 24, 4, 4\) \(features in dimension 1\? pass channel_first=True\)"):
         q(torch.randn(2, 24, 4, 4))
+    with pytest.raises(ValueError, match=r"dimension 1, got shape \(2, 32, 4, 4\)"):
+        LeechQuantizer(channel_first=True)(torch.randn(2, 32, 4, 4))
     with pytest.raises(ValueError, match="dim=<width>"):
         q(torch.randn(5, 32))
     with pytest.raises(ValueError, match="num_quantizers"):
@@ -177,6 +182,8 @@ def test_without_torch_the_import_is_a_one_line_error():
                 if name == "torch" or name.startswith("torch."):
                     raise ModuleNotFoundError(name)
         sys.meta_path.insert(0, _NoTorch())
+        from leechcodec import *  # the torch-free names only
+        print(sorted(n for n in dir() if n in ("LeechQuantizer", "tokenize", "encode")))
         try:
             from leechcodec import LeechQuantizer
         except ImportError as e:
@@ -184,4 +191,5 @@ def test_without_torch_the_import_is_a_one_line_error():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().splitlines() == [
+        "['encode', 'tokenize']",
         "LeechQuantizer needs torch, which is not installed: pip install 'leechcodec[train]'"]

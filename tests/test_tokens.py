@@ -91,7 +91,7 @@ def test_a_batch_is_its_pictures_one_by_one(model, picture):
 
 def test_torch_in_torch_out(model, picture):
     rgb = np.asarray(picture)
-    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255  # (3, H, W) in [0, 1]
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255  # (3, H, W) in [0, 1]
     tokens = leechcodec.tokenize(x, model)
     assert isinstance(tokens, torch.Tensor) and tokens.dtype == torch.int32
     assert np.array_equal(tokens.numpy(), leechcodec.tokenize(rgb, model))
@@ -99,6 +99,28 @@ def test_torch_in_torch_out(model, picture):
     assert isinstance(out, torch.Tensor) and out.shape == (1, 3, 203, 301) and out.dtype == torch.float32
     ref = leechcodec.detokenize(tokens.numpy(), model, size=picture.size)
     assert torch.equal((out * 255).round().to(torch.uint8).permute(0, 2, 3, 1), torch.from_numpy(ref))
+
+
+def test_a_torch_model_on_its_device_writes_the_codecs_tokens(picture):
+    """A torch model (on the CPU here; on a GPU it runs where its parameters are) and torch
+    tensors, one by one or as a list: the tokens of the fixed coder's stream by the same model."""
+    torch_model = leechcodec.load_model(backend="torch", prior=None)
+    x = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)  # uint8 (3, H, W)
+    tokens = leechcodec.tokenize([x, x], torch_model)
+    assert isinstance(tokens, torch.Tensor) and tokens.shape == (2, 26, 38)
+    stored = stream_tokens(leechcodec.encode(picture, torch_model, coder="fixed"), torch_model)
+    assert np.array_equal(tokens[1].numpy(), stored[0])
+    out = leechcodec.detokenize(tokens[:1], torch_model, size=picture.size)
+    decoded = np.asarray(leechcodec.decode(leechcodec.encode(picture, torch_model, coder="fixed"), torch_model))
+    assert np.array_equal((out[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), decoded)
+
+
+def test_the_network_runs_where_the_model_is(model):
+    from leechcodec.tokens import _device
+
+    assert _device(model, None) == "cpu"  # ONNX Runtime
+    assert _device(torch.nn.Linear(2, 2, device="meta"), None) == "meta"  # a torch model: its parameters' device
+    assert _device(torch.nn.Linear(2, 2, device="meta"), "cpu") == "cpu"  # unless told
 
 
 def test_bad_input_is_a_clear_error(model, picture):
@@ -109,6 +131,8 @@ def test_bad_input_is_a_clear_error(model, picture):
         leechcodec.detokenize(tokens[0], model)
     with pytest.raises(ValueError, match="out of range"):
         leechcodec.detokenize(tokens + 196_560, model)
+    with pytest.raises(ValueError, match="out of range"):
+        leechcodec.detokenize(np.stack([tokens, tokens + 196_560]), model)  # a later stage's too
     with pytest.raises(ValueError, match="uint8"):
         leechcodec.tokenize(np.zeros((8, 8, 3), np.float32), model)
     with pytest.raises(ValueError, match="stages"):
