@@ -7,6 +7,9 @@
 #                      ("profile": data, encoder, search, decoder, backward, optimizer) and crops/s ("rate")
 #   after/log.jsonl    the same with the fastest exact search and compiled transformer blocks
 #                      ("compile": seconds), profile and crops/s
+#   quantizer-search.json  (CUDA only) LeechQuantizer's exact search against brute
+#                      force at 1k/64k/1M vectors on the GPU (benchmarks/quantizer_search.py), for the
+#                      README beside the CPU's docs/results/quantizer-search.json
 #
 # On the GPU:  scripts/gpu_check.sh             (carry .carry: python -m leechcodec.models.shot prepare first)
 # Dry run:     OUT=/tmp/c DEVICE=cpu PRESET=shot-tiny PROBE_S=2 BATCH=2 TOKENS=256 COMPILE_BACKEND=eager \
@@ -32,6 +35,9 @@ common=(--pack "$carry/pack" --minutes 3 --deadline 4 --device "$device" --prese
   --mix 0 --holdout 8)
 rc=0
 "$py" -m leechcodec.models.shot exact --image "${IMAGE:-docs/kodim23.png}" --device "$device" --tokens "${TOKENS:-65536}" 2>&1 | tee "$OUT/exact.log" || rc=1
+if [ "$device" = cuda ]; then
+  "$py" benchmarks/quantizer_search.py --device cuda --json "$OUT/quantizer-search.json" 2>&1 | tail -n 12 || rc=1
+fi
 "$py" -m leechcodec.models.shot train --out "$OUT/before" --search tiled "${common[@]}" "$@" >/dev/null 2>"$OUT/before.err" || rc=1
 "$py" -m leechcodec.models.shot train --out "$OUT/after" --compile --compile-backend "${COMPILE_BACKEND:-inductor}" "${common[@]}" "$@" \
   >/dev/null 2>"$OUT/after.err" || rc=1
