@@ -42,9 +42,9 @@ def tokenize(images, model, *, stages: int = 1, device: str | None = None, preci
         images: one picture or a batch of pictures of one size. One picture: a path, encoded
             image bytes, a PIL image, an (H, W, 3) uint8 array or a (3, H, W) torch tensor.
             A batch: a list of those (all tensors, or none), an (N, H, W, 3) uint8 array or an
-            (N, 3, H, W) torch tensor. Files and PIL images go through ``encode``'s reading rules (colour profile,
-            EXIF orientation, grey pictures as RGB). A float tensor holds values in [0, 1] and is
-            rounded to 8 bits first, since the codec codes 8-bit pictures.
+            (N, 3, H, W) torch tensor. Files and PIL images go through ``encode``'s reading
+            rules (colour profile, EXIF orientation, grey pictures as RGB). A float tensor holds
+            values in [0, 1] and is rounded to 8 bits first, since the codec codes 8-bit pictures.
         model: a tokenizer (``leechcodec.load_model()``).
         stages: residual Λ24 stages (1 to ``MAX_STAGES``): stage k ≥ 2 is the token of what the
             stages before it left, every position holding one (what the fixed coder stores,
