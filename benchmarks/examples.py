@@ -1,6 +1,7 @@
 """Run the two examples of README's "Use Λ24-SQ in your own model" and keep what they print.
 
-    python benchmarks/examples.py [--pictures-dir ../shared/data/train-small] [--json docs/results/quantizer-examples.json]
+    python benchmarks/examples.py [--pictures-dir ../shared/data/train-small] \
+        [--json docs/results/quantizer-examples.json]
 
 Each example runs as the README gives it, in a fresh process; its standard output, its
 seconds and the machine go into the results file, from which the README's copy of the outputs

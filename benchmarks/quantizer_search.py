@@ -116,7 +116,8 @@ def main() -> None:
                 rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
             r = rows[-1]
             what = r.get("skipped") or (f"{r['seconds']:9.3f} s  {r['peak_mib']:9.1f} MiB  "
-                                        f"{r['n'] / r['seconds']:12,.0f} vectors/s  float64 nearest: {100 * r['agree']:.2f} %")
+                                        f"{r['n'] / r['seconds']:12,.0f} vectors/s  "
+                                        f"float64 nearest: {100 * r['agree']:.2f} %")
             print(f"{n:>9,}  {method:<14} {what}", flush=True)
     out = {"command": "python benchmarks/quantizer_search.py" + (f" --json {args.json}" if args.json else "")
            + (f" --device {args.device}" if args.device != "cpu" else ""),

@@ -33,7 +33,7 @@ def square(path: Path, size: int) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pictures_dir", type=Path)
-    ap.add_argument("-o", "--output", type=Path, required=True, help="the .npy to write (and a .txt of names beside it)")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="the .npy to write (a .txt of names beside it)")
     ap.add_argument("--size", type=int, default=256, help="side of the square pictures, a multiple of 8")
     ap.add_argument("--limit", type=int, default=None, help="at most this many pictures")
     args = ap.parse_args()

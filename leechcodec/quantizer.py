@@ -103,7 +103,8 @@ class LeechQuantizer(nn.Module):
         self.method = method
         project = self.dim != self.codebook_dim
         self.project_in = nn.Linear(self.dim, self.codebook_dim, bias=projection_has_bias) if project else nn.Identity()
-        self.project_out = nn.Linear(self.codebook_dim, self.dim, bias=projection_has_bias) if project else nn.Identity()
+        self.project_out = (nn.Linear(self.codebook_dim, self.dim, bias=projection_has_bias) if project
+                            else nn.Identity())
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_quantizers={self.num_quantizers}, codebook_size={self.codebook_size}, "
@@ -179,7 +180,7 @@ class LeechQuantizer(nn.Module):
         shape = tuple(z.shape)
         if self.channel_first:
             if z.dim() < 2:
-                raise ValueError(f"channel_first input needs a batch and a channel dimension, got shape {tuple(z.shape)}")
+                raise ValueError(f"channel_first input needs a batch and a channel dimension, got shape {shape}")
             z = z.movedim(1, -1)
         if z.dim() < 1 or z.shape[-1] != self.dim:
             where = "dimension 1" if self.channel_first else "the last dimension"

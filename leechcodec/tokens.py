@@ -82,8 +82,8 @@ def tokenize(images, model, *, stages: int = 1, device: str | None = None, preci
     return _like(tokens[0] if stages == 1 else tokens, like)
 
 
-def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: str | None = None, precision: str = "auto",
-               progress: bool = False):  # fmt: skip
+def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: str | None = None,
+               precision: str = "auto", progress: bool = False):  # fmt: skip
     """Token grids → pictures, as ``decode`` makes them from a stream holding those tokens.
 
     Args:
@@ -113,7 +113,8 @@ def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: st
     if -(-width // model.patch) != cols or -(-height // model.patch) != rows:
         raise ValueError(f"a {width}x{height} picture has {-(-width // model.patch)}x{-(-height // model.patch)} "
                          f"tokens (columns x rows), the grid {cols}x{rows}")
-    if staged[0].min() < 0 or staged.max() >= lattice.N_CODEWORDS or (n_stages > 1 and staged[1:].min() < staging.ABSENT):
+    later_low = n_stages > 1 and staged[1:].min() < staging.ABSENT
+    if staged[0].min() < 0 or staged.max() >= lattice.N_CODEWORDS or later_low:
         raise ValueError("a token out of range: stage 1 holds indices 0 … 196559, later stages also −1 (no token)")
     net = numpy_networks(model, _device(model, device), precision)
     gain = staging.gains(model, n_stages)
@@ -180,7 +181,8 @@ def _pictures(images, max_pixels: int | None, keep_orientation: bool) -> tuple[l
     pics = [_one_picture(x, max_pixels, keep_orientation) for x in items]
     if len({p.shape for p in pics}) > 1:
         sizes = sorted({f"{p.shape[1]}x{p.shape[0]}" for p in pics})
-        raise ValueError(f"the pictures of a batch must share one size, got {', '.join(sizes)}: tokenize them one by one")
+        raise ValueError(f"the pictures of a batch must share one size, got {', '.join(sizes)}: "
+                         "tokenize them one by one")
     return pics, None
 
 

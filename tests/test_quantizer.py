@@ -140,7 +140,7 @@ def test_quantizer_dropout():
 
 def test_layout_dtype_and_errors():
     q = LeechQuantizer()
-    with pytest.raises(ValueError, match=r"got shape \(2, 24, 4, 4\) \(features in dimension 1\? pass channel_first=True\)"):
+    with pytest.raises(ValueError, match=r"\(2, 24, 4, 4\) \(features in dimension 1\? pass channel_first=True\)"):
         q(torch.randn(2, 24, 4, 4))
     with pytest.raises(ValueError, match=r"dimension 1, got shape \(2, 32, 4, 4\)"):
         LeechQuantizer(channel_first=True)(torch.randn(2, 32, 4, 4))
