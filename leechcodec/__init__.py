@@ -67,9 +67,9 @@ def __getattr__(name: str):
 
         return getattr(tokens, name)
     if name == "LeechQuantizer":  # a torch module: the train extra (the codec runs without torch)
-        from .errors import have_torch, torch_needed
+        from .errors import torch_needed
 
-        if not have_torch():
+        if not _have_torch():
             raise ImportError(torch_needed("LeechQuantizer"))
         from .quantizer import LeechQuantizer
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import lattice
-from .stages import STAGE_DECAY, STAGE_GAIN
+from .stages import gain_series
 
 ABSENT = -1  # the index of a stage that quantizer dropout left out (as vector-quantize-pytorch writes it)
 
@@ -88,7 +88,7 @@ class LeechQuantizer(nn.Module):
         if method not in lattice._METHODS:
             raise ValueError(f"unknown search method {method!r}; choose from {', '.join(lattice._METHODS)}")
         if stage_gains is None:
-            stage_gains = [1.0] + [STAGE_GAIN * STAGE_DECAY**k for k in range(num_quantizers - 1)]
+            stage_gains = gain_series(num_quantizers)
         gains = [float(g) for g in stage_gains]
         if len(gains) != num_quantizers or not all(g > 0 for g in gains):
             raise ValueError(f"stage_gains must be {num_quantizers} numbers > 0, got {list(stage_gains)}")
@@ -137,18 +137,19 @@ class LeechQuantizer(nn.Module):
         """Indices as ``forward`` returns them → the codes: ``forward``'s ``quantized`` value,
         bit for bit (in float32, or the projection's dtype), in the input's layout. −1 (a
         dropped stage) adds nothing."""
-        p = next(self.parameters(), None)
+        p = next(self.parameters(), None)  # the projection's, if any: its device and dtype
         indices = torch.as_tensor(indices, device=None if p is None else p.device)
+        out_dtype = torch.float32 if p is None else p.dtype
         k = self.num_quantizers
         if k > 1 and indices.shape[-1:] != (k,):
             raise ValueError(f"indices of {k} stages end in a dimension of size {k}, got shape {tuple(indices.shape)}")
         stacked = indices.reshape(-1, k).long()
-        dtype = torch.promote_types(self._param_dtype(), torch.float32)
+        dtype = torch.promote_types(out_dtype, torch.float32)
         rec = torch.zeros(len(stacked), self.codebook_dim, dtype=dtype, device=indices.device)
         for s in range(k):
             rec = self._add_stage(rec, stacked[:, s], s, check=True)
         shape = indices.shape if k == 1 else indices.shape[:-1]
-        out = self.project_out(rec.view(*shape, self.codebook_dim).to(self._param_dtype()))
+        out = self.project_out(rec.view(*shape, self.codebook_dim).to(out_dtype))
         return self._features_back(out)
 
     # -------------------------------------------------------------------------------- helpers
@@ -194,10 +195,6 @@ class LeechQuantizer(nn.Module):
 
     def _features_back(self, x: torch.Tensor) -> torch.Tensor:
         return x.movedim(-1, 1) if self.channel_first else x
-
-    def _param_dtype(self) -> torch.dtype:
-        p = next(self.parameters(), None)
-        return torch.float32 if p is None else p.dtype
 
 
 def quantize_ste(z: torch.Tensor, method: str = "auto") -> torch.Tensor:

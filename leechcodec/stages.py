@@ -37,7 +37,12 @@ def gains(model, stages: int) -> np.ndarray:
     ``model``: a model with a ``cfg``, or the config itself."""
     cfg = getattr(model, "cfg", model)
     g2, decay = getattr(cfg, "stage_gain", STAGE_GAIN), getattr(cfg, "stage_decay", STAGE_DECAY)
-    return np.array([1.0] + [g2 * decay**k for k in range(stages - 1)], dtype=np.float32)
+    return np.array(gain_series(stages, g2, decay), dtype=np.float32)
+
+
+def gain_series(stages: int, g2: float = STAGE_GAIN, decay: float = STAGE_DECAY) -> list[float]:
+    """1, g2, g2·decay, …: ``stages`` gains as Python floats (``gains`` rounds them to float32)."""
+    return [1.0] + [g2 * decay**k for k in range(stages - 1)]
 
 
 def check_stages(stages: int) -> int:

@@ -62,6 +62,16 @@ def token_grid(indices, tx: int, ty: int):
     return grid.reshape(ty * g, tx * g)
 
 
+def grid_tiles(grid, tx: int, ty: int, g: int) -> np.ndarray:
+    """The inverse of ``token_grid``: a picture's (rows, cols) token grid (rows ≤ ty·g, cols ≤
+    tx·g) → (T, g²) per-tile tokens in raster order, 0 where the grid does not reach (padding
+    tokens: ``coders.fill_padding`` fills them as decode does)."""
+    rows, cols = grid.shape
+    full = np.zeros((ty * g, tx * g), np.int64)
+    full[:rows, :cols] = grid
+    return full.reshape(ty, g, tx, g).transpose(0, 2, 1, 3).reshape(tx * ty, g * g)
+
+
 def halo_window(r: int, c: int, tx: int, ty: int, g: int, halo: int) -> tuple[int, int, int, int]:
     """Token rows r0:r1 and columns c0:c1 of the window that decodes tile (r, c): its own g × g
     tokens and ``halo`` more on each side, clipped at the picture's edge."""

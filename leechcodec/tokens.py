@@ -29,7 +29,7 @@ from . import coders, container, lattice, stages as staging
 from .codec import indices_to_image, tiles_to_indices
 from .container import DEFAULT_MAX_PIXELS
 from .image_io import prepare, read_image, to_rgb_array
-from .tiling import Tiles, token_grid
+from .tiling import Tiles, grid_tiles, token_grid
 from .tokenizer import grid_of, numpy_networks
 
 
@@ -123,7 +123,8 @@ def detokenize(tokens, model, *, size: tuple[int, int] | None = None, device: st
     extents = container.token_extents(width, height, t, model.patch)
     out = np.empty((n, height, width, 3), np.uint8)
     for i in tqdm(range(n), desc="detokenize", unit="picture", disable=not progress or n < 2, leave=False):
-        tiles = np.stack([_tiles_of(s[i], tx, ty, g, extents) for s in staged])  # (S, T, g²)
+        # (S, T, g²), the padding tokens filled as decode fills them
+        tiles = np.stack([coders.fill_padding(grid_tiles(s[i], tx, ty, g), extents, g) for s in staged])
         out[i] = indices_to_image(net, tiles, tx, ty, size=(width, height), gain=gain)
     if like is None:
         return out
@@ -139,16 +140,6 @@ def _device(model, device: str | None) -> str:
     params = getattr(model, "parameters", None)
     p = next(iter(params()), None) if callable(params) and not getattr(model, "numpy_io", False) else None
     return "cpu" if p is None else str(p.device)
-
-
-def _tiles_of(grid: np.ndarray, tx: int, ty: int, g: int, extents) -> np.ndarray:
-    """A picture's (rows, cols) token grid → (T, g²) per-tile tokens in raster order, the
-    padding tokens filled as ``decode`` fills them (``coders.fill_padding``)."""
-    rows, cols = grid.shape
-    full = np.zeros((ty * g, tx * g), np.int64)
-    full[:rows, :cols] = grid
-    per_tile = full.reshape(ty, g, tx, g).transpose(0, 2, 1, 3).reshape(tx * ty, g * g)
-    return coders.fill_padding(per_tile, extents, g)
 
 
 def _pictures(images, max_pixels: int | None, keep_orientation: bool) -> tuple[list[np.ndarray], object]:
